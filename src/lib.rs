@@ -1,1 +1,11 @@
 //! natrium: a NATS 2.x message server on a thread-per-core io_uring runtime.
+
+pub mod logging;
+
+pub mod client;
+pub mod config;
+pub mod proto;
+pub mod server;
+pub mod shard;
+pub mod subject;
+pub mod sublist;

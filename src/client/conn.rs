@@ -1,0 +1,515 @@
+//! The tasks of one connection: the read loop (parse and act), the writer (one write
+//! per tick of everything queued) and the pinger.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+use super::{Client, Subscription};
+use crate::proto::encode;
+use crate::proto::parser::{self, Limits, Op, Parsed, ProtoError};
+use crate::shard::ShardCtx;
+use crate::subject;
+
+/// Bytes read per syscall at most; also the size of a fresh read buffer.
+const READ_SIZE: usize = 64 * 1024;
+/// Envelopes allowed to wait for room in one ring before a publisher stops reading.
+const BACKLOG_HIGH: usize = 8192;
+/// A stopped publisher resumes when the backlog is this small again.
+const BACKLOG_LOW: usize = 1024;
+/// The writer gives a buffer that grew past this back to the allocator after a flush.
+const KEEP_OUT_CAPACITY: usize = 1 << 20;
+
+type Stream = Rc<RefCell<TcpStream>>;
+
+/// What the read loop does after an op.
+enum Next {
+    Continue,
+    /// The connection is closing: stop reading.
+    Stop,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(ctx.server.opts.write_deadline));
+    let cid = ctx.alloc_cid();
+    let client = Rc::new(Client::new(cid, peer));
+    let stream: Stream = Rc::new(RefCell::new(stream));
+
+    let info = ctx.server.client_info(cid, peer);
+    client.queue(&info);
+    let admitted = ctx.server.admit_connection();
+    if admitted {
+        ctx.state.borrow_mut().clients.insert(cid, client.clone());
+        crate::log_debug!("{} - cid:{} - Client connection created", show(peer), cid);
+    } else {
+        crate::log_error!("Maximum connections exceeded ({})", ctx.server.opts.max_connections);
+        client.close(Some("maximum connections exceeded"), "Maximum Connections Exceeded");
+    }
+
+    let writer = glommio::spawn_local(write_loop(client.clone(), stream.clone()));
+    let pinger = glommio::spawn_local(ping_loop(ctx.clone(), client.clone()));
+    if admitted {
+        read_loop(&ctx, &client, &stream).await;
+    }
+    client.close(None, "Client Closed");
+    client.wake_writer();
+    drop(pinger);
+    ctx.remove_client(&client);
+    writer.await;
+    if admitted {
+        ctx.server.release_connection();
+        crate::log_debug!(
+            "{} - cid:{} - Client connection closed: {}",
+            show(peer),
+            cid,
+            client.close_reason.get()
+        );
+    }
+}
+
+fn show(peer: Option<std::net::SocketAddr>) -> String {
+    peer.map(|p| p.to_string()).unwrap_or_default()
+}
+
+async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
+    poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, buf)).await
+}
+
+async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+fn shutdown(stream: &Stream) {
+    // A plain syscall: the read loop may be parked in a read on this socket.
+    let fd = stream.borrow().as_raw_fd();
+    // SAFETY: shutting down a socket we own; it stays open until the stream drops.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// Reads, parses and acts until the connection closes. The read buffer is frozen into
+/// a `Bytes` chunk before parsing so that messages for other shards can carry
+/// zero-copy slices of it; a partial op at the end is carried into the next buffer.
+async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
+    let limits = Limits {
+        max_control_line: ctx.server.opts.max_control_line,
+        max_payload: ctx.server.opts.max_payload,
+    };
+    // Always fully initialised: `filled` bytes of data, the rest free space.
+    let mut rbuf = BytesMut::zeroed(READ_SIZE);
+    let mut filled = 0usize;
+    loop {
+        if rbuf.len() - filled < 512 {
+            grow(&mut rbuf, filled, READ_SIZE);
+        }
+        let end = rbuf.len().min(filled + READ_SIZE);
+        let n = match read_some(stream, &mut rbuf[filled..end]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if client.is_closed() {
+            return;
+        }
+        filled += n;
+        client.active.set(true);
+
+        // Nothing complete yet (e.g. a large payload still arriving): keep reading
+        // into the same buffer rather than copying the partial op around.
+        match parser::parse(&rbuf[..filled], &limits) {
+            Ok(Parsed::Incomplete { need }) => {
+                if need > rbuf.len() {
+                    grow(&mut rbuf, filled, need);
+                }
+                continue;
+            }
+            Ok(Parsed::Op(..)) => {}
+            Err(e) => {
+                protocol_error(client, e);
+                return;
+            }
+        }
+
+        let chunk = rbuf.split_to(filled).freeze();
+        let mut pos = 0;
+        let mut need = 0;
+        while pos < chunk.len() {
+            match parser::parse(&chunk[pos..], &limits) {
+                Ok(Parsed::Op(op, used)) => {
+                    pos += used;
+                    if let Next::Stop = handle_op(ctx, client, &chunk, op).await {
+                        return;
+                    }
+                }
+                Ok(Parsed::Incomplete { need: n }) => {
+                    need = n;
+                    break;
+                }
+                Err(e) => {
+                    protocol_error(client, e);
+                    return;
+                }
+            }
+        }
+        // Carry the partial op over.
+        let rest = &chunk[pos..];
+        filled = rest.len();
+        if rbuf.len() < filled.max(need) + 512 {
+            rbuf = BytesMut::zeroed(READ_SIZE.max(need + 512).max(filled + 512));
+        }
+        rbuf[..filled].copy_from_slice(rest);
+        drop(chunk);
+
+        // Backpressure: stop reading while another shard's ring is far behind.
+        for peer in 0..ctx.count {
+            if ctx.mesh.backlog(peer) > BACKLOG_HIGH {
+                ctx.mesh.wait_backlog(peer, BACKLOG_LOW).await;
+            }
+        }
+        // Let writers and other connections run before the next read.
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// Makes room for at least `want` bytes in total, keeping the first `filled` bytes.
+fn grow(rbuf: &mut BytesMut, filled: usize, want: usize) {
+    let size = want.max(READ_SIZE).max(filled + 512);
+    let mut fresh = BytesMut::zeroed(size);
+    fresh[..filled].copy_from_slice(&rbuf[..filled]);
+    *rbuf = fresh;
+}
+
+fn protocol_error(client: &Client, e: ProtoError) {
+    let reason = match e {
+        ProtoError::MaxControlLine => "Maximum Control Line Exceeded",
+        ProtoError::MaxPayload => "Maximum Message Payload Exceeded",
+        _ => "Protocol Violation",
+    };
+    crate::log_debug!("cid:{} - Client parser error: {:?}", client.cid, e);
+    client.close(e.err_text(), reason);
+}
+
+async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: Op<'_>) -> Next {
+    match op {
+        Op::Pub {
+            subject,
+            reply,
+            header_len,
+            payload,
+        } => on_pub(ctx, client, chunk, subject, reply.unwrap_or(b""), header_len, payload),
+        Op::Sub {
+            subject,
+            queue,
+            sid,
+        } => on_sub(ctx, client, subject, queue, sid),
+        Op::Unsub { sid, max } => on_unsub(ctx, client, sid, max),
+        Op::Ping => on_ping(ctx, client).await,
+        Op::Pong => {
+            client.pings_out.set(0);
+            Next::Continue
+        }
+        Op::Connect(json) => on_connect(ctx, client, json),
+        // A client's INFO must at least be JSON an object can be read from.
+        Op::Info(json) => match serde_json::from_slice::<serde_json::Value>(json) {
+            Ok(serde_json::Value::Object(_)) | Ok(serde_json::Value::Null) => Next::Continue,
+            _ => {
+                client.close(None, "Protocol Violation");
+                Next::Stop
+            }
+        },
+        Op::Ok => Next::Continue,
+        Op::Err(_) => {
+            client.close(None, "Parse Error");
+            Next::Stop
+        }
+    }
+}
+
+fn verbose_ok(client: &Client) {
+    if client.opts.borrow().verbose {
+        client.queue(encode::OK);
+    }
+}
+
+fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
+    let mut opts = client.opts.borrow().clone();
+    if opts.merge(json).is_err() {
+        crate::log_debug!("cid:{} - Client parser error: bad CONNECT", client.cid);
+        client.close(None, "Protocol Violation");
+        return Next::Stop;
+    }
+    if opts.legacy_account {
+        client.close(Some("Authorization Violation"), "Authentication Failure");
+        return Next::Stop;
+    }
+    if !(0..=1).contains(&opts.protocol) {
+        client.close(Some("invalid client protocol"), "Bad Client Protocol Version");
+        return Next::Stop;
+    }
+    if ctx.server.opts.no_header_support {
+        opts.headers = false;
+    }
+    if opts.no_responders && !opts.headers {
+        client.close(
+            Some("no responders requires headers support"),
+            "No Responders Requires Headers",
+        );
+        return Next::Stop;
+    }
+    client.echo.set(opts.echo);
+    client.headers.set(opts.headers);
+    let verbose = opts.verbose;
+    *client.opts.borrow_mut() = opts;
+    client.connected.set(true);
+    if verbose {
+        client.queue(encode::OK);
+    }
+    Next::Continue
+}
+
+async fn on_ping(ctx: &Rc<ShardCtx>, client: &Client) -> Next {
+    // A PONG promises that earlier SUBs are in force server-wide: wait for the other
+    // shards to apply them first.
+    if client.interest_dirty.replace(false) {
+        ctx.barrier().await;
+    }
+    client.queue(encode::PONG);
+    let protocol = client.opts.borrow().protocol;
+    if protocol >= 1 && client.connected.get() && !client.sent_connect_info.replace(true) {
+        let info = ctx.server.connect_info(client.cid, client.peer);
+        client.queue(&info);
+    }
+    Next::Continue
+}
+
+fn on_sub(
+    ctx: &ShardCtx,
+    client: &Rc<Client>,
+    subject: &[u8],
+    queue: Option<&[u8]>,
+    sid: &[u8],
+) -> Next {
+    if !subject::is_valid_subject(subject) {
+        client.send_err("Invalid Subject");
+        return Next::Continue;
+    }
+    if queue == Some(b"_sys_") {
+        client.send_err(&format!(
+            "Permissions Violation for Subscription to \"{}\" using queue \"_sys_\"",
+            String::from_utf8_lossy(subject)
+        ));
+        return Next::Continue;
+    }
+    if client.subs.borrow().contains_key(sid) {
+        verbose_ok(client);
+        return Next::Continue;
+    }
+    let max_subs = ctx.server.opts.max_subscriptions;
+    if max_subs > 0 && client.subs.borrow().len() >= max_subs {
+        crate::log_error!("cid:{} - Maximum Subscriptions Exceeded (max={})", client.cid, max_subs);
+        client.send_err("maximum subscriptions exceeded");
+        return Next::Continue;
+    }
+    let sub = Rc::new(Subscription {
+        client: client.clone(),
+        subject: Bytes::copy_from_slice(subject),
+        queue: queue.map(Bytes::copy_from_slice),
+        sid: Bytes::copy_from_slice(sid),
+        max: Default::default(),
+        delivered: Default::default(),
+        removed: Default::default(),
+    });
+    client.subs.borrow_mut().insert(sub.sid.clone(), sub.clone());
+    ctx.add_sub(&mut ctx.state.borrow_mut(), sub);
+    client.interest_dirty.set(true);
+    verbose_ok(client);
+    Next::Continue
+}
+
+fn on_unsub(ctx: &ShardCtx, client: &Client, sid: &[u8], max: Option<u64>) -> Next {
+    let sub = client.subs.borrow().get(sid).cloned();
+    if let Some(sub) = sub {
+        match max {
+            Some(max) if max > sub.delivered.get() => sub.max.set(max),
+            _ => {
+                client.subs.borrow_mut().remove(sid);
+                ctx.remove_sub(&mut ctx.state.borrow_mut(), &sub);
+                client.interest_dirty.set(true);
+            }
+        }
+    }
+    verbose_ok(client);
+    Next::Continue
+}
+
+fn permission_violation(client: &Client, what: &str, subject: &[u8]) {
+    client.send_err(&format!(
+        "Permissions Violation for {what} \"{}\"",
+        String::from_utf8_lossy(subject)
+    ));
+}
+
+/// Reply prefixes reserved for the server's own reply routing.
+const RESERVED_REPLY_PREFIXES: [&[u8]; 3] = [b"_R_.", b"$JS.ACK.", b"_GR_."];
+
+fn on_pub(
+    ctx: &ShardCtx,
+    client: &Rc<Client>,
+    chunk: &Bytes,
+    subject: &[u8],
+    reply: &[u8],
+    header_len: Option<usize>,
+    payload: &[u8],
+) -> Next {
+    if header_len.is_some() && !client.headers.get() {
+        client.close(None, "Protocol Violation");
+        return Next::Stop;
+    }
+    let hdr_len = header_len.unwrap_or(0);
+    client.stats.in_msgs.set(client.stats.in_msgs.get() + 1);
+    client.stats.in_bytes.set(client.stats.in_bytes.get() + payload.len() as u64);
+    let (pedantic, verbose, no_responders) = {
+        let o = client.opts.borrow();
+        (o.pedantic, o.verbose, o.no_responders)
+    };
+    if pedantic && !subject::is_valid_literal_subject(subject) {
+        client.send_err("Invalid Publish Subject");
+    }
+    if subject.starts_with(b"$NRG.") {
+        permission_violation(client, "Publish to", subject);
+        return Next::Continue;
+    }
+    if !reply.is_empty() && RESERVED_REPLY_PREFIXES.iter().any(|p| reply.starts_with(p)) {
+        permission_violation(client, "Publish with Reply of", reply);
+        return Next::Continue;
+    }
+    if verbose {
+        client.queue(encode::OK);
+    }
+    let mut st = ctx.state.borrow_mut();
+    st.stats.in_msgs += 1;
+    st.stats.in_bytes += payload.len() as u64;
+    let any = ctx.publish(&mut st, client, chunk, subject, reply, hdr_len, payload);
+    if !any && no_responders && !reply.is_empty() {
+        send_no_responders(ctx, &mut st, client, subject, reply);
+    }
+    Next::Continue
+}
+
+/// Sends the 503 status to the publisher's own subscription on the reply subject.
+fn send_no_responders(
+    ctx: &ShardCtx,
+    st: &mut crate::shard::ShardState,
+    client: &Rc<Client>,
+    subject: &[u8],
+    reply: &[u8],
+) {
+    let matched = st.local.match_subject(reply);
+    let Some((sub, _)) = matched
+        .plain
+        .iter()
+        .find(|(s, _)| Rc::ptr_eq(&s.0.client, client))
+    else {
+        return;
+    };
+    let mut hdr = Vec::with_capacity(32 + subject.len());
+    hdr.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+    hdr.extend_from_slice(subject);
+    hdr.extend_from_slice(b"\r\n\r\n");
+    let sub = sub.0.clone();
+    let len = hdr.len();
+    ctx.deliver(st, &sub, reply, b"", len, &hdr, 0);
+}
+
+/// Writes whatever is queued, once per wake-up, until the connection closes.
+async fn write_loop(client: Rc<Client>, stream: Stream) {
+    loop {
+        poll_fn(|cx| {
+            if client.dead.get() || client.closing.get() || !client.out.borrow().buf.is_empty() {
+                Poll::Ready(())
+            } else {
+                client.writer.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await;
+        if client.dead.get() {
+            break;
+        }
+        let mut pending = {
+            let mut out = client.out.borrow_mut();
+            let spare = std::mem::take(&mut out.spare);
+            std::mem::replace(&mut out.buf, spare)
+        };
+        if pending.is_empty() {
+            if client.closing.get() {
+                break;
+            }
+            continue;
+        }
+        if let Err(e) = write_all(&stream, &pending).await {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                crate::log_warn!(
+                    "cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
+                    client.cid,
+                    Duration::from(stream.borrow().write_timeout().unwrap_or_default())
+                );
+                client.kill("Slow Consumer (Write Deadline)");
+            } else {
+                client.kill("Write Error");
+            }
+            break;
+        }
+        pending.clear();
+        if pending.capacity() <= KEEP_OUT_CAPACITY {
+            client.out.borrow_mut().spare = pending;
+        }
+    }
+    client.dead.set(true);
+    shutdown(&stream);
+}
+
+/// Sends PINGs every ping_interval and closes a connection that stopped answering.
+async fn ping_loop(ctx: Rc<ShardCtx>, client: Rc<Client>) {
+    let opts = &ctx.server.opts;
+    let interval = opts.ping_interval;
+    glommio::timer::sleep(interval.min(Duration::from_secs(2))).await;
+    let mut first = true;
+    loop {
+        if client.is_closed() {
+            return;
+        }
+        // A client that is sending data is alive; after the first PING, skip ours.
+        if !first && client.active.replace(false) && client.pings_out.get() == 0 {
+            glommio::timer::sleep(interval).await;
+            continue;
+        }
+        first = false;
+        if client.pings_out.get() + 1 > opts.ping_max {
+            crate::log_debug!("cid:{} - Stale Client Connection - Closing", client.cid);
+            client.close(Some("Stale Connection"), "Stale Connection");
+            return;
+        }
+        client.pings_out.set(client.pings_out.get() + 1);
+        client.queue(encode::PING);
+        glommio::timer::sleep(interval).await;
+    }
+}

@@ -1,0 +1,191 @@
+//! One client connection: its state, its outbound buffer and its tasks (read loop,
+//! writer, pinger). Everything here runs on the shard that accepted the connection.
+
+mod conn;
+
+pub use conn::serve;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::Waker;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::proto::connect::ConnectOpts;
+
+/// A subscription, owned by its client and listed in its shard's interest table.
+pub struct Subscription {
+    /// The subscribing connection.
+    pub client: Rc<Client>,
+    /// Subject pattern.
+    pub subject: Bytes,
+    /// Queue group.
+    pub queue: Option<Bytes>,
+    /// Subscription id chosen by the client.
+    pub sid: Bytes,
+    /// Auto-unsubscribe after this many deliveries (0 = never).
+    pub max: Cell<u64>,
+    /// Messages delivered so far.
+    pub delivered: Cell<u64>,
+    /// Removed from the table; late deliveries are skipped.
+    pub removed: Cell<bool>,
+}
+
+/// A subscription as an entry of the interest table: compared by identity.
+#[derive(Clone)]
+pub struct SubRef(pub Rc<Subscription>);
+
+impl PartialEq for SubRef {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SubRef {}
+
+/// Bytes waiting to be written to the socket.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    /// Frames appended since the writer last took them.
+    pub buf: BytesMut,
+    /// The writer's buffer, kept to avoid reallocating.
+    pub spare: BytesMut,
+}
+
+/// Per-connection message counters.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Messages received from the client.
+    pub in_msgs: Cell<u64>,
+    /// Payload bytes received.
+    pub in_bytes: Cell<u64>,
+    /// Messages sent to the client.
+    pub out_msgs: Cell<u64>,
+    /// Payload bytes sent.
+    pub out_bytes: Cell<u64>,
+}
+
+/// One client connection's shared state.
+pub struct Client {
+    /// Connection id, unique in the server; `cid % shards` is the owning shard.
+    pub cid: u64,
+    /// Remote address.
+    pub peer: Option<SocketAddr>,
+    /// Options from CONNECT.
+    pub opts: RefCell<ConnectOpts>,
+    /// CONNECT has been received.
+    pub connected: Cell<bool>,
+    /// Cached `opts.echo`, read on every delivery.
+    pub echo: Cell<bool>,
+    /// Cached `opts.headers`, read on every delivery.
+    pub headers: Cell<bool>,
+    /// Outbound frames.
+    pub out: RefCell<Outbound>,
+    /// Subscriptions by sid.
+    pub subs: RefCell<HashMap<Bytes, Rc<Subscription>>>,
+    /// Closing: the writer flushes what is queued, then the connection ends.
+    pub closing: Cell<bool>,
+    /// Dead: nothing more is written (slow consumer, I/O error).
+    pub dead: Cell<bool>,
+    /// Why the connection ended, for the log.
+    pub close_reason: Cell<&'static str>,
+    /// Unanswered server PINGs.
+    pub pings_out: Cell<u32>,
+    /// The async INFO after the first PONG was sent.
+    pub sent_connect_info: Cell<bool>,
+    /// SUB/UNSUB since the last PONG: the next PONG waits until other shards applied them.
+    pub interest_dirty: Cell<bool>,
+    /// Data arrived from the client since the last ping tick.
+    pub active: Cell<bool>,
+    /// The writer task, parked waiting for output.
+    pub writer: Cell<Option<Waker>>,
+    /// Message counters.
+    pub stats: ClientStats,
+}
+
+impl Client {
+    /// A new connection with nats-server's pre-CONNECT defaults.
+    pub fn new(cid: u64, peer: Option<SocketAddr>) -> Client {
+        let opts = ConnectOpts::default();
+        Client {
+            cid,
+            peer,
+            echo: Cell::new(opts.echo),
+            headers: Cell::new(opts.headers),
+            opts: RefCell::new(opts),
+            connected: Cell::new(false),
+            out: RefCell::new(Outbound::default()),
+            subs: RefCell::new(HashMap::new()),
+            closing: Cell::new(false),
+            dead: Cell::new(false),
+            close_reason: Cell::new("Client Closed"),
+            pings_out: Cell::new(0),
+            sent_connect_info: Cell::new(false),
+            interest_dirty: Cell::new(false),
+            active: Cell::new(false),
+            writer: Cell::new(None),
+            stats: ClientStats::default(),
+        }
+    }
+
+    /// Wakes the writer so queued output goes out at the end of this tick.
+    pub fn wake_writer(&self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues raw protocol bytes.
+    pub fn queue(&self, bytes: &[u8]) {
+        if self.dead.get() {
+            return;
+        }
+        self.out.borrow_mut().buf.extend_from_slice(bytes);
+        self.wake_writer();
+    }
+
+    /// Queues `-ERR '<text>'` without closing.
+    pub fn send_err(&self, text: &str) {
+        if self.dead.get() {
+            return;
+        }
+        crate::proto::encode::err(&mut self.out.borrow_mut().buf, text);
+        self.wake_writer();
+    }
+
+    /// Closes after flushing what is queued (plus `-ERR '<text>'` when given).
+    pub fn close(&self, err: Option<&str>, reason: &'static str) {
+        if self.closing.get() || self.dead.get() {
+            return;
+        }
+        if let Some(text) = err {
+            self.send_err(text);
+        }
+        self.close_reason.set(reason);
+        self.closing.set(true);
+        self.wake_writer();
+    }
+
+    /// Ends the connection now, dropping queued output.
+    pub fn kill(&self, reason: &'static str) {
+        if self.dead.get() {
+            return;
+        }
+        if !self.closing.get() {
+            self.close_reason.set(reason);
+        }
+        self.dead.set(true);
+        self.closing.set(true);
+        let mut out = self.out.borrow_mut();
+        out.buf = BytesMut::new();
+        drop(out);
+        self.wake_writer();
+    }
+
+    /// Closing or dead: no more deliveries.
+    pub fn is_closed(&self) -> bool {
+        self.closing.get()
+    }
+}

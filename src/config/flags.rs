@@ -1,0 +1,238 @@
+//! Command-line flags in Go's flag syntax, as nats-server takes them: `-p 4222`,
+//! `--port 4222`, `-port=4222`, `--port=4222`; booleans as `-D` or `-D=false`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::options::Options;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run the server.
+    Run(Box<Options>),
+    /// Print usage and exit.
+    Help,
+    /// Print the version and exit.
+    Version,
+}
+
+/// A command-line error, printed as one line before the usage.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FlagError(pub String);
+
+/// Usage text for `-h`.
+pub const USAGE: &str = "\
+Usage: natrium [options]
+
+Server Options:
+    -a, --addr, --net <host>         Bind to host address (default: 0.0.0.0)
+    -p, --port <port>                Use port for clients (default: 4222, -1 for random)
+    -n, --name, --server_name <name> Server name (default: auto)
+    -P, --pid <file>                 File to store PID
+    --ports_file_dir <dir>           Creates a ports file in the specified directory (<executable_name>_<pid>.ports)
+    -c, --config <file>              Configuration file
+    -t                               Test configuration and exit
+    -js, --jetstream                 Accepted for compatibility; JetStream is not available
+    -sd, --store_dir <dir>           Accepted for compatibility
+
+Logging Options:
+    -l, --log <file>                 File to redirect log output
+    -T, --logtime                    Timestamp log entries (default: true)
+    -D, --debug                      Enable debugging output
+    -V, --trace                      Trace the raw protocol
+    -DV                              Debug and trace
+    -DVV                             Debug and verbose trace
+
+Runtime Options (natrium):
+    --shards <n>                     Client shards (default: one per allowed core)
+    --cores <list>                   Cores to pin shards to, e.g. 0,2-3 (default: the process affinity)
+    --spin_us <n>                    Busy-poll n microseconds before parking an idle shard
+
+Common Options:
+    -h, --help                       Show this message
+    -v, --version                    Show version
+";
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, FlagError> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(FlagError(format!(
+            "invalid boolean value \"{v}\" for -{name}: parse error"
+        ))),
+    }
+}
+
+fn parse_int<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, FlagError> {
+    v.parse()
+        .map_err(|_| FlagError(format!("invalid value \"{v}\" for flag -{name}: parse error")))
+}
+
+/// Parses a core list like `0,2-3`.
+pub fn parse_cores(v: &str) -> Result<Vec<usize>, FlagError> {
+    let bad = || FlagError(format!("invalid value \"{v}\" for flag -cores: want a list like 0,2-3"));
+    let mut out = Vec::new();
+    for part in v.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Parses argv (without the program name).
+pub fn parse(args: &[String]) -> Result<Command, FlagError> {
+    let mut o = Options::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if !arg.starts_with('-') || arg == "-" || arg == "--" {
+            return Err(FlagError(format!("unexpected argument: {arg}")));
+        }
+        let body = arg.trim_start_matches('-');
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        // Boolean flags: present means true; `=value` sets it explicitly.
+        let flag_bool = |inline: &Option<String>| -> Result<bool, FlagError> {
+            inline.as_deref().map_or(Ok(true), |v| parse_bool(name, v))
+        };
+        match name {
+            "h" | "help" => return Ok(Command::Help),
+            "v" | "version" => return Ok(Command::Version),
+            "D" | "debug" => o.debug = flag_bool(&inline)?,
+            "V" | "trace" => o.trace = flag_bool(&inline)?,
+            "DV" | "DVV" => {
+                let on = flag_bool(&inline)?;
+                o.debug = on;
+                o.trace = on;
+            }
+            "T" | "logtime" => o.logtime = flag_bool(&inline)?,
+            "js" | "jetstream" => o.jetstream = flag_bool(&inline)?,
+            "t" => {
+                return Err(FlagError(
+                    "-t needs a configuration file, and config files are not supported yet".into(),
+                ))
+            }
+            "s" | "syslog" => {
+                flag_bool(&inline)?;
+            }
+            _ => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        let Some(v) = args.get(i) else {
+                            return Err(FlagError(format!("flag needs an argument: -{name}")));
+                        };
+                        i += 1;
+                        v.clone()
+                    }
+                };
+                apply_value(&mut o, name, value)?;
+            }
+        }
+    }
+    Ok(Command::Run(Box::new(o)))
+}
+
+fn apply_value(o: &mut Options, name: &str, v: String) -> Result<(), FlagError> {
+    match name {
+        "a" | "addr" | "net" => o.host = v,
+        "p" | "port" => o.port = parse_int(name, &v)?,
+        "n" | "name" | "server_name" => o.server_name = Some(v),
+        "P" | "pid" => o.pid_file = Some(PathBuf::from(v)),
+        "ports_file_dir" => o.ports_file_dir = Some(PathBuf::from(v)),
+        "l" | "log" => o.log_file = Some(PathBuf::from(v)),
+        "c" | "config" => o.config_file = Some(PathBuf::from(v)),
+        "sd" | "store_dir" | "r" | "remote_syslog" => {}
+        "shards" => {
+            let n: usize = parse_int(name, &v)?;
+            if n == 0 {
+                return Err(FlagError("invalid value \"0\" for flag -shards: must be at least 1".into()));
+            }
+            o.shards = Some(n);
+        }
+        "cores" => o.cores = Some(parse_cores(&v)?),
+        "spin_us" => o.spin_us = parse_int(name, &v)?,
+        "max_payload" => o.max_payload = parse_int(name, &v)?,
+        "ping_interval" => o.ping_interval = Duration::from_secs(parse_int(name, &v)?),
+        _ => return Err(FlagError(format!("flag provided but not defined: -{name}"))),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Options {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&args).unwrap() {
+            Command::Run(o) => *o,
+            c => panic!("unexpected {c:?}"),
+        }
+    }
+
+    #[test]
+    fn go_flag_forms_are_equal() {
+        for form in [
+            &["-p", "5000"][..],
+            &["--port", "5000"],
+            &["-port=5000"],
+            &["--port=5000"],
+        ] {
+            assert_eq!(run(form).port, 5000, "{form:?}");
+        }
+        assert_eq!(run(&["-p", "-1"]).port, -1);
+    }
+
+    #[test]
+    fn booleans_and_combined_debug_trace() {
+        let o = run(&["-DV", "-T=false"]);
+        assert!(o.debug && o.trace && !o.logtime);
+        let o = run(&["-D", "--trace=true"]);
+        assert!(o.debug && o.trace);
+        assert!(parse(&["-D=maybe".to_string()]).is_err());
+    }
+
+    #[test]
+    fn names_hosts_and_shards() {
+        let o = run(&["-a", "127.0.0.1", "--name", "x", "--shards", "2", "--cores", "0,2-3"]);
+        assert_eq!(o.host, "127.0.0.1");
+        assert_eq!(o.server_name.as_deref(), Some("x"));
+        assert_eq!(o.shards, Some(2));
+        assert_eq!(o.cores, Some(vec![0, 2, 3]));
+        assert!(run(&["-js", "-sd", "/tmp/x"]).jetstream);
+    }
+
+    #[test]
+    fn errors() {
+        let e = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            e(&["-zz", "1"]).unwrap_err(),
+            FlagError("flag provided but not defined: -zz".into())
+        );
+        assert!(e(&["-p"]).is_err());
+        assert!(e(&["-p", "abc"]).is_err());
+        assert!(e(&["--shards", "0"]).is_err());
+        assert!(e(&["--cores", "3-1"]).is_err());
+        assert!(matches!(e(&["-h"]), Ok(Command::Help)));
+        assert!(matches!(e(&["--version"]), Ok(Command::Version)));
+    }
+}

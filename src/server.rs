@@ -1,0 +1,360 @@
+//! Wiring: binds the client port, starts the shards, and runs the control thread
+//! (signals, shutdown) until the server stops.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Options;
+use crate::proto::info::Info;
+use crate::shard::{Envelope, ShardCtx};
+use crate::{log_fatal, log_info, log_warn};
+
+/// nats-server version whose behaviour natrium follows; clients read it from INFO.
+pub const COMPAT_VERSION: &str = "2.15.1";
+/// natrium's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Settings and counters every shard shares. Read-mostly; touched by shards only when
+/// a connection opens or closes, never per message.
+pub struct ServerShared {
+    /// Options in force.
+    pub opts: Options,
+    /// Public server id (`N...`).
+    pub server_id: String,
+    /// Server name.
+    pub server_name: String,
+    /// The port clients connect to (resolved when `-p -1`).
+    pub port: u16,
+    info: Info,
+    connections: AtomicI64,
+    /// Set when the server is shutting down.
+    pub shutdown: AtomicBool,
+}
+
+impl ServerShared {
+    /// The INFO line sent to a new connection.
+    pub fn client_info(&self, cid: u64, peer: Option<SocketAddr>) -> Vec<u8> {
+        let mut info = self.info.clone();
+        info.client_id = cid;
+        info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        info.to_line()
+    }
+
+    /// The INFO sent after the first PONG to protocol-1 clients.
+    pub fn connect_info(&self, cid: u64, peer: Option<SocketAddr>) -> Vec<u8> {
+        let mut info = self.info.clone();
+        info.client_id = cid;
+        info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        info.connect_info = true;
+        info.remote_account = "$G".into();
+        info.to_line()
+    }
+
+    /// Counts a new connection; false when max_connections is reached.
+    pub fn admit_connection(&self) -> bool {
+        let n = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.opts.max_connections {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Forgets a connection counted by [`ServerShared::admit_connection`].
+    pub fn release_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Connections open now.
+    pub fn connection_count(&self) -> i64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// A start-up failure: printed as one `[FTL]` line, exit status 1.
+#[derive(Debug)]
+pub struct FatalError(pub String);
+
+/// Which cores the client shards run on.
+fn shard_cores(opts: &Options) -> Vec<usize> {
+    let cores = opts.cores.clone().unwrap_or_else(shards::allowed_cores);
+    let n = opts.shards.unwrap_or(cores.len()).max(1);
+    (0..n).map(|i| cores[i % cores.len()]).collect()
+}
+
+fn bind_error(addr: &str, e: std::io::Error) -> FatalError {
+    FatalError(format!(
+        "Error listening on port: {addr}, \"listen tcp {addr}: bind: {}\"",
+        match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
+            _ => e.to_string(),
+        }
+    ))
+}
+
+/// Binds `n` listening sockets sharing the client port (SO_REUSEPORT; the kernel
+/// spreads connections over them). A first plain bind detects a port in use, which
+/// SO_REUSEPORT alone would hide.
+fn bind_listeners(host: &str, port: i32, n: usize) -> Result<(Vec<RawFd>, u16), FatalError> {
+    let want = if port < 0 { 0 } else { port as u16 };
+    let shown = format!("{host}:{}", port.max(0));
+    let addr: SocketAddr = (host, want)
+        .to_socket_addrs()
+        .map_err(|e| FatalError(format!("Error listening on port: {shown}, \"{e}\"")))?
+        .next()
+        .ok_or_else(|| FatalError(format!("Error listening on port: {shown}, \"no address\"")))?;
+    let domain = Domain::for_address(addr);
+    let probe = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| bind_error(&shown, e))?;
+    probe.set_reuse_address(true).ok();
+    probe.bind(&addr.into()).map_err(|e| bind_error(&shown, e))?;
+    let port = probe
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .unwrap_or(want);
+    drop(probe);
+    let addr = SocketAddr::new(addr.ip(), port);
+    let mut fds = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
+            .map_err(|e| bind_error(&shown, e))?;
+        s.set_reuse_address(true).ok();
+        s.set_reuse_port(true).map_err(|e| bind_error(&shown, e))?;
+        s.bind(&addr.into()).map_err(|e| bind_error(&shown, e))?;
+        s.listen(1024).map_err(|e| bind_error(&shown, e))?;
+        fds.push(s.into_raw_fd());
+    }
+    Ok((fds, port))
+}
+
+fn ports_file_path(dir: &std::path::Path) -> PathBuf {
+    let exe = std::env::args()
+        .next()
+        .map(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or(a)
+        })
+        .unwrap_or_else(|| "natrium".into());
+    dir.join(format!("{exe}_{}.ports", std::process::id()))
+}
+
+/// Blocks the signals the control thread handles, so shard threads never see them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: building and installing a signal mask for this thread (inherited by the
+    // threads spawned after it).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM (orderly) or SIGQUIT (immediate).
+pub fn run(opts: Options) -> Result<(), FatalError> {
+    if opts.jetstream {
+        log_warn!("JetStream is not available in natrium; serving core NATS only");
+    }
+    if opts.config_file.is_some() {
+        return Err(FatalError(
+            "configuration files are not supported yet (see the operations issue)".into(),
+        ));
+    }
+    let io_memory = 64 << 10;
+    let cores = shard_cores(&opts);
+    shards::raise_memlock_limit(8 << 20);
+    shards::preflight(io_memory).map_err(|e| FatalError(e.0))?;
+
+    let kp = nkeys::KeyPair::new_server();
+    let server_id = kp.public_key();
+    let server_name = opts.server_name.clone().unwrap_or_else(|| server_id.clone());
+    log_info!("Starting natrium (compatible with nats-server {COMPAT_VERSION})");
+    log_info!("  Version:  {VERSION}");
+    log_info!("  Name:     {server_name}");
+    log_info!("  ID:       {server_id}");
+    log_info!("  Shards:   {} on cores {:?}", cores.len(), cores);
+
+    let (fds, port) = bind_listeners(&opts.host, opts.port, cores.len())?;
+    let info = Info {
+        server_id: server_id.clone(),
+        server_name: server_name.clone(),
+        version: COMPAT_VERSION.into(),
+        proto: 1,
+        git_commit: String::new(),
+        go: format!("natrium {VERSION}"),
+        host: opts.host.clone(),
+        port,
+        headers: !opts.no_header_support,
+        auth_required: false,
+        tls_required: false,
+        max_payload: opts.max_payload,
+        client_id: 0,
+        client_ip: String::new(),
+        nonce: String::new(),
+        connect_urls: Vec::new(),
+        ldm: false,
+        connect_info: false,
+        remote_account: String::new(),
+    };
+    let server = Arc::new(ServerShared {
+        opts: opts.clone(),
+        server_id,
+        server_name,
+        port,
+        info,
+        connections: AtomicI64::new(0),
+        shutdown: AtomicBool::new(false),
+    });
+
+    let sigset = block_signals();
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<()>();
+    let fds = Arc::new(fds);
+    let cfg = shards::RuntimeConfig {
+        cores: cores.clone(),
+        spin_before_park: (opts.spin_us > 0).then(|| Duration::from_micros(opts.spin_us)),
+        io_memory,
+        ..Default::default()
+    };
+    let shard_server = server.clone();
+    let runtime = shards::start::<Envelope, _, _>(cfg, move |mesh| {
+        let server = shard_server.clone();
+        let fds = fds.clone();
+        let ready = ready_tx.clone();
+        async move { shard_main(mesh, server, fds, ready).await }
+    })
+    .map_err(|e| FatalError(e.0))?;
+    for _ in 0..cores.len() {
+        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            return Err(FatalError("shards did not start within 10s".into()));
+        }
+    }
+
+    log_info!("Listening for client connections on {}:{}", opts.host, port);
+    if let Some(pid_file) = &opts.pid_file {
+        if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
+            return Err(FatalError(format!("Could not write pidfile: {e}")));
+        }
+    }
+    let ports_file = opts.ports_file_dir.as_ref().map(|dir| {
+        let host = if opts.host == "0.0.0.0" || opts.host == "::" { "127.0.0.1" } else { &opts.host };
+        let doc = serde_json::json!({ "nats": [format!("nats://{host}:{port}")] });
+        let path = ports_file_path(dir);
+        if let Err(e) = std::fs::write(&path, doc.to_string()) {
+            log_warn!("Error writing ports file {}: {e}", path.display());
+        }
+        path
+    });
+    log_info!("Server is ready");
+
+    // Control thread: wait for signals.
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: sigwait on the set blocked above.
+        if unsafe { libc::sigwait(&sigset, &mut sig) } != 0 {
+            continue;
+        }
+        match sig {
+            libc::SIGINT | libc::SIGTERM => {
+                let name = if sig == libc::SIGINT { "interrupt" } else { "terminated" };
+                log_info!("Trapped \"{name}\" signal");
+                break;
+            }
+            libc::SIGQUIT => {
+                log_info!("Trapped \"quit\" signal");
+                cleanup_files(&opts, &ports_file);
+                std::process::exit(0);
+            }
+            libc::SIGHUP => log_warn!("Reload is not supported yet; configuration unchanged"),
+            libc::SIGUSR2 => log_warn!("Lame duck mode is not supported yet"),
+            _ => {}
+        }
+    }
+    log_info!("Initiating Shutdown...");
+    server.shutdown.store(true, Ordering::SeqCst);
+    let _ = runtime.join();
+    cleanup_files(&opts, &ports_file);
+    log_info!("Server Exiting..");
+    Ok(())
+}
+
+fn cleanup_files(opts: &Options, ports_file: &Option<PathBuf>) {
+    if let Some(p) = &opts.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    if let Some(p) = ports_file {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// One shard's life: accept connections on its own listener, apply envelopes from the
+/// other shards, and close everything on shutdown.
+async fn shard_main(
+    mesh: shards::Shard<Envelope>,
+    server: Arc<ServerShared>,
+    fds: Arc<Vec<RawFd>>,
+    ready: crossbeam_channel::Sender<()>,
+) {
+    let id = mesh.id();
+    let ctx = ShardCtx::new(mesh, server.clone());
+    let pump = ctx.clone();
+    ctx.mesh.on_receive(move |from, env| pump.on_envelope(from, env));
+    // SAFETY: each shard takes ownership of exactly one listening fd.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fds[id]) };
+    let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener));
+    let _ = ready.send(());
+    while !server.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    drop(acceptor);
+    let clients: Vec<_> = ctx.state.borrow().clients.values().cloned().collect();
+    for c in &clients {
+        c.close(None, "Server Shutdown");
+    }
+    // Give writers a moment to flush what was queued before the threads exit.
+    for _ in 0..20 {
+        if ctx.state.borrow().clients.is_empty() {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn accept_loop(ctx: Rc<ShardCtx>, listener: glommio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(crate::client::serve(ctx.clone(), stream)).detach();
+            }
+            Err(e) => {
+                crate::log_error!("Error accepting client connection: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Logs a fatal start-up error the nats-server way.
+pub fn report_fatal(e: &FatalError) {
+    log_fatal!("{}", e.0);
+}

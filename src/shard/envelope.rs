@@ -1,0 +1,47 @@
+//! What shards send each other through the rings.
+
+use bytes::Bytes;
+
+/// A message published on one shard for subscribers on another. One envelope goes to
+/// each destination shard, however many subscribers it has there.
+#[derive(Debug)]
+pub struct RoutedMsg {
+    /// Account the message was published in.
+    pub account: u32,
+    /// Published subject.
+    pub subject: Bytes,
+    /// Reply subject, empty when none.
+    pub reply: Bytes,
+    /// Bytes of `payload` that are the header block (0 = no headers).
+    pub hdr_len: u32,
+    /// Header block and body.
+    pub payload: Bytes,
+    /// Deliver to the destination's plain (non-queue) subscribers.
+    pub plain: bool,
+    /// Queue group whose member on the destination was chosen to get this message.
+    pub queue: Option<Bytes>,
+    /// Further chosen queue groups (rare: several groups chose the same shard).
+    pub more_queues: Vec<Bytes>,
+}
+
+/// Every kind of envelope between shards.
+#[derive(Debug)]
+pub enum Envelope {
+    /// A message to deliver.
+    Msg(RoutedMsg),
+    /// The sender gained (`add`) or lost one subscription on `subject` (and `queue`).
+    Interest {
+        /// Account of the subscription.
+        account: u32,
+        /// Subscribed subject.
+        subject: Bytes,
+        /// Queue group, if any.
+        queue: Option<Bytes>,
+        /// Gained or lost.
+        add: bool,
+    },
+    /// Answer with [`Envelope::BarrierAck`] once every earlier envelope is applied.
+    Barrier(u64),
+    /// Reply to [`Envelope::Barrier`].
+    BarrierAck(u64),
+}

@@ -1,0 +1,453 @@
+//! One client shard: its interest tables, its connections, and the message pump that
+//! applies every envelope from the other shards. All state here belongs to one executor.
+
+pub mod envelope;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Waker;
+
+use bytes::Bytes;
+
+use crate::client::{Client, SubRef, Subscription};
+use crate::proto::encode;
+use crate::server::ServerShared;
+use crate::sublist::Sublist;
+pub use envelope::{Envelope, RoutedMsg};
+
+/// The only account until accounts arrive; every key already carries it.
+pub const GLOBAL_ACCOUNT: u32 = 0;
+
+/// Per-shard counters, read by monitoring.
+#[derive(Debug, Default, Clone)]
+pub struct ShardStats {
+    /// Messages received from this shard's clients.
+    pub in_msgs: u64,
+    /// Payload bytes received from this shard's clients.
+    pub in_bytes: u64,
+    /// Messages delivered to this shard's clients.
+    pub out_msgs: u64,
+    /// Payload bytes delivered.
+    pub out_bytes: u64,
+    /// Connections closed as slow consumers.
+    pub slow_consumers: u64,
+}
+
+/// Where one published message goes on one other shard.
+#[derive(Default)]
+struct Target {
+    plain: bool,
+    queue: Option<Bytes>,
+    more_queues: Vec<Bytes>,
+}
+
+impl Target {
+    fn is_empty(&self) -> bool {
+        !self.plain && self.queue.is_none()
+    }
+}
+
+struct PendingBarrier {
+    remaining: usize,
+    waker: Option<Waker>,
+}
+
+/// Mutable state of a shard.
+pub struct ShardState {
+    /// This shard's own subscriptions.
+    pub local: Sublist<SubRef>,
+    /// Compact replica of the other shards' interest: the item is the shard id, the
+    /// count how many subscriptions it has on that subject and queue.
+    pub remote: Sublist<u16>,
+    /// Connections owned by this shard.
+    pub clients: HashMap<u64, Rc<Client>>,
+    /// Counters.
+    pub stats: ShardStats,
+    next_cid: u64,
+    rng: u64,
+    targets: Vec<Target>,
+    barriers: HashMap<u64, PendingBarrier>,
+    next_barrier: u64,
+}
+
+/// A shard: its id, its links to the others, the server-wide settings and its state.
+pub struct ShardCtx {
+    /// Shard index.
+    pub id: usize,
+    /// Number of client shards.
+    pub count: usize,
+    /// Links to the other shards.
+    pub mesh: shards::Shard<Envelope>,
+    /// Server-wide immutable settings and counters.
+    pub server: Arc<ServerShared>,
+    /// Mutable state; never borrowed across an await.
+    pub state: RefCell<ShardState>,
+}
+
+impl ShardCtx {
+    /// A shard with empty tables.
+    pub fn new(mesh: shards::Shard<Envelope>, server: Arc<ServerShared>) -> Rc<ShardCtx> {
+        let id = mesh.id();
+        let count = mesh.count();
+        Rc::new(ShardCtx {
+            id,
+            count,
+            mesh,
+            server,
+            state: RefCell::new(ShardState {
+                local: Sublist::new(),
+                remote: Sublist::new(),
+                clients: HashMap::new(),
+                stats: ShardStats::default(),
+                next_cid: 0,
+                rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+                targets: (0..count).map(|_| Target::default()).collect(),
+                barriers: HashMap::new(),
+                next_barrier: 0,
+            }),
+        })
+    }
+
+    /// Next connection id: ids of shard `i` are `i+1, i+1+n, ...` so `(cid-1) % n == i`
+    /// would be awkward for users; instead `cid % n == i` with cid never 0.
+    pub fn alloc_cid(&self) -> u64 {
+        let mut st = self.state.borrow_mut();
+        st.next_cid += 1;
+        st.next_cid * self.count as u64 + self.id as u64
+    }
+
+    /// Applies one envelope from shard `from`. This is the shard's message pump for
+    /// everything that comes from other shards.
+    pub fn on_envelope(self: &Rc<Self>, from: usize, env: Envelope) {
+        match env {
+            Envelope::Msg(m) => {
+                let mut st = self.state.borrow_mut();
+                self.deliver_routed(&mut st, &m);
+            }
+            Envelope::Interest {
+                account: _,
+                subject,
+                queue,
+                add,
+            } => {
+                let mut st = self.state.borrow_mut();
+                if add {
+                    st.remote.insert(&subject, queue.as_deref(), from as u16);
+                } else {
+                    st.remote.remove(&subject, queue.as_deref(), &(from as u16));
+                }
+            }
+            Envelope::Barrier(token) => self.mesh.send(from, Envelope::BarrierAck(token)),
+            Envelope::BarrierAck(token) => {
+                let mut st = self.state.borrow_mut();
+                if let Some(b) = st.barriers.get_mut(&token) {
+                    b.remaining -= 1;
+                    if b.remaining == 0 {
+                        if let Some(w) = b.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until every other shard has applied everything this shard sent it so far.
+    pub async fn barrier(&self) {
+        if self.count < 2 {
+            return;
+        }
+        let token = {
+            let mut st = self.state.borrow_mut();
+            st.next_barrier += 1;
+            let token = st.next_barrier;
+            st.barriers.insert(
+                token,
+                PendingBarrier {
+                    remaining: self.count - 1,
+                    waker: None,
+                },
+            );
+            token
+        };
+        for peer in (0..self.count).filter(|&p| p != self.id) {
+            self.mesh.send(peer, Envelope::Barrier(token));
+        }
+        std::future::poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            match st.barriers.get_mut(&token) {
+                Some(b) if b.remaining > 0 => {
+                    b.waker = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+                _ => {
+                    st.barriers.remove(&token);
+                    std::task::Poll::Ready(())
+                }
+            }
+        })
+        .await
+    }
+
+    /// Tells every other shard about one subscription gained or lost.
+    pub fn broadcast_interest(&self, subject: &Bytes, queue: &Option<Bytes>, add: bool) {
+        for peer in (0..self.count).filter(|&p| p != self.id) {
+            self.mesh.send(
+                peer,
+                Envelope::Interest {
+                    account: GLOBAL_ACCOUNT,
+                    subject: subject.clone(),
+                    queue: queue.clone(),
+                    add,
+                },
+            );
+        }
+    }
+
+    /// Adds a subscription of a local client.
+    pub fn add_sub(&self, st: &mut ShardState, sub: Rc<Subscription>) {
+        st.local
+            .insert(&sub.subject, sub.queue.as_deref(), SubRef(sub.clone()));
+        self.broadcast_interest(&sub.subject, &sub.queue, true);
+    }
+
+    /// Removes a subscription of a local client (idempotent).
+    pub fn remove_sub(&self, st: &mut ShardState, sub: &Rc<Subscription>) {
+        if sub.removed.replace(true) {
+            return;
+        }
+        st.local
+            .remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
+        self.broadcast_interest(&sub.subject, &sub.queue, false);
+    }
+
+    fn rand_below(st: &mut ShardState, n: u32) -> u32 {
+        // xorshift64*: cheap, no allocation, good enough to spread queue picks.
+        let mut x = st.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        st.rng = x;
+        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % n as u64) as u32
+    }
+
+    /// Routes a message published by a client of this shard (the hot path). `chunk` is
+    /// the read buffer the slices point into, so other shards get zero-copy `Bytes`.
+    /// Returns whether anyone (here or on another shard) had interest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish(
+        &self,
+        st: &mut ShardState,
+        publisher: &Client,
+        chunk: &Bytes,
+        subject: &[u8],
+        reply: &[u8],
+        hdr_len: usize,
+        payload: &[u8],
+    ) -> bool {
+        let local = st.local.match_subject(subject);
+        let mut any = false;
+        for (sub, _) in &local.plain {
+            any |= self.deliver(st, &sub.0, subject, reply, hdr_len, payload, publisher.cid);
+        }
+        if self.count < 2 {
+            for q in &local.queues {
+                any |= self.deliver_queue_local(st, &q.members, subject, reply, hdr_len, payload, publisher.cid);
+            }
+            return any;
+        }
+        let remote = st.remote.match_subject(subject);
+        let mut routed = false;
+        for (shard, _) in &remote.plain {
+            st.targets[*shard as usize].plain = true;
+            routed = true;
+        }
+        for q in &local.queues {
+            let rq = remote.queues.iter().find(|r| r.name == q.name);
+            let remote_total = rq.map_or(0, |r| r.total);
+            let pick = Self::rand_below(st, q.total + remote_total);
+            if pick < q.total {
+                if self.deliver_queue_local(st, &q.members, subject, reply, hdr_len, payload, publisher.cid) {
+                    any = true;
+                    continue;
+                }
+                // No local member could take it: fall through to another shard's.
+                if remote_total == 0 {
+                    continue;
+                }
+            }
+            if let Some(rq) = rq {
+                let shard = Self::pick_weighted(st, &rq.members, rq.total);
+                st.targets[shard as usize].add_queue(&q.name);
+                routed = true;
+            }
+        }
+        for rq in &remote.queues {
+            if local.queues.iter().any(|q| q.name == rq.name) {
+                continue;
+            }
+            let shard = Self::pick_weighted(st, &rq.members, rq.total);
+            st.targets[shard as usize].add_queue(&rq.name);
+            routed = true;
+        }
+        if routed {
+            any = true;
+            let subject_b = chunk.slice_ref(subject);
+            let reply_b = if reply.is_empty() {
+                Bytes::new()
+            } else {
+                chunk.slice_ref(reply)
+            };
+            let payload_b = if payload.is_empty() {
+                Bytes::new()
+            } else {
+                chunk.slice_ref(payload)
+            };
+            for shard in 0..self.count {
+                if st.targets[shard].is_empty() {
+                    continue;
+                }
+                let t = std::mem::take(&mut st.targets[shard]);
+                self.mesh.send(
+                    shard,
+                    Envelope::Msg(RoutedMsg {
+                        account: GLOBAL_ACCOUNT,
+                        subject: subject_b.clone(),
+                        reply: reply_b.clone(),
+                        hdr_len: hdr_len as u32,
+                        payload: payload_b.clone(),
+                        plain: t.plain,
+                        queue: t.queue,
+                        more_queues: t.more_queues,
+                    }),
+                );
+            }
+        }
+        any
+    }
+
+    fn pick_weighted(st: &mut ShardState, members: &[(u16, u32)], total: u32) -> u16 {
+        let mut pick = Self::rand_below(st, total.max(1));
+        for (shard, weight) in members {
+            if pick < *weight {
+                return *shard;
+            }
+            pick -= weight;
+        }
+        members[0].0
+    }
+
+    /// Delivers to one member of a local queue group, starting at a random member and
+    /// trying the next when one cannot take it.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_queue_local(
+        &self,
+        st: &mut ShardState,
+        members: &[(SubRef, u32)],
+        subject: &[u8],
+        reply: &[u8],
+        hdr_len: usize,
+        payload: &[u8],
+        publisher: u64,
+    ) -> bool {
+        if members.is_empty() {
+            return false;
+        }
+        let start = Self::rand_below(st, members.len() as u32) as usize;
+        for i in 0..members.len() {
+            let sub = &members[(start + i) % members.len()].0 .0;
+            if self.deliver(st, sub, subject, reply, hdr_len, payload, publisher) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Delivers an envelope from another shard to this shard's subscribers.
+    fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) {
+        let local = st.local.match_subject(&m.subject);
+        let hdr = m.hdr_len as usize;
+        if m.plain {
+            for (sub, _) in &local.plain {
+                self.deliver(st, &sub.0, &m.subject, &m.reply, hdr, &m.payload, 0);
+            }
+        }
+        for name in m.queue.iter().chain(m.more_queues.iter()) {
+            if let Some(q) = local.queues.iter().find(|q| &q.name == name) {
+                self.deliver_queue_local(st, &q.members, &m.subject, &m.reply, hdr, &m.payload, 0);
+            }
+        }
+    }
+
+    /// Appends one message for one subscription to its client's outbound buffer.
+    /// Returns false when the subscription cannot take it (closed, own message with
+    /// echo off, already removed).
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver(
+        &self,
+        st: &mut ShardState,
+        sub: &Rc<Subscription>,
+        subject: &[u8],
+        reply: &[u8],
+        hdr_len: usize,
+        payload: &[u8],
+        publisher: u64,
+    ) -> bool {
+        let c = &sub.client;
+        if sub.removed.get() || c.is_closed() || (publisher == c.cid && !c.echo.get()) {
+            return false;
+        }
+        let pending = {
+            let mut out = c.out.borrow_mut();
+            encode::msg(&mut out.buf, subject, &sub.sid, reply, hdr_len, payload, c.headers.get());
+            out.buf.len()
+        };
+        let size = if c.headers.get() { payload.len() } else { payload.len() - hdr_len.min(payload.len()) };
+        c.stats.out_msgs.set(c.stats.out_msgs.get() + 1);
+        c.stats.out_bytes.set(c.stats.out_bytes.get() + size as u64);
+        st.stats.out_msgs += 1;
+        st.stats.out_bytes += size as u64;
+        if pending > self.server.opts.max_pending {
+            st.stats.slow_consumers += 1;
+            crate::log_warn!(
+                "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+                c.peer.map(|p| p.to_string()).unwrap_or_default(),
+                c.cid,
+                self.server.opts.max_pending
+            );
+            c.kill("Slow Consumer (Pending Bytes)");
+        } else {
+            c.wake_writer();
+        }
+        let delivered = sub.delivered.get() + 1;
+        sub.delivered.set(delivered);
+        let max = sub.max.get();
+        if max > 0 && delivered >= max {
+            c.subs.borrow_mut().remove(&sub.sid);
+            self.remove_sub(st, sub);
+        }
+        true
+    }
+
+    /// Drops every subscription of a closing client and forgets it.
+    pub fn remove_client(&self, client: &Rc<Client>) {
+        let mut st = self.state.borrow_mut();
+        let subs: Vec<_> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
+        for sub in &subs {
+            self.remove_sub(&mut st, sub);
+        }
+        st.clients.remove(&client.cid);
+    }
+}
+
+impl Target {
+    fn add_queue(&mut self, name: &Bytes) {
+        if self.queue.is_none() {
+            self.queue = Some(name.clone());
+        } else {
+            self.more_queues.push(name.clone());
+        }
+    }
+}

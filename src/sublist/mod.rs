@@ -1,0 +1,681 @@
+//! The interest table of one account: a token trie with a match cache.
+//!
+//! # Structure
+//!
+//! * Nodes live in one arena (`Vec<Node<T>>`, indexed by `u32`); freed nodes go on a
+//!   free list and are reused. Nothing is recursive, so arbitrarily deep subjects
+//!   cannot overflow the stack (not even on drop).
+//! * Literal children are not stored per node: one table `edges` maps
+//!   `parent id (4 bytes LE) ++ token` to the child id. A node only carries its `*` and
+//!   `>` children, the number of literal children, and its entries. This keeps a node at
+//!   48 bytes (for a pointer-sized `T`) and needs no per-node hash map.
+//! * Entries of a node: plain `(item, count)` pairs and, if any, queue groups
+//!   `(name, [(item, count)])`. The same `(subject, queue, item)` inserted twice bumps
+//!   the count. Looking an item up inside one node is a linear scan (`T` is only `Eq`),
+//!   so inserting/removing on a subject that already has `k` entries costs `O(k)`.
+//! * Empty nodes are unlinked and freed on remove.
+//!
+//! # Match cache
+//!
+//! `match_subject` caches `Rc<SublistResult<T>>` per published subject
+//! (`HashMap<Box<[u8]>, _>`, looked up by `&[u8]`, so a hit does not allocate). Every
+//! insert/remove invalidates exactly the cached subjects the changed pattern matches:
+//! one hash removal for a literal pattern, a scan of the cache for a wildcard pattern
+//! (`O(cache size)`, bounded by the capacity). When the cache is full, about a quarter
+//! of it (arbitrary entries, effectively random) is evicted before the next insert.
+//! Subjects with an empty token match nothing; they get the shared empty result and are
+//! not cached.
+//!
+//! `Sublist` is deliberately `!Send` (`Rc`): one table per shard/account.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::subject::{is_fwc, is_literal, is_pwc, is_valid_subject, matches_valid, tokens};
+
+#[cfg(test)]
+mod tests;
+
+/// Default number of cached match results.
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
+
+const NONE: u32 = u32::MAX;
+const ROOT: u32 = 0;
+/// Node ids are `u32`; `NONE` is reserved.
+const MAX_NODES: usize = (u32::MAX - 1) as usize;
+
+/// Result of matching one published subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SublistResult<T> {
+    /// Every matching non-queue entry with its count. The same item appears once per
+    /// matching pattern it is subscribed with.
+    pub plain: Vec<(T, u32)>,
+    /// One group per distinct queue name among the matching queue entries; members
+    /// from all matching patterns are merged.
+    pub queues: Vec<QueueMatch<T>>,
+}
+
+/// The members of one queue group that match a published subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMatch<T> {
+    pub name: Bytes,
+    /// `(item, count)`; an item subscribed with two matching patterns appears twice.
+    pub members: Vec<(T, u32)>,
+    /// Sum of the members' counts (saturating).
+    pub total: u32,
+}
+
+impl<T> SublistResult<T> {
+    /// No plain entries and no queue groups.
+    pub fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.queues.is_empty()
+    }
+}
+
+impl<T> Default for SublistResult<T> {
+    fn default() -> Self {
+        SublistResult {
+            plain: Vec::new(),
+            queues: Vec::new(),
+        }
+    }
+}
+
+/// Counters for monitoring (`/subsz`-like).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SublistStats {
+    /// Distinct `(subject, queue, item)` entries.
+    pub num_subs: usize,
+    /// Cached match results.
+    pub num_cache: usize,
+    /// Successful `insert`/`insert_n` calls.
+    pub num_inserts: u64,
+    /// Successful `remove`/`remove_n` calls.
+    pub num_removes: u64,
+    /// `match_subject` calls.
+    pub num_matches: u64,
+    /// `match_subject` calls answered from the cache.
+    pub cache_hits: u64,
+}
+
+struct QueueEntries<T> {
+    name: Bytes,
+    members: Vec<(T, u32)>,
+}
+
+struct Node<T> {
+    plain: Vec<(T, u32)>,
+    /// Boxed on purpose: a thin pointer keeps `Node` at 48 bytes, and most nodes
+    /// have no queue groups.
+    #[allow(clippy::box_collection)]
+    queues: Option<Box<Vec<QueueEntries<T>>>>,
+    /// `*` child.
+    pwc: u32,
+    /// `>` child.
+    fwc: u32,
+    /// Number of literal children (entries in `Sublist::edges` with this parent).
+    nlit: u32,
+}
+
+impl<T> Node<T> {
+    fn new() -> Self {
+        Node {
+            plain: Vec::new(),
+            queues: None,
+            pwc: NONE,
+            fwc: NONE,
+            nlit: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty()
+            && self.queues.is_none()
+            && self.pwc == NONE
+            && self.fwc == NONE
+            && self.nlit == 0
+    }
+
+    fn has_entries(&self) -> bool {
+        !self.plain.is_empty() || self.queues.is_some()
+    }
+}
+
+/// The interest table of one account.
+pub struct Sublist<T> {
+    nodes: Vec<Node<T>>,
+    free: Vec<u32>,
+    /// `parent id (LE) ++ token` -> child id, for literal tokens.
+    edges: HashMap<Box<[u8]>, u32>,
+    count: usize,
+    cache: HashMap<Box<[u8]>, Rc<SublistResult<T>>>,
+    cache_cap: usize,
+    empty: Rc<SublistResult<T>>,
+    stats: SublistStats,
+    // Scratch buffers (reused so that lookups do not allocate once warm).
+    key_buf: Vec<u8>,
+    toks: Vec<(usize, usize)>,
+    stack: Vec<(u32, usize)>,
+    hits: Vec<u32>,
+    path: Vec<u32>,
+}
+
+impl<T: Clone + Eq> Default for Sublist<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[inline]
+fn edge_key(buf: &mut Vec<u8>, parent: u32, tok: &[u8]) {
+    buf.clear();
+    buf.extend_from_slice(&parent.to_le_bytes());
+    buf.extend_from_slice(tok);
+}
+
+/// Push with a tight growth policy for the common one-or-two-entries case.
+#[inline]
+fn push_compact<E>(v: &mut Vec<E>, e: E) {
+    if v.len() == v.capacity() {
+        let extra = if v.len() < 4 { 1 } else { v.len() };
+        v.reserve_exact(extra);
+    }
+    v.push(e);
+}
+
+/// Releases spare capacity after removals once the vector is mostly empty.
+#[inline]
+fn maybe_shrink<E>(v: &mut Vec<E>) {
+    if v.capacity() > 8 && v.len() * 4 <= v.capacity() {
+        v.shrink_to(v.len() * 2);
+    }
+}
+
+fn sum_counts<T>(members: &[(T, u32)]) -> u32 {
+    members.iter().fold(0u32, |a, (_, c)| a.saturating_add(*c))
+}
+
+/// Scratch vectors that grew very large for one odd subject are not kept around.
+const SCRATCH_KEEP: usize = 4096;
+
+impl<T: Clone + Eq> Sublist<T> {
+    /// An empty table with a cache of [`DEFAULT_CACHE_CAPACITY`] entries.
+    pub fn new() -> Self {
+        Self::with_cache_capacity(DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// An empty table caching at most `n` match results (`0` disables the cache).
+    pub fn with_cache_capacity(n: usize) -> Self {
+        Sublist {
+            nodes: vec![Node::new()],
+            free: Vec::new(),
+            edges: HashMap::new(),
+            count: 0,
+            cache: HashMap::new(),
+            cache_cap: n,
+            empty: Rc::new(SublistResult::default()),
+            stats: SublistStats::default(),
+            key_buf: Vec::new(),
+            toks: Vec::new(),
+            stack: Vec::new(),
+            hits: Vec::new(),
+            path: Vec::new(),
+        }
+    }
+
+    /// Number of distinct `(subject, queue, item)` entries.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// No entries at all.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Live trie nodes, the root included (for tests and memory accounting).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() - self.free.len()
+    }
+
+    /// Number of cached match results.
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Drops every cached match result.
+    pub fn clear_cache(&mut self) {
+        self.cache = HashMap::new();
+    }
+
+    /// Monitoring counters.
+    pub fn stats(&self) -> SublistStats {
+        SublistStats {
+            num_subs: self.count,
+            num_cache: self.cache.len(),
+            ..self.stats
+        }
+    }
+
+    /// Adds one unit of interest of `item` in `subject` (optionally in queue group
+    /// `queue`). If the same `(subject, queue, item)` is already present, its count goes
+    /// up by one. Returns `false` (and changes nothing) if `subject` is not a valid
+    /// subject or `queue` is `Some` empty name.
+    pub fn insert(&mut self, subject: &[u8], queue: Option<&[u8]>, item: T) -> bool {
+        self.insert_n(subject, queue, item, 1).is_some()
+    }
+
+    /// Adds `n` units of interest (see [`Sublist::insert`]). Returns the entry's new
+    /// count, or `None` if rejected (invalid subject, empty queue name, `n == 0`).
+    /// Counts saturate at `u32::MAX`.
+    pub fn insert_n(
+        &mut self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        item: T,
+        n: u32,
+    ) -> Option<u32> {
+        if n == 0 || !is_valid_subject(subject) || queue.is_some_and(|q| q.is_empty()) {
+            return None;
+        }
+        // Make sure the walk below cannot run out of node ids halfway.
+        let ntok = crate::subject::num_tokens(subject);
+        if self.free.len() + (MAX_NODES - self.nodes.len().min(MAX_NODES)) < ntok {
+            return None;
+        }
+
+        let mut cur = ROOT;
+        for tok in tokens(subject) {
+            cur = if is_pwc(tok) {
+                match self.nodes[cur as usize].pwc {
+                    NONE => {
+                        let c = self.alloc_node();
+                        self.nodes[cur as usize].pwc = c;
+                        c
+                    }
+                    c => c,
+                }
+            } else if is_fwc(tok) {
+                match self.nodes[cur as usize].fwc {
+                    NONE => {
+                        let c = self.alloc_node();
+                        self.nodes[cur as usize].fwc = c;
+                        c
+                    }
+                    c => c,
+                }
+            } else {
+                edge_key(&mut self.key_buf, cur, tok);
+                match self.edges.get(&self.key_buf[..]) {
+                    Some(&c) => c,
+                    None => {
+                        let c = self.alloc_node();
+                        self.edges.insert(Box::from(&self.key_buf[..]), c);
+                        self.nodes[cur as usize].nlit += 1;
+                        c
+                    }
+                }
+            };
+        }
+        self.trim_scratch();
+
+        let node = &mut self.nodes[cur as usize];
+        let list = match queue {
+            None => &mut node.plain,
+            Some(q) => {
+                let groups = node.queues.get_or_insert_with(|| Box::new(Vec::new()));
+                let idx = match groups.iter().position(|g| g.name == q) {
+                    Some(i) => i,
+                    None => {
+                        push_compact(
+                            groups,
+                            QueueEntries {
+                                name: Bytes::copy_from_slice(q),
+                                members: Vec::new(),
+                            },
+                        );
+                        groups.len() - 1
+                    }
+                };
+                &mut groups[idx].members
+            }
+        };
+        let new_count = match list.iter_mut().find(|(t, _)| *t == item) {
+            Some(e) => {
+                e.1 = e.1.saturating_add(n);
+                e.1
+            }
+            None => {
+                push_compact(list, (item, n));
+                self.count += 1;
+                n
+            }
+        };
+        self.stats.num_inserts += 1;
+        self.invalidate(subject);
+        Some(new_count)
+    }
+
+    /// Removes one unit of interest; returns `false` if `(subject, queue, item)` was not
+    /// present.
+    pub fn remove(&mut self, subject: &[u8], queue: Option<&[u8]>, item: &T) -> bool {
+        self.remove_n(subject, queue, item, 1).is_some()
+    }
+
+    /// Removes up to `n` units of interest. Returns `None` if `(subject, queue, item)`
+    /// was not present, otherwise the remaining count (`0`: the entry is gone).
+    pub fn remove_n(
+        &mut self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        item: &T,
+        n: u32,
+    ) -> Option<u32> {
+        if !is_valid_subject(subject) {
+            return None;
+        }
+        // Walk, recording the path root..=leaf.
+        self.path.clear();
+        let mut cur = ROOT;
+        self.path.push(cur);
+        for tok in tokens(subject) {
+            let node = &self.nodes[cur as usize];
+            cur = if is_pwc(tok) {
+                node.pwc
+            } else if is_fwc(tok) {
+                node.fwc
+            } else if node.nlit == 0 {
+                NONE
+            } else {
+                edge_key(&mut self.key_buf, cur, tok);
+                self.edges.get(&self.key_buf[..]).copied().unwrap_or(NONE)
+            };
+            if cur == NONE {
+                self.trim_scratch();
+                return None;
+            }
+            self.path.push(cur);
+        }
+
+        let node = &mut self.nodes[cur as usize];
+        let remaining = match queue {
+            None => {
+                let i = node.plain.iter().position(|(t, _)| t == item)?;
+                let e = &mut node.plain[i];
+                e.1 = e.1.saturating_sub(n);
+                let left = e.1;
+                if left == 0 {
+                    node.plain.swap_remove(i);
+                    maybe_shrink(&mut node.plain);
+                }
+                left
+            }
+            Some(q) => {
+                let groups = node.queues.as_mut()?;
+                let gi = groups.iter().position(|g| g.name == q)?;
+                let members = &mut groups[gi].members;
+                let i = members.iter().position(|(t, _)| t == item)?;
+                let e = &mut members[i];
+                e.1 = e.1.saturating_sub(n);
+                let left = e.1;
+                if left == 0 {
+                    members.swap_remove(i);
+                    maybe_shrink(members);
+                    if members.is_empty() {
+                        groups.swap_remove(gi);
+                        if groups.is_empty() {
+                            node.queues = None;
+                        } else {
+                            maybe_shrink(groups);
+                        }
+                    }
+                }
+                left
+            }
+        };
+        if remaining == 0 {
+            self.count -= 1;
+            self.prune(subject);
+        }
+        self.trim_scratch();
+        self.stats.num_removes += 1;
+        self.invalidate(subject);
+        Some(remaining)
+    }
+
+    /// Unlinks and frees the empty nodes at the end of `self.path` (filled by
+    /// `remove_n` for `subject`).
+    fn prune(&mut self, subject: &[u8]) {
+        // Tokens from the last one backwards: token k leads from path[k] to path[k+1].
+        let mut k = self.path.len() - 1;
+        for tok in subject.rsplit(|&b| b == crate::subject::TSEP) {
+            let child = self.path[k];
+            let parent = self.path[k - 1];
+            if !self.nodes[child as usize].is_empty() {
+                break;
+            }
+            if is_pwc(tok) {
+                self.nodes[parent as usize].pwc = NONE;
+            } else if is_fwc(tok) {
+                self.nodes[parent as usize].fwc = NONE;
+            } else {
+                edge_key(&mut self.key_buf, parent, tok);
+                self.edges.remove(&self.key_buf[..]);
+                self.nodes[parent as usize].nlit -= 1;
+            }
+            self.free_node(child);
+            k -= 1;
+        }
+        if self.count == 0 {
+            // Everything is gone: give the arena and edge table memory back.
+            debug_assert!(self.edges.is_empty());
+            self.nodes.truncate(1);
+            self.nodes.shrink_to_fit();
+            self.free = Vec::new();
+            self.edges = HashMap::new();
+        }
+    }
+
+    fn alloc_node(&mut self) -> u32 {
+        match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.nodes.push(Node::new());
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    fn free_node(&mut self, id: u32) {
+        // The node is empty; reset it to release any spare capacity.
+        self.nodes[id as usize] = Node::new();
+        self.free.push(id);
+    }
+
+    fn trim_scratch(&mut self) {
+        if self.key_buf.capacity() > SCRATCH_KEEP {
+            self.key_buf = Vec::new();
+        }
+        if self.path.capacity() > SCRATCH_KEEP {
+            self.path = Vec::new();
+        }
+        if self.toks.capacity() > SCRATCH_KEEP {
+            self.toks = Vec::new();
+        }
+        if self.stack.capacity() > SCRATCH_KEEP {
+            self.stack = Vec::new();
+        }
+        if self.hits.capacity() > SCRATCH_KEEP {
+            self.hits = Vec::new();
+        }
+    }
+
+    /// Drops the cached results that the changed `pattern` (a valid subject) affects.
+    fn invalidate(&mut self, pattern: &[u8]) {
+        if self.cache.is_empty() {
+            return;
+        }
+        if is_literal(pattern) {
+            self.cache.remove(pattern);
+        } else {
+            self.cache.retain(|k, _| !matches_valid(pattern, k));
+        }
+    }
+
+    /// All interest matching a published subject. Cached: repeated calls for the same
+    /// subject return a clone of the same `Rc` without allocating. A subject that is
+    /// empty or has an empty token matches nothing. `*`/`>` tokens in `subject` are
+    /// literal tokens.
+    pub fn match_subject(&mut self, subject: &[u8]) -> Rc<SublistResult<T>> {
+        self.stats.num_matches += 1;
+        if let Some(r) = self.cache.get(subject) {
+            self.stats.cache_hits += 1;
+            return Rc::clone(r);
+        }
+        let result = match self.collect(subject) {
+            None => return Rc::clone(&self.empty),
+            Some(r) if r.is_empty() => Rc::clone(&self.empty),
+            Some(r) => Rc::new(r),
+        };
+        if self.cache_cap > 0 {
+            if self.cache.len() >= self.cache_cap {
+                self.evict();
+            }
+            self.cache.insert(Box::from(subject), Rc::clone(&result));
+        }
+        result
+    }
+
+    /// Evicts about a quarter of the cache (arbitrary entries).
+    fn evict(&mut self) {
+        let keep = self.cache_cap - self.cache_cap.div_ceil(4);
+        let mut drop_n = self.cache.len().saturating_sub(keep);
+        self.cache.retain(|_, _| {
+            if drop_n > 0 {
+                drop_n -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Walks the trie for `subject`. `None` if the subject has an empty token.
+    fn collect(&mut self, subject: &[u8]) -> Option<SublistResult<T>> {
+        self.toks.clear();
+        let mut start = 0usize;
+        for i in memchr::memchr_iter(crate::subject::TSEP, subject) {
+            self.toks.push((start, i));
+            start = i + 1;
+        }
+        self.toks.push((start, subject.len()));
+        if self.toks.iter().any(|&(a, b)| a == b) {
+            self.trim_scratch();
+            return None;
+        }
+        let ntok = self.toks.len();
+
+        self.hits.clear();
+        self.stack.clear();
+        self.stack.push((ROOT, 0));
+        while let Some((n, i)) = self.stack.pop() {
+            let node = &self.nodes[n as usize];
+            if i == ntok {
+                if node.has_entries() {
+                    self.hits.push(n);
+                }
+                continue;
+            }
+            if node.fwc != NONE {
+                self.hits.push(node.fwc);
+            }
+            if node.pwc != NONE {
+                self.stack.push((node.pwc, i + 1));
+            }
+            if node.nlit > 0 {
+                let (a, b) = self.toks[i];
+                edge_key(&mut self.key_buf, n, &subject[a..b]);
+                if let Some(&c) = self.edges.get(&self.key_buf[..]) {
+                    self.stack.push((c, i + 1));
+                }
+            }
+        }
+
+        let mut res = SublistResult::default();
+        for &h in &self.hits {
+            let node = &self.nodes[h as usize];
+            res.plain.extend(node.plain.iter().cloned());
+            if let Some(groups) = &node.queues {
+                for g in groups.iter() {
+                    let sum = sum_counts(&g.members);
+                    match res.queues.iter_mut().find(|m| m.name == g.name) {
+                        Some(m) => {
+                            m.members.extend(g.members.iter().cloned());
+                            m.total = m.total.saturating_add(sum);
+                        }
+                        None => res.queues.push(QueueMatch {
+                            name: g.name.clone(),
+                            members: g.members.clone(),
+                            total: sum,
+                        }),
+                    }
+                }
+            }
+        }
+        self.trim_scratch();
+        Some(res)
+    }
+
+    /// Visits every entry (for monitoring): subject, queue, item, count. Allocates
+    /// temporary bookkeeping proportional to the number of nodes.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], Option<&[u8]>, &T, u32)) {
+        // For every node: (parent, token leading to it).
+        let mut up: Vec<(u32, &[u8])> = vec![(NONE, &[][..]); self.nodes.len()];
+        for (k, &c) in &self.edges {
+            let mut p = [0u8; 4];
+            p.copy_from_slice(&k[..4]);
+            up[c as usize] = (u32::from_le_bytes(p), &k[4..]);
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.pwc != NONE {
+                up[node.pwc as usize] = (i as u32, b"*");
+            }
+            if node.fwc != NONE {
+                up[node.fwc as usize] = (i as u32, b">");
+            }
+        }
+        let mut toks: Vec<&[u8]> = Vec::new();
+        let mut subj: Vec<u8> = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.has_entries() {
+                continue;
+            }
+            toks.clear();
+            let mut n = i as u32;
+            while n != ROOT && n != NONE {
+                let (p, t) = up[n as usize];
+                toks.push(t);
+                n = p;
+            }
+            subj.clear();
+            for (j, t) in toks.iter().rev().enumerate() {
+                if j > 0 {
+                    subj.push(crate::subject::TSEP);
+                }
+                subj.extend_from_slice(t);
+            }
+            for (item, c) in &node.plain {
+                f(&subj, None, item, *c);
+            }
+            if let Some(groups) = &node.queues {
+                for g in groups.iter() {
+                    for (item, c) in &g.members {
+                        f(&subj, Some(&g.name), item, *c);
+                    }
+                }
+            }
+        }
+    }
+}
