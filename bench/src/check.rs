@@ -75,11 +75,7 @@ impl Ordered {
             lost: published.saturating_sub(self.unique),
             dups: self.dups,
             reordered: self.reordered,
-            foreign: if self.next > published {
-                self.next - published
-            } else {
-                0
-            },
+            foreign: self.next.saturating_sub(published),
         }
     }
 }

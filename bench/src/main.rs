@@ -91,8 +91,9 @@ struct Cli {
     /// PID of the server at --url, to report its CPU time
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Flow control: max bytes a subscriber may lag behind publishers (0 = none)
-    #[arg(long, default_value = "8MiB", value_parser = parse_bytes)]
+    /// Flow control: max bytes of frames in flight from publishers to all subscribers
+    /// together (each subscriber may lag WINDOW/subs; 0 = no flow control)
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
     window: u64,
     /// Timeout for every wait (connect, handshake, replies, stalls)
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -144,7 +145,8 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad size '{s}' (want e.g. 8MiB, 65536)"))?;
-    v.checked_mul(mul).ok_or_else(|| format!("size '{s}' too large"))
+    v.checked_mul(mul)
+        .ok_or_else(|| format!("size '{s}' too large"))
 }
 
 fn kind_of(c: Cmd) -> Option<Kind> {
@@ -273,7 +275,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
         (None, false) => None,
     };
     if !cli.compare && cli.server_cores.is_some() {
-        return Err("--server-cores needs --compare (the harness only pins servers it starts)".into());
+        return Err(
+            "--server-cores needs --compare (the harness only pins servers it starts)".into(),
+        );
     }
     if let Some(c) = &client_cores {
         sys::pin(c).map_err(|e| format!("cannot pin the generator to cores {c:?}: {e}"))?;
@@ -327,7 +331,10 @@ fn single(cli: &Cli, specs: &[Spec], opts: &RunOpts) -> Result<bool, String> {
     let n = specs.len();
     for (i, spec) in specs.iter().enumerate() {
         let r = scenario::run(spec, opts).map_err(|e| format!("{}: {e}", spec.label()))?;
-        say(cli, &format!("[{}/{n}] {}: {}", i + 1, spec.label(), one_line(&r)));
+        say(
+            cli,
+            &format!("[{}/{n}] {}: {}", i + 1, spec.label(), one_line(&r)),
+        );
         if !r.ok() {
             loud_failure(&r);
         }
@@ -374,7 +381,11 @@ fn compare(
         &format!(
             "natrium: {}{}\nnats-server: {}\nserver cores {:?}, client cores {}, {} rounds",
             nat.path.display(),
-            if nat.pass_cores { "" } else { " (a nats-server: no --cores)" },
+            if nat.pass_cores {
+                ""
+            } else {
+                " (a nats-server: no --cores)"
+            },
             ns.path.display(),
             server_cores,
             cli.client_cores.as_deref().unwrap_or("1"),
@@ -403,7 +414,11 @@ fn compare(
                     if alive {
                         format!("{} on {}: {e}", spec.label(), bin.name)
                     } else {
-                        format!("{} on {}: {e} (server died: {tail})", spec.label(), bin.name)
+                        format!(
+                            "{} on {}: {e} (server died: {tail})",
+                            spec.label(),
+                            bin.name
+                        )
                     }
                 })?;
                 say(

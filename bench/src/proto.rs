@@ -201,7 +201,27 @@ impl Conn {
         self.wait_pong(deadline)
     }
 
-    pub fn subscribe(&mut self, subject: &str, queue: Option<&str>, sid: u32) -> Result<(), String> {
+    /// Send SUB and a PING without waiting: the reader sees the PONG (and any
+    /// MSG that arrives before it).
+    pub fn subscribe_nowait(
+        &mut self,
+        subject: &str,
+        queue: Option<&str>,
+        sid: u32,
+    ) -> Result<(), String> {
+        let line = match queue {
+            Some(q) => format!("SUB {subject} {q} {sid}\r\nPING\r\n"),
+            None => format!("SUB {subject} {sid}\r\nPING\r\n"),
+        };
+        self.write_all(line.as_bytes())
+    }
+
+    pub fn subscribe(
+        &mut self,
+        subject: &str,
+        queue: Option<&str>,
+        sid: u32,
+    ) -> Result<(), String> {
         let line = match queue {
             Some(q) => format!("SUB {subject} {q} {sid}\r\n"),
             None => format!("SUB {subject} {sid}\r\n"),

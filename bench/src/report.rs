@@ -5,7 +5,9 @@ use serde_json::{json, Value};
 
 pub fn check_text(r: &RunResult) -> String {
     let c = &r.check;
-    let mut s = if r.ok() {
+    let mut s = if r.ok() && r.spec.kind == crate::scenario::Kind::Pub {
+        "ok (no subscribers)".to_string()
+    } else if r.ok() {
         format!("ok {}/{}", c.unique, c.expected)
     } else {
         format!(
@@ -202,7 +204,11 @@ pub fn compare_table(rows: &[Compared]) -> String {
             stat_text(Compared::stat_of(&c.natrium)),
             stat_text(Compared::stat_of(&c.nats)),
             format!("{:.2}x", c.ratio()),
-            format!("{}/{}", p(Compared::p50(&c.natrium)), p(Compared::p50(&c.nats))),
+            format!(
+                "{}/{}",
+                p(Compared::p50(&c.natrium)),
+                p(Compared::p50(&c.nats))
+            ),
             if bad.is_empty() {
                 "ok".into()
             } else {
@@ -267,7 +273,10 @@ pub fn svg(title: &str, series: &[&str], rows: &[ChartRow]) -> String {
         s += &format!(
             "<line x1=\"{gx}\" y1=\"{top}\" x2=\"{gx}\" y2=\"{bottom}\" stroke=\"#ddd\"/><text x=\"{gx}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">{}</text>\n",
             bottom + 16.0,
-            si(10f64.powi(d))
+            ["1", "10", "100", "1k", "10k", "100k", "1M", "10M", "100M", "1G", "10G"]
+                .get(d as usize)
+                .copied()
+                .unwrap_or("")
         );
         d += 1;
     }

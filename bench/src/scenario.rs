@@ -81,9 +81,9 @@ impl Spec {
 }
 
 pub fn human_size(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{}MB", n >> 20)
-    } else if n >= 1024 && n % 1024 == 0 {
+    } else if n >= 1024 && n.is_multiple_of(1024) {
         format!("{}KB", n >> 10)
     } else {
         format!("{n}B")
@@ -222,6 +222,8 @@ fn new_hist() -> Histogram<u64> {
 struct SubState {
     received: AtomicU64,
     dead: AtomicBool,
+    /// The PONG after SUB arrived: the server has registered the subscription.
+    ready: AtomicBool,
 }
 
 struct Shared {
@@ -295,6 +297,7 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
             .map(|_| SubState {
                 received: AtomicU64::new(0),
                 dead: AtomicBool::new(false),
+                ready: AtomicBool::new(false),
             })
             .collect(),
         first_error: Default::default(),
@@ -304,7 +307,7 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
     let mut sub_conns = Vec::with_capacity(nsubs);
     for i in 0..nsubs {
         let mut c = Conn::connect(&opts.url, &format!("bench-sub-{i}"), opts.timeout)?;
-        c.subscribe(&subject, queue.then_some("benchq"), 1)?;
+        c.subscribe_nowait(&subject, queue.then_some("benchq"), 1)?;
         sub_conns.push(c);
     }
     let mut pub_conns = Vec::with_capacity(spec.pubs);
@@ -331,10 +334,14 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
         sub_handles.push(h);
     }
     let frame_len = PubBatcher::new(&subject, None, spec.size, 64 << 10).frame_len() as u64;
+    // The window is the total of frames in flight towards all subscribers, so the
+    // server always has work queued but the drain at the end stays short.
     let window_msgs = if opts.window == 0 || nsubs == 0 {
         u64::MAX
-    } else {
+    } else if queue {
         (opts.window / frame_len).max(64)
+    } else {
+        (opts.window / frame_len / nsubs as u64).max(64)
     };
     let mut pub_handles = Vec::with_capacity(spec.pubs);
     for (i, c) in pub_conns.into_iter().enumerate() {
@@ -363,6 +370,21 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
             .map_err(|e| e.to_string())?;
         pub_handles.push(h);
     }
+    // Every subscription must be confirmed (PONG) before anybody publishes.
+    let deadline = Instant::now() + opts.timeout;
+    while !shared.subs.iter().all(|s| s.ready.load(SeqCst)) {
+        if shared.abort.load(SeqCst) || Instant::now() >= deadline {
+            if shared.error().is_none() {
+                shared.fail(format!(
+                    "subscriptions not confirmed by the server within {:?}",
+                    opts.timeout
+                ));
+            }
+            break;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    // Publishers wait at the barrier and check `abort` right after it.
     barrier.wait();
     let start = Instant::now();
 
@@ -415,7 +437,11 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
             if shared.abort.load(SeqCst) {
                 break;
             }
-            let live: Vec<&SubState> = shared.subs.iter().filter(|s| !s.dead.load(SeqCst)).collect();
+            let live: Vec<&SubState> = shared
+                .subs
+                .iter()
+                .filter(|s| !s.dead.load(SeqCst))
+                .collect();
             let done = if queue {
                 live.iter().map(|s| s.received.load(Relaxed)).sum::<u64>() >= published
                     || live.is_empty()
@@ -462,7 +488,7 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
     if queue {
         let closed = outs.iter().filter(|o| o.closed.is_some()).count();
         slow += closed;
-        for p in 0..spec.pubs {
+        for (p, &published_p) in per_pub.iter().enumerate() {
             let maps: Vec<&Bitmap> = outs
                 .iter()
                 .filter_map(|o| match &o.tracker {
@@ -470,7 +496,7 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
                     _ => None,
                 })
                 .collect();
-            let mut c = union_check(&maps, per_pub[p]);
+            let mut c = union_check(&maps, published_p);
             if closed > 0 {
                 // Messages queued to a closed member are lost by design.
                 c.lost = 0;
@@ -635,6 +661,9 @@ fn sub_loop(mut c: Conn, sh: Arc<Shared>, idx: usize, npubs: usize, queue: bool)
         }
         match rd.read_from(&mut c.stream) {
             Ok(0) => {
+                if !sh.subs[idx].ready.load(SeqCst) {
+                    sh.fail("server closed the connection before confirming SUB".into());
+                }
                 closed = Some("connection closed".to_string());
                 break;
             }
@@ -674,7 +703,7 @@ fn sub_loop(mut c: Conn, sh: Arc<Shared>, idx: usize, npubs: usize, queue: bool)
             }
             Event::Ping => pings += 1,
             Event::Err(e) => err = Some(String::from_utf8_lossy(e).to_string()),
-            Event::Pong => {}
+            Event::Pong => sh.subs[idx].ready.store(true, SeqCst),
         });
         if received > 0 {
             last = Some(now);
@@ -692,6 +721,9 @@ fn sub_loop(mut c: Conn, sh: Arc<Shared>, idx: usize, npubs: usize, queue: bool)
             }
         }
         if let Some(e) = err {
+            if !sh.subs[idx].ready.load(SeqCst) {
+                sh.fail(format!("server refused the subscription: {e}"));
+            }
             closed = Some(e);
             break;
         }
@@ -910,8 +942,7 @@ fn requester_loop(
         b.buf.clear();
         b.push(id, seq, now_ns());
         let t0 = Instant::now();
-        c.write_all(&b.buf)
-            .map_err(|e| format!("requester: {e}"))?;
+        c.write_all(&b.buf).map_err(|e| format!("requester: {e}"))?;
         // Wait for the reply.
         let mut got: Option<Result<(), String>> = None;
         let mut pong = false;

@@ -25,7 +25,8 @@ pub struct Running {
 }
 
 fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    let l =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
@@ -208,7 +209,9 @@ pub fn workspace_root() -> Option<PathBuf> {
     for s in starts.into_iter().flatten() {
         for d in s.ancestors() {
             if let Ok(t) = std::fs::read_to_string(d.join("Cargo.toml")) {
-                if t.contains("[workspace]") && t.contains("natrium") {
+                let is_root = t.contains("[workspace]")
+                    && t.lines().any(|l| l.replace(' ', "") == "name=\"natrium\"");
+                if is_root {
                     return Some(d.to_path_buf());
                 }
             }

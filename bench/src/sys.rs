@@ -53,7 +53,10 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
 }
 
 pub fn cores_arg(v: &[usize]) -> String {
-    v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Pin the calling thread (and so the threads and children it creates later).

@@ -10,6 +10,9 @@ use std::task::{Poll, Waker};
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::GlommioError;
 
+/// Envelopes handled from one ring before the receive loop lets other tasks run.
+const RECV_BATCH: u32 = 256;
+
 /// Envelopes waiting for room in the ring to one peer, in send order.
 struct Outbox<M> {
     queue: VecDeque<M>,
@@ -148,8 +151,15 @@ impl<M: Send + 'static> Shard<M> {
         for (from, rx) in receivers.streams() {
             let handler = handler.clone();
             glommio::spawn_local(async move {
+                let mut since_yield = 0u32;
                 while let Some(msg) = rx.recv().await {
                     handler(from, msg);
+                    // A ring that never runs dry must not starve this shard's writers.
+                    since_yield += 1;
+                    if since_yield == RECV_BATCH {
+                        since_yield = 0;
+                        futures_lite::future::yield_now().await;
+                    }
                 }
             })
             .detach();

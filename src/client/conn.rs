@@ -208,6 +208,13 @@ fn protocol_error(client: &Client, e: ProtoError) {
 }
 
 async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: Op<'_>) -> Next {
+    // Once a client sees any answer to an op sent after a SUB, that SUB must be in force
+    // on every shard (a single nats-server gives that for free): before acting on
+    // anything but more SUB/UNSUBs, wait for the other shards to apply it.
+    if client.interest_dirty.get() && !matches!(op, Op::Sub { .. } | Op::Unsub { .. }) {
+        client.interest_dirty.set(false);
+        ctx.barrier().await;
+    }
     match op {
         Op::Pub {
             subject,
@@ -219,7 +226,16 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
             subject,
             queue,
             sid,
-        } => on_sub(ctx, client, subject, queue, sid),
+        } => {
+            let added = on_sub(ctx, client, subject, queue, sid);
+            // A verbose client may act on the +OK alone: it too means "in force".
+            if added && client.opts.borrow().verbose {
+                client.interest_dirty.set(false);
+                ctx.barrier().await;
+                client.queue(encode::OK);
+            }
+            Next::Continue
+        }
         Op::Unsub { sid, max } => on_unsub(ctx, client, sid, max),
         Op::Ping => on_ping(ctx, client).await,
         Op::Pong => {
@@ -274,6 +290,11 @@ fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
         );
         return Next::Stop;
     }
+    // A repeated CONNECT starts over: nats-server drops the earlier subscriptions.
+    if client.connected.get() && !client.subs.borrow().is_empty() {
+        ctx.remove_all_subs(client);
+        client.interest_dirty.set(true);
+    }
     client.echo.set(opts.echo);
     client.headers.set(opts.headers);
     let verbose = opts.verbose;
@@ -286,9 +307,9 @@ fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
 }
 
 async fn on_ping(ctx: &Rc<ShardCtx>, client: &Client) -> Next {
-    // A PONG promises that earlier SUBs are in force server-wide: wait for the other
-    // shards to apply them first.
-    if client.interest_dirty.replace(false) {
+    // A PONG promises that earlier messages were delivered server-wide: wait for the
+    // other shards to deliver what this client sent them.
+    if client.routed_dirty.replace(false) {
         ctx.barrier().await;
     }
     client.queue(encode::PONG);
@@ -300,33 +321,34 @@ async fn on_ping(ctx: &Rc<ShardCtx>, client: &Client) -> Next {
     Next::Continue
 }
 
+/// Adds a subscription; true when one was added (the caller sends the verbose +OK).
 fn on_sub(
     ctx: &ShardCtx,
     client: &Rc<Client>,
     subject: &[u8],
     queue: Option<&[u8]>,
     sid: &[u8],
-) -> Next {
+) -> bool {
     if !subject::is_valid_subject(subject) {
         client.send_err("Invalid Subject");
-        return Next::Continue;
+        return false;
     }
     if queue == Some(b"_sys_") {
         client.send_err(&format!(
             "Permissions Violation for Subscription to \"{}\" using queue \"_sys_\"",
             String::from_utf8_lossy(subject)
         ));
-        return Next::Continue;
+        return false;
     }
     if client.subs.borrow().contains_key(sid) {
         verbose_ok(client);
-        return Next::Continue;
+        return false;
     }
     let max_subs = ctx.server.opts.max_subscriptions;
     if max_subs > 0 && client.subs.borrow().len() >= max_subs {
         crate::log_error!("cid:{} - Maximum Subscriptions Exceeded (max={})", client.cid, max_subs);
         client.send_err("maximum subscriptions exceeded");
-        return Next::Continue;
+        return false;
     }
     let sub = Rc::new(Subscription {
         client: client.clone(),
@@ -340,8 +362,7 @@ fn on_sub(
     client.subs.borrow_mut().insert(sub.sid.clone(), sub.clone());
     ctx.add_sub(&mut ctx.state.borrow_mut(), sub);
     client.interest_dirty.set(true);
-    verbose_ok(client);
-    Next::Continue
+    true
 }
 
 fn on_unsub(ctx: &ShardCtx, client: &Client, sid: &[u8], max: Option<u64>) -> Next {
@@ -352,7 +373,6 @@ fn on_unsub(ctx: &ShardCtx, client: &Client, sid: &[u8], max: Option<u64>) -> Ne
             _ => {
                 client.subs.borrow_mut().remove(sid);
                 ctx.remove_sub(&mut ctx.state.borrow_mut(), &sub);
-                client.interest_dirty.set(true);
             }
         }
     }
@@ -407,36 +427,9 @@ fn on_pub(
     let mut st = ctx.state.borrow_mut();
     st.stats.in_msgs += 1;
     st.stats.in_bytes += payload.len() as u64;
-    let any = ctx.publish(&mut st, client, chunk, subject, reply, hdr_len, payload);
-    if !any && no_responders && !reply.is_empty() {
-        send_no_responders(ctx, &mut st, client, subject, reply);
-    }
+    let want_status = no_responders && !reply.is_empty();
+    ctx.publish(&mut st, client, chunk, subject, reply, hdr_len, payload, want_status);
     Next::Continue
-}
-
-/// Sends the 503 status to the publisher's own subscription on the reply subject.
-fn send_no_responders(
-    ctx: &ShardCtx,
-    st: &mut crate::shard::ShardState,
-    client: &Rc<Client>,
-    subject: &[u8],
-    reply: &[u8],
-) {
-    let matched = st.local.match_subject(reply);
-    let Some((sub, _)) = matched
-        .plain
-        .iter()
-        .find(|(s, _)| Rc::ptr_eq(&s.0.client, client))
-    else {
-        return;
-    };
-    let mut hdr = Vec::with_capacity(32 + subject.len());
-    hdr.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
-    hdr.extend_from_slice(subject);
-    hdr.extend_from_slice(b"\r\n\r\n");
-    let sub = sub.0.clone();
-    let len = hdr.len();
-    ctx.deliver(st, &sub, reply, b"", len, &hdr, 0);
 }
 
 /// Writes whatever is queued, once per wake-up, until the connection closes.

@@ -97,6 +97,9 @@ pub struct Client {
     pub sent_connect_info: Cell<bool>,
     /// SUB/UNSUB since the last PONG: the next PONG waits until other shards applied them.
     pub interest_dirty: Cell<bool>,
+    /// Messages went to other shards since the last PONG: the next PONG waits until
+    /// they are delivered there, so a PONG means "published everywhere" as on one server.
+    pub routed_dirty: Cell<bool>,
     /// Data arrived from the client since the last ping tick.
     pub active: Cell<bool>,
     /// The writer task, parked waiting for output.
@@ -124,6 +127,7 @@ impl Client {
             pings_out: Cell::new(0),
             sent_connect_info: Cell::new(false),
             interest_dirty: Cell::new(false),
+            routed_dirty: Cell::new(false),
             active: Cell::new(false),
             writer: Cell::new(None),
             stats: ClientStats::default(),

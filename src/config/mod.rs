@@ -2,5 +2,7 @@
 
 pub mod flags;
 pub mod options;
+pub mod parser;
+pub mod value;
 
 pub use options::Options;

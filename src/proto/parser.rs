@@ -84,10 +84,10 @@ pub enum Op<'a> {
     },
     Ping,
     Pong,
-    /// Client-sent `INFO ...` (ignored by the server). Note: nats-server unmarshals the
-    /// argument and closes the connection silently when it is not a JSON object/null
-    /// (e.g. `INFO x`, `INFO []`, bare `INFO`); this variant does not carry the argument.
-    Info,
+    /// Client-sent `INFO <json>`: the argument, trailing whitespace trimmed. nats-server
+    /// unmarshals it and closes the connection silently if that fails (e.g. `INFO x`,
+    /// `INFO []`, bare `INFO`); `{}` / `null` are accepted and ignored.
+    Info(&'a [u8]),
     /// Client-sent `+OK` (ignored by the server).
     Ok,
     /// Client-sent `-ERR <text>`: the server closes the connection silently.
@@ -352,7 +352,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ProtoErro
 
     let op = match kind {
         Kind::Connect => Op::Connect(trim_end(arg)),
-        Kind::Info => Op::Info,
+        Kind::Info => Op::Info(trim_end(arg)),
         Kind::Err => Op::Err(trim_end(arg)),
         Kind::Hmsg => return Err(ProtoError::UnknownOp),
         Kind::Sub => {
@@ -752,11 +752,12 @@ mod tests {
 
     #[test]
     fn info_and_err() {
-        assert_eq!(one(b"INFO {}\r\n"), Op::Info);
-        assert_eq!(one(b"INFO{}\r\n"), Op::Info);
-        assert_eq!(one(b"info null \r\n"), Op::Info);
-        assert_eq!(one(b"INFO\r\n"), Op::Info);
-        assert_eq!(one(b"INFOX\r\n"), Op::Info);
+        assert_eq!(one(b"INFO {}\r\n"), Op::Info(b"{}"));
+        assert_eq!(one(b"INFO{}\r\n"), Op::Info(b"{}"));
+        assert_eq!(one(b"info null \r\n"), Op::Info(b"null"));
+        assert_eq!(one(b"INFO\r\n"), Op::Info(b""));
+        assert_eq!(one(b"INFOX\r\n"), Op::Info(b"X"));
+        assert_eq!(one(b"INFO \t{} \t\r\n"), Op::Info(b"{}"));
         assert_eq!(one(b"-ERR 'x'\r\n"), Op::Err(b"'x'"));
         assert_eq!(one(b"-err\t'x y'\t\n"), Op::Err(b"'x y'"));
         assert_eq!(one(b"-ERR \r\n"), Op::Err(b""));
@@ -1091,7 +1092,7 @@ mod tests {
         ));
         assert!(matches!(
             p(&line("INFO ", 4096, b"\r\n")),
-            Ok(Parsed::Op(Op::Info, _))
+            Ok(Parsed::Op(Op::Info(_), _))
         ));
         assert!(matches!(
             p(&line("-ERR ", 4096, b"\r\n")),

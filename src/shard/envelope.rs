@@ -22,6 +22,9 @@ pub struct RoutedMsg {
     pub queue: Option<Bytes>,
     /// Further chosen queue groups (rare: several groups chose the same shard).
     pub more_queues: Vec<Bytes>,
+    /// Non-zero when the publisher wants a no-responders status and nobody on its own
+    /// shard took the message: the destination answers with [`Envelope::Delivered`].
+    pub status_token: u64,
 }
 
 /// Every kind of envelope between shards.
@@ -44,4 +47,11 @@ pub enum Envelope {
     Barrier(u64),
     /// Reply to [`Envelope::Barrier`].
     BarrierAck(u64),
+    /// Whether a message sent with a `status_token` reached anyone on this shard.
+    Delivered {
+        /// The message's `status_token`.
+        token: u64,
+        /// Someone got it.
+        any: bool,
+    },
 }

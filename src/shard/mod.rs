@@ -49,6 +49,15 @@ impl Target {
     }
 }
 
+/// A request routed to other shards whose publisher wants a 503 if nobody answers.
+struct PendingStatus {
+    cid: u64,
+    subject: Bytes,
+    reply: Bytes,
+    remaining: usize,
+    delivered: bool,
+}
+
 struct PendingBarrier {
     remaining: usize,
     waker: Option<Waker>,
@@ -70,6 +79,8 @@ pub struct ShardState {
     targets: Vec<Target>,
     barriers: HashMap<u64, PendingBarrier>,
     next_barrier: u64,
+    statuses: HashMap<u64, PendingStatus>,
+    next_status: u64,
 }
 
 /// A shard: its id, its links to the others, the server-wide settings and its state.
@@ -106,6 +117,8 @@ impl ShardCtx {
                 targets: (0..count).map(|_| Target::default()).collect(),
                 barriers: HashMap::new(),
                 next_barrier: 0,
+                statuses: HashMap::new(),
+                next_status: 0,
             }),
         })
     }
@@ -124,7 +137,33 @@ impl ShardCtx {
         match env {
             Envelope::Msg(m) => {
                 let mut st = self.state.borrow_mut();
-                self.deliver_routed(&mut st, &m);
+                let any = self.deliver_routed(&mut st, &m);
+                if m.status_token != 0 {
+                    self.mesh.send(
+                        from,
+                        Envelope::Delivered {
+                            token: m.status_token,
+                            any,
+                        },
+                    );
+                }
+            }
+            Envelope::Delivered { token, any } => {
+                let mut st = self.state.borrow_mut();
+                let Some(p) = st.statuses.get_mut(&token) else {
+                    return;
+                };
+                p.remaining -= 1;
+                p.delivered |= any;
+                if p.remaining == 0 {
+                    let p = st.statuses.remove(&token).expect("present");
+                    if p.delivered {
+                        return;
+                    }
+                    if let Some(client) = st.clients.get(&p.cid).cloned() {
+                        self.send_no_responders(&mut st, &client, &p.subject, &p.reply);
+                    }
+                }
             }
             Envelope::Interest {
                 account: _,
@@ -235,9 +274,56 @@ impl ShardCtx {
 
     /// Routes a message published by a client of this shard (the hot path). `chunk` is
     /// the read buffer the slices point into, so other shards get zero-copy `Bytes`.
-    /// Returns whether anyone (here or on another shard) had interest.
+    /// When `want_status` (a request from a no_responders client) and nobody takes the
+    /// message, here or on the shards it was routed to, the publisher gets a 503.
     #[allow(clippy::too_many_arguments)]
     pub fn publish(
+        &self,
+        st: &mut ShardState,
+        publisher: &Rc<Client>,
+        chunk: &Bytes,
+        subject: &[u8],
+        reply: &[u8],
+        hdr_len: usize,
+        payload: &[u8],
+        want_status: bool,
+    ) {
+        let any = self.route(st, publisher, chunk, subject, reply, hdr_len, payload, want_status);
+        if !any && want_status {
+            self.send_no_responders(st, publisher, subject, reply);
+        }
+    }
+
+    /// Sends the 503 no-responders status to the publisher's own plain subscription on
+    /// the reply subject, as nats-server does.
+    pub fn send_no_responders(
+        &self,
+        st: &mut ShardState,
+        client: &Rc<Client>,
+        subject: &[u8],
+        reply: &[u8],
+    ) {
+        let matched = st.local.match_subject(reply);
+        let Some((sub, _)) = matched
+            .plain
+            .iter()
+            .find(|(s, _)| Rc::ptr_eq(&s.0.client, client))
+        else {
+            return;
+        };
+        let mut hdr = Vec::with_capacity(32 + subject.len());
+        hdr.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+        hdr.extend_from_slice(subject);
+        hdr.extend_from_slice(b"\r\n\r\n");
+        let sub = sub.0.clone();
+        self.deliver(st, &sub, reply, b"", hdr.len(), &hdr, 0);
+    }
+
+    /// Delivers locally and sends one envelope per interested shard. Returns whether
+    /// anyone took the message here, or it was routed (and, if `want_status`, a status
+    /// is awaited from the shards it went to).
+    #[allow(clippy::too_many_arguments)]
+    fn route(
         &self,
         st: &mut ShardState,
         publisher: &Client,
@@ -246,6 +332,7 @@ impl ShardCtx {
         reply: &[u8],
         hdr_len: usize,
         payload: &[u8],
+        want_status: bool,
     ) -> bool {
         let local = st.local.match_subject(subject);
         let mut any = false;
@@ -293,7 +380,24 @@ impl ShardCtx {
             routed = true;
         }
         if routed {
+            let mut status_token = 0;
+            if want_status && !any {
+                st.next_status += 1;
+                status_token = st.next_status;
+                let shards = st.targets.iter().filter(|t| !t.is_empty()).count();
+                st.statuses.insert(
+                    status_token,
+                    PendingStatus {
+                        cid: publisher.cid,
+                        subject: Bytes::copy_from_slice(subject),
+                        reply: Bytes::copy_from_slice(reply),
+                        remaining: shards,
+                        delivered: false,
+                    },
+                );
+            }
             any = true;
+            publisher.routed_dirty.set(true);
             let subject_b = chunk.slice_ref(subject);
             let reply_b = if reply.is_empty() {
                 Bytes::new()
@@ -321,6 +425,7 @@ impl ShardCtx {
                         plain: t.plain,
                         queue: t.queue,
                         more_queues: t.more_queues,
+                        status_token,
                     }),
                 );
             }
@@ -365,20 +470,23 @@ impl ShardCtx {
         false
     }
 
-    /// Delivers an envelope from another shard to this shard's subscribers.
-    fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) {
+    /// Delivers an envelope from another shard to this shard's subscribers; returns
+    /// whether anyone got it.
+    fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) -> bool {
         let local = st.local.match_subject(&m.subject);
         let hdr = m.hdr_len as usize;
+        let mut any = false;
         if m.plain {
             for (sub, _) in &local.plain {
-                self.deliver(st, &sub.0, &m.subject, &m.reply, hdr, &m.payload, 0);
+                any |= self.deliver(st, &sub.0, &m.subject, &m.reply, hdr, &m.payload, 0);
             }
         }
         for name in m.queue.iter().chain(m.more_queues.iter()) {
             if let Some(q) = local.queues.iter().find(|q| &q.name == name) {
-                self.deliver_queue_local(st, &q.members, &m.subject, &m.reply, hdr, &m.payload, 0);
+                any |= self.deliver_queue_local(st, &q.members, &m.subject, &m.reply, hdr, &m.payload, 0);
             }
         }
+        any
     }
 
     /// Appends one message for one subscription to its client's outbound buffer.
@@ -431,14 +539,19 @@ impl ShardCtx {
         true
     }
 
-    /// Drops every subscription of a closing client and forgets it.
-    pub fn remove_client(&self, client: &Rc<Client>) {
+    /// Drops every subscription of a client.
+    pub fn remove_all_subs(&self, client: &Client) {
         let mut st = self.state.borrow_mut();
         let subs: Vec<_> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
         for sub in &subs {
             self.remove_sub(&mut st, sub);
         }
-        st.clients.remove(&client.cid);
+    }
+
+    /// Drops every subscription of a closing client and forgets it.
+    pub fn remove_client(&self, client: &Client) {
+        self.remove_all_subs(client);
+        self.state.borrow_mut().clients.remove(&client.cid);
     }
 }
 
