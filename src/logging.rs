@@ -97,7 +97,13 @@ pub fn log(level: Level, args: std::fmt::Arguments<'_>) {
     let line = match LOGGER.get() {
         Some(l) if l.logtime => format!("[{}] {} {} {}\n", l.pid, timestamp(), level.tag(), args),
         Some(l) => format!("[{}] {} {}\n", l.pid, level.tag(), args),
-        None => format!("[{}] {} {} {}\n", std::process::id(), timestamp(), level.tag(), args),
+        None => format!(
+            "[{}] {} {} {}\n",
+            std::process::id(),
+            timestamp(),
+            level.tag(),
+            args
+        ),
     };
     match LOGGER.get() {
         Some(l) => {

@@ -26,7 +26,11 @@ fn main() {
         }
     };
     let sink: Box<dyn std::io::Write + Send> = match &opts.log_file {
-        Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             Ok(f) => Box::new(f),
             Err(e) => {
                 eprintln!("error opening log file {}: {e}", path.display());

@@ -114,7 +114,9 @@ fn bind_listeners(host: &str, port: i32, n: usize) -> Result<(Vec<RawFd>, u16), 
     let probe = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| bind_error(&shown, e))?;
     probe.set_reuse_address(true).ok();
-    probe.bind(&addr.into()).map_err(|e| bind_error(&shown, e))?;
+    probe
+        .bind(&addr.into())
+        .map_err(|e| bind_error(&shown, e))?;
     let port = probe
         .local_addr()
         .ok()
@@ -188,7 +190,10 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
 
     let kp = nkeys::KeyPair::new_server();
     let server_id = kp.public_key();
-    let server_name = opts.server_name.clone().unwrap_or_else(|| server_id.clone());
+    let server_name = opts
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server_id.clone());
     log_info!("Starting natrium (compatible with nats-server {COMPAT_VERSION})");
     log_info!("  Version:  {VERSION}");
     log_info!("  Name:     {server_name}");
@@ -257,7 +262,11 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
         }
     }
     let ports_file = opts.ports_file_dir.as_ref().map(|dir| {
-        let host = if opts.host == "0.0.0.0" || opts.host == "::" { "127.0.0.1" } else { &opts.host };
+        let host = if opts.host == "0.0.0.0" || opts.host == "::" {
+            "127.0.0.1"
+        } else {
+            &opts.host
+        };
         let doc = serde_json::json!({ "nats": [format!("nats://{host}:{port}")] });
         let path = ports_file_path(dir);
         if let Err(e) = std::fs::write(&path, doc.to_string()) {
@@ -276,7 +285,11 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
         }
         match sig {
             libc::SIGINT | libc::SIGTERM => {
-                let name = if sig == libc::SIGINT { "interrupt" } else { "terminated" };
+                let name = if sig == libc::SIGINT {
+                    "interrupt"
+                } else {
+                    "terminated"
+                };
                 log_info!("Trapped \"{name}\" signal");
                 break;
             }
@@ -318,7 +331,8 @@ async fn shard_main(
     let id = mesh.id();
     let ctx = ShardCtx::new(mesh, server.clone());
     let pump = ctx.clone();
-    ctx.mesh.on_receive(move |from, env| pump.on_envelope(from, env));
+    ctx.mesh
+        .on_receive(move |from, env| pump.on_envelope(from, env));
     // SAFETY: each shard takes ownership of exactly one listening fd.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fds[id]) };
     let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener));

@@ -252,7 +252,11 @@ fn conns_of(case: &Case) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for s in &case.steps {
         let c = match s {
-            Step::Send(c, _) | Step::Open(c) | Step::Sync(c) | Step::Wait(c, _) | Step::Close(c) => c,
+            Step::Send(c, _)
+            | Step::Open(c)
+            | Step::Sync(c)
+            | Step::Wait(c, _)
+            | Step::Close(c) => c,
             Step::Sleep(_) => continue,
         };
         if !v.contains(c) {
@@ -263,7 +267,9 @@ fn conns_of(case: &Case) -> Vec<String> {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("corpus")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("corpus")
 }
 
 fn load_corpus() -> Vec<Case> {
@@ -282,7 +288,12 @@ fn load_corpus() -> Vec<Case> {
     }
     let mut names = std::collections::HashSet::new();
     for c in &all {
-        assert!(names.insert(c.name.clone()), "duplicate case name {} ({})", c.name, c.origin);
+        assert!(
+            names.insert(c.name.clone()),
+            "duplicate case name {} ({})",
+            c.name,
+            c.origin
+        );
     }
     all
 }
@@ -339,7 +350,13 @@ impl Conn {
                 }
             }
         });
-        Ok(Conn { stream, shared, reader: Some(reader), wait_pos: 0, closed_by_client: false })
+        Ok(Conn {
+            stream,
+            shared,
+            reader: Some(reader),
+            wait_pos: 0,
+            closed_by_client: false,
+        })
     }
 
     /// Waits until `pred(state)` or timeout; returns whether it held.
@@ -369,7 +386,11 @@ struct RawRun {
 }
 
 fn count_pongs(buf: &[u8]) -> usize {
-    split_frames(buf).0.iter().filter(|f| f.as_slice() == b"PONG\r\n").count()
+    split_frames(buf)
+        .0
+        .iter()
+        .filter(|f| f.as_slice() == b"PONG\r\n")
+        .count()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -382,9 +403,11 @@ fn run_case(case: &Case, port: u16) -> RawRun {
     let mut last_step = Instant::now();
     for step in &case.steps {
         let name = match step {
-            Step::Send(c, _) | Step::Open(c) | Step::Sync(c) | Step::Wait(c, _) | Step::Close(c) => {
-                Some(c)
-            }
+            Step::Send(c, _)
+            | Step::Open(c)
+            | Step::Sync(c)
+            | Step::Wait(c, _)
+            | Step::Close(c) => Some(c),
             Step::Sleep(_) => None,
         };
         if let Some(n) = name {
@@ -414,7 +437,8 @@ fn run_case(case: &Case, port: u16) -> RawRun {
                 let conn = conns.get_mut(c).unwrap();
                 let before = count_pongs(&conn.shared.0.lock().unwrap().buf);
                 let _ = conn.stream.write_all(b"PING\r\n");
-                let ok = conn.wait_until(STEP_TIMEOUT, |s| s.closed || count_pongs(&s.buf) > before);
+                let ok =
+                    conn.wait_until(STEP_TIMEOUT, |s| s.closed || count_pongs(&s.buf) > before);
                 let st = conn.shared.0.lock().unwrap();
                 if !ok || count_pongs(&st.buf) <= before {
                     problems.push(format!("sync {c}: no PONG (closed: {})", st.closed));
@@ -425,7 +449,11 @@ fn run_case(case: &Case, port: u16) -> RawRun {
                 let pos = conn.wait_pos;
                 let mut found = None;
                 conn.wait_until(STEP_TIMEOUT, |s| {
-                    found = s.buf.get(pos..).and_then(|t| find(t, data)).map(|i| pos + i);
+                    found = s
+                        .buf
+                        .get(pos..)
+                        .and_then(|t| find(t, data))
+                        .map(|i| pos + i);
                     found.is_some() || s.closed
                 });
                 match found {
@@ -466,7 +494,10 @@ fn run_case(case: &Case, port: u16) -> RawRun {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut out = RawRun { conns: BTreeMap::new(), problems };
+    let mut out = RawRun {
+        conns: BTreeMap::new(),
+        problems,
+    };
     for (name, mut c) in conns {
         let (buf, closed) = {
             let st = c.shared.0.lock().unwrap();
@@ -490,7 +521,9 @@ fn split_frames(buf: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
     let mut frames = Vec::new();
     let mut i = 0;
     while i < buf.len() {
-        let Some(eol) = find(&buf[i..], b"\r\n") else { break };
+        let Some(eol) = find(&buf[i..], b"\r\n") else {
+            break;
+        };
         let line = &buf[i..i + eol];
         let mut end = i + eol + 2;
         let is_msg = line.starts_with(b"MSG ") || line.starts_with(b"HMSG ");
@@ -532,13 +565,21 @@ const INFO_VALUE_KEYS: &[&str] = &[
     "acc_is_sys",
 ];
 /// INFO keys only checked for presence.
-const INFO_PRESENCE_KEYS: &[&str] =
-    &["server_id", "server_name", "version", "go", "port", "client_id", "nonce"];
+const INFO_PRESENCE_KEYS: &[&str] = &[
+    "server_id",
+    "server_name",
+    "version",
+    "go",
+    "port",
+    "client_id",
+    "nonce",
+];
 
 fn normalize_info(line: &[u8]) -> String {
-    let (Some(open), Some(close)) =
-        (line.iter().position(|&c| c == b'{'), line.iter().rposition(|&c| c == b'}'))
-    else {
+    let (Some(open), Some(close)) = (
+        line.iter().position(|&c| c == b'{'),
+        line.iter().rposition(|&c| c == b'}'),
+    ) else {
         return format!("<INFO without JSON> {}", escape(line));
     };
     if close < open {
@@ -583,9 +624,8 @@ fn without_sid(frame: &[u8]) -> String {
 /// One message delivered to several subscriptions of the same connection arrives as a run of
 /// MSG/HMSG frames that differ only in the sid; their order is unspecified, so sort such runs.
 fn sort_fanout_runs(frames: &mut [Vec<u8>]) {
-    let key = |f: &Vec<u8>| {
-        (f.starts_with(b"MSG ") || f.starts_with(b"HMSG ")).then(|| without_sid(f))
-    };
+    let key =
+        |f: &Vec<u8>| (f.starts_with(b"MSG ") || f.starts_with(b"HMSG ")).then(|| without_sid(f));
     let mut i = 0;
     while i < frames.len() {
         let Some(k) = key(&frames[i]) else {
@@ -628,7 +668,14 @@ fn normalize(run: &RawRun, groups: &[Vec<String>]) -> Vec<String> {
         if !tail.is_empty() {
             out.push(format!("{name}: <incomplete> {}", escape_frame(&tail)));
         }
-        out.push(format!("{name}: {}", if *closed { "<closed by server>" } else { "<open>" }));
+        out.push(format!(
+            "{name}: {}",
+            if *closed {
+                "<closed by server>"
+            } else {
+                "<open>"
+            }
+        ));
     }
     for (g, mut pool) in pools.into_iter().enumerate() {
         pool.sort();
@@ -649,14 +696,22 @@ fn sanity(run: &RawRun) -> Vec<String> {
     let mut v = Vec::new();
     for (name, (buf, _)) in &run.conns {
         if !buf.starts_with(b"INFO ") {
-            v.push(format!("connection {name} did not start with INFO: {}", escape(&buf[..buf.len().min(80)])));
+            v.push(format!(
+                "connection {name} did not start with INFO: {}",
+                escape(&buf[..buf.len().min(80)])
+            ));
         }
     }
     v
 }
 
 fn side_by_side(left: &[String], right: &[String]) -> String {
-    let w = left.iter().map(|l| l.chars().count()).max().unwrap_or(0).clamp(20, 90);
+    let w = left
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(20, 90);
     let mut s = format!("  {:<w$} | {}\n", "natrium", "nats-server");
     for i in 0..left.len().max(right.len()) {
         let l = left.get(i).map(String::as_str).unwrap_or("");
@@ -691,7 +746,10 @@ fn differential_corpus() {
     );
     let cases = load_corpus();
     assert!(cases.len() >= MIN_CASES);
-    let jobs: usize = std::env::var("DIFF_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    let jobs: usize = std::env::var("DIFF_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
     let filter = std::env::var("DIFF_CASE").ok();
     let dump = std::env::var_os("DIFF_DUMP").is_some();
     let cases: Vec<Case> = cases
@@ -701,7 +759,10 @@ fn differential_corpus() {
     assert!(!cases.is_empty(), "DIFF_CASE matches no case");
     let start = Instant::now();
     let start = &start;
-    let queue = Arc::new(Mutex::new(cases.clone().into_iter().enumerate().collect::<Vec<_>>()));
+    let queue = Arc::new(Mutex::new(
+        cases.clone().into_iter().enumerate().collect::<Vec<_>>(),
+    ));
+    #[allow(clippy::type_complexity)]
     let results: Arc<Mutex<Vec<(usize, Vec<String>, Vec<String>, Vec<String>)>>> =
         Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
@@ -712,11 +773,17 @@ fn differential_corpus() {
                 let natrium = Server::natrium(&[]);
                 let reference = Server::nats_server(&[]);
                 loop {
-                    let Some((idx, case)) = queue.lock().unwrap().pop() else { break };
+                    let Some((idx, case)) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
                     if start.elapsed() > TOTAL_BUDGET {
                         // A hanging server must not make the test run for ages.
-                        let skipped = vec![format!("not run: the {TOTAL_BUDGET:?} budget was used up")];
-                        results.lock().unwrap().push((idx, Vec::new(), Vec::new(), skipped));
+                        let skipped =
+                            vec![format!("not run: the {TOTAL_BUDGET:?} budget was used up")];
+                        results
+                            .lock()
+                            .unwrap()
+                            .push((idx, Vec::new(), Vec::new(), skipped));
                         continue;
                     }
                     let (a, b) = std::thread::scope(|s| {
@@ -757,7 +824,10 @@ fn differential_corpus() {
                 case.name,
                 case.origin,
                 case.source,
-                issues.iter().map(|i| format!("problem: {i}\n")).collect::<String>(),
+                issues
+                    .iter()
+                    .map(|i| format!("problem: {i}\n"))
+                    .collect::<String>(),
                 side_by_side(na, nb)
             ));
         }
@@ -783,7 +853,10 @@ fn differential_corpus() {
 fn normaliser_detects_differences() {
     fn run(conns: &[(&str, &[u8], bool)]) -> RawRun {
         RawRun {
-            conns: conns.iter().map(|(n, b, c)| (n.to_string(), (b.to_vec(), *c))).collect(),
+            conns: conns
+                .iter()
+                .map(|(n, b, c)| (n.to_string(), (b.to_vec(), *c)))
+                .collect(),
             problems: Vec::new(),
         }
     }
@@ -795,10 +868,16 @@ fn normaliser_detects_differences() {
     // Irrelevant INFO differences (ids, version, key order, extra keys) are ignored.
     let a = cat(&[info_a, b"+OK\r\nMSG foo 1 2\r\nhi\r\n"]);
     let b = cat(&[info_b, b"+OK\r\nMSG foo 1 2\r\nhi\r\n"]);
-    assert_eq!(normalize(&run(&[("A", &a, false)]), &g), normalize(&run(&[("A", &b, false)]), &g));
+    assert_eq!(
+        normalize(&run(&[("A", &a, false)]), &g),
+        normalize(&run(&[("A", &b, false)]), &g)
+    );
     // Unsolicited PINGs are ignored.
     let b2 = cat(&[info_b, b"+OK\r\nPING\r\nMSG foo 1 2\r\nhi\r\n"]);
-    assert_eq!(normalize(&run(&[("A", &a, false)]), &g), normalize(&run(&[("A", &b2, false)]), &g));
+    assert_eq!(
+        normalize(&run(&[("A", &a, false)]), &g),
+        normalize(&run(&[("A", &b2, false)]), &g)
+    );
 
     let differ = |x: &[u8], xc: bool, y: &[u8], yc: bool| {
         assert_ne!(
@@ -810,12 +889,32 @@ fn normaliser_detects_differences() {
         );
     };
     // Payload, sid, subject, missing +OK, error text, close state, INFO values all matter.
-    differ(&a, false, &cat(&[info_b, b"+OK\r\nMSG foo 1 2\r\nho\r\n"]), false);
-    differ(&a, false, &cat(&[info_b, b"+OK\r\nMSG foo 2 2\r\nhi\r\n"]), false);
+    differ(
+        &a,
+        false,
+        &cat(&[info_b, b"+OK\r\nMSG foo 1 2\r\nho\r\n"]),
+        false,
+    );
+    differ(
+        &a,
+        false,
+        &cat(&[info_b, b"+OK\r\nMSG foo 2 2\r\nhi\r\n"]),
+        false,
+    );
     differ(&a, false, &cat(&[info_b, b"MSG foo 1 2\r\nhi\r\n"]), false);
     differ(&a, false, &a, true);
-    differ(&a, false, &cat(&[info_b, b"+OK\r\nMSG foo 1 2\r\nhi\r\n+OK\r\n"]), false);
-    differ(&a, false, &cat(&[info_b, b"+OK\r\nMSG foo 1 2\r\nhi"]), false);
+    differ(
+        &a,
+        false,
+        &cat(&[info_b, b"+OK\r\nMSG foo 1 2\r\nhi\r\n+OK\r\n"]),
+        false,
+    );
+    differ(
+        &a,
+        false,
+        &cat(&[info_b, b"+OK\r\nMSG foo 1 2\r\nhi"]),
+        false,
+    );
     differ(
         &cat(&[info_a, b"-ERR 'Invalid Subject'\r\n"]),
         false,
@@ -831,8 +930,14 @@ fn normaliser_detects_differences() {
 
     // Queue groups: which member got the message does not matter, how many deliveries does.
     let groups = vec![vec!["A".to_string(), "B".to_string()]];
-    let q1 = run(&[("A", &cat(&[info_a, b"MSG q 1 1\r\nx\r\n"]), false), ("B", info_a, false)]);
-    let q2 = run(&[("A", info_a, false), ("B", &cat(&[info_a, b"MSG q 2 1\r\nx\r\n"]), false)]);
+    let q1 = run(&[
+        ("A", &cat(&[info_a, b"MSG q 1 1\r\nx\r\n"]), false),
+        ("B", info_a, false),
+    ]);
+    let q2 = run(&[
+        ("A", info_a, false),
+        ("B", &cat(&[info_a, b"MSG q 2 1\r\nx\r\n"]), false),
+    ]);
     let q3 = run(&[
         ("A", &cat(&[info_a, b"MSG q 1 1\r\nx\r\n"]), false),
         ("B", &cat(&[info_a, b"MSG q 2 1\r\nx\r\n"]), false),
@@ -842,11 +947,27 @@ fn normaliser_detects_differences() {
     assert_ne!(normalize(&q1, &g), normalize(&q2, &g));
     // One message fanned out to two subs of a connection: order of the copies is free,
     // but two different messages keep their order.
-    let f1 = run(&[("A", &cat(&[info_a, b"MSG q 1 1\r\nx\r\nMSG q 2 1\r\nx\r\n"]), false)]);
-    let f2 = run(&[("A", &cat(&[info_a, b"MSG q 2 1\r\nx\r\nMSG q 1 1\r\nx\r\n"]), false)]);
+    let f1 = run(&[(
+        "A",
+        &cat(&[info_a, b"MSG q 1 1\r\nx\r\nMSG q 2 1\r\nx\r\n"]),
+        false,
+    )]);
+    let f2 = run(&[(
+        "A",
+        &cat(&[info_a, b"MSG q 2 1\r\nx\r\nMSG q 1 1\r\nx\r\n"]),
+        false,
+    )]);
     assert_eq!(normalize(&f1, &g), normalize(&f2, &g));
-    let o1 = run(&[("A", &cat(&[info_a, b"MSG q 1 1\r\nx\r\nMSG q 1 1\r\ny\r\n"]), false)]);
-    let o2 = run(&[("A", &cat(&[info_a, b"MSG q 1 1\r\ny\r\nMSG q 1 1\r\nx\r\n"]), false)]);
+    let o1 = run(&[(
+        "A",
+        &cat(&[info_a, b"MSG q 1 1\r\nx\r\nMSG q 1 1\r\ny\r\n"]),
+        false,
+    )]);
+    let o2 = run(&[(
+        "A",
+        &cat(&[info_a, b"MSG q 1 1\r\ny\r\nMSG q 1 1\r\nx\r\n"]),
+        false,
+    )]);
     assert_ne!(normalize(&o1, &g), normalize(&o2, &g));
 
     // A harness problem is visible in the output.
@@ -875,7 +996,10 @@ fn corpus_format_parses() {
             Step::Close("B".into()),
         ]
     );
-    assert_eq!(cases[0].groups, vec![vec!["A".to_string(), "B".to_string()]]);
+    assert_eq!(
+        cases[0].groups,
+        vec![vec!["A".to_string(), "B".to_string()]]
+    );
     assert!(parse_corpus_text("t", "A> x\n").is_err());
     assert!(parse_corpus_text("t", "=== x\nfrobnicate A\n").is_err());
     assert!(parse_corpus_text("t", "=== x\nA> \\q\n").is_err());

@@ -393,9 +393,7 @@ fn no_echo() {
     b.send(b"PUB foo 2\r\nhi\r\n");
     a.expect(b"MSG foo 1 2\r\nhi\r\n");
     a.ping();
-    let mut got = Vec::new();
-    got.push(b.read_msg());
-    got.push(b.read_msg());
+    let got = vec![b.read_msg(), b.read_msg()];
     assert_eq!(payloads(&got), ["from", "hi"]);
     b.ping();
 }

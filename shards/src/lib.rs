@@ -5,8 +5,8 @@
 //! it sends typed envelopes to its peers ([`Shard::send`], FIFO per destination, never
 //! dropping) and receives theirs ([`Shard::on_receive`]).
 
-mod mesh;
 mod memlock;
+mod mesh;
 
 pub use memlock::raise_memlock_limit;
 pub use mesh::Shard;

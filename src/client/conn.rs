@@ -53,8 +53,14 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
         ctx.state.borrow_mut().clients.insert(cid, client.clone());
         crate::log_debug!("{} - cid:{} - Client connection created", show(peer), cid);
     } else {
-        crate::log_error!("Maximum connections exceeded ({})", ctx.server.opts.max_connections);
-        client.close(Some("maximum connections exceeded"), "Maximum Connections Exceeded");
+        crate::log_error!(
+            "Maximum connections exceeded ({})",
+            ctx.server.opts.max_connections
+        );
+        client.close(
+            Some("maximum connections exceeded"),
+            "Maximum Connections Exceeded",
+        );
     }
 
     let writer = glommio::spawn_local(write_loop(client.clone(), stream.clone()));
@@ -221,7 +227,15 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
             reply,
             header_len,
             payload,
-        } => on_pub(ctx, client, chunk, subject, reply.unwrap_or(b""), header_len, payload),
+        } => on_pub(
+            ctx,
+            client,
+            chunk,
+            subject,
+            reply.unwrap_or(b""),
+            header_len,
+            payload,
+        ),
         Op::Sub {
             subject,
             queue,
@@ -277,7 +291,10 @@ fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
         return Next::Stop;
     }
     if !(0..=1).contains(&opts.protocol) {
-        client.close(Some("invalid client protocol"), "Bad Client Protocol Version");
+        client.close(
+            Some("invalid client protocol"),
+            "Bad Client Protocol Version",
+        );
         return Next::Stop;
     }
     if ctx.server.opts.no_header_support {
@@ -346,7 +363,11 @@ fn on_sub(
     }
     let max_subs = ctx.server.opts.max_subscriptions;
     if max_subs > 0 && client.subs.borrow().len() >= max_subs {
-        crate::log_error!("cid:{} - Maximum Subscriptions Exceeded (max={})", client.cid, max_subs);
+        crate::log_error!(
+            "cid:{} - Maximum Subscriptions Exceeded (max={})",
+            client.cid,
+            max_subs
+        );
         client.send_err("maximum subscriptions exceeded");
         return false;
     }
@@ -359,7 +380,10 @@ fn on_sub(
         delivered: Default::default(),
         removed: Default::default(),
     });
-    client.subs.borrow_mut().insert(sub.sid.clone(), sub.clone());
+    client
+        .subs
+        .borrow_mut()
+        .insert(sub.sid.clone(), sub.clone());
     ctx.add_sub(&mut ctx.state.borrow_mut(), sub);
     client.interest_dirty.set(true);
     true
@@ -405,7 +429,10 @@ fn on_pub(
     }
     let hdr_len = header_len.unwrap_or(0);
     client.stats.in_msgs.set(client.stats.in_msgs.get() + 1);
-    client.stats.in_bytes.set(client.stats.in_bytes.get() + payload.len() as u64);
+    client
+        .stats
+        .in_bytes
+        .set(client.stats.in_bytes.get() + payload.len() as u64);
     let (pedantic, verbose, no_responders) = {
         let o = client.opts.borrow();
         (o.pedantic, o.verbose, o.no_responders)
@@ -428,7 +455,16 @@ fn on_pub(
     st.stats.in_msgs += 1;
     st.stats.in_bytes += payload.len() as u64;
     let want_status = no_responders && !reply.is_empty();
-    ctx.publish(&mut st, client, chunk, subject, reply, hdr_len, payload, want_status);
+    ctx.publish(
+        &mut st,
+        client,
+        chunk,
+        subject,
+        reply,
+        hdr_len,
+        payload,
+        want_status,
+    );
     Next::Continue
 }
 
@@ -463,7 +499,7 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
                 crate::log_warn!(
                     "cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
                     client.cid,
-                    Duration::from(stream.borrow().write_timeout().unwrap_or_default())
+                    stream.borrow().write_timeout().unwrap_or_default()
                 );
                 client.kill("Slow Consumer (Write Deadline)");
             } else {

@@ -65,13 +65,20 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, FlagError> {
 }
 
 fn parse_int<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, FlagError> {
-    v.parse()
-        .map_err(|_| FlagError(format!("invalid value \"{v}\" for flag -{name}: parse error")))
+    v.parse().map_err(|_| {
+        FlagError(format!(
+            "invalid value \"{v}\" for flag -{name}: parse error"
+        ))
+    })
 }
 
 /// Parses a core list like `0,2-3`.
 pub fn parse_cores(v: &str) -> Result<Vec<usize>, FlagError> {
-    let bad = || FlagError(format!("invalid value \"{v}\" for flag -cores: want a list like 0,2-3"));
+    let bad = || {
+        FlagError(format!(
+            "invalid value \"{v}\" for flag -cores: want a list like 0,2-3"
+        ))
+    };
     let mut out = Vec::new();
     for part in v.split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -164,7 +171,9 @@ fn apply_value(o: &mut Options, name: &str, v: String) -> Result<(), FlagError> 
         "shards" => {
             let n: usize = parse_int(name, &v)?;
             if n == 0 {
-                return Err(FlagError("invalid value \"0\" for flag -shards: must be at least 1".into()));
+                return Err(FlagError(
+                    "invalid value \"0\" for flag -shards: must be at least 1".into(),
+                ));
             }
             o.shards = Some(n);
         }
@@ -213,7 +222,16 @@ mod tests {
 
     #[test]
     fn names_hosts_and_shards() {
-        let o = run(&["-a", "127.0.0.1", "--name", "x", "--shards", "2", "--cores", "0,2-3"]);
+        let o = run(&[
+            "-a",
+            "127.0.0.1",
+            "--name",
+            "x",
+            "--shards",
+            "2",
+            "--cores",
+            "0,2-3",
+        ]);
         assert_eq!(o.host, "127.0.0.1");
         assert_eq!(o.server_name.as_deref(), Some("x"));
         assert_eq!(o.shards, Some(2));

@@ -166,7 +166,8 @@ mod tests {
     #[test]
     fn field_names_are_case_insensitive_and_merge() {
         let mut o = ConnectOpts::default();
-        o.merge(br#"{"VERBOSE":false,"Protocol":1,"headers":true,"x":[1]}"#).unwrap();
+        o.merge(br#"{"VERBOSE":false,"Protocol":1,"headers":true,"x":[1]}"#)
+            .unwrap();
         assert!(!o.verbose && o.protocol == 1 && o.headers && o.pedantic);
         o.merge(br#"{"echo":false}"#).unwrap();
         assert!(!o.verbose && !o.echo && o.headers);
@@ -174,8 +175,19 @@ mod tests {
 
     #[test]
     fn bad_json_and_types_are_refused() {
-        for bad in [&b""[..], b"{", b"[]", b"1", br#"{"verbose":"yes"}"#, br#"{"protocol":1.5}"#] {
-            assert_eq!(ConnectOpts::default().merge(bad), Err(ConnectError::Json), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"1",
+            br#"{"verbose":"yes"}"#,
+            br#"{"protocol":1.5}"#,
+        ] {
+            assert_eq!(
+                ConnectOpts::default().merge(bad),
+                Err(ConnectError::Json),
+                "{bad:?}"
+            );
         }
         assert!(ConnectOpts::default().merge(b"null").is_ok());
     }

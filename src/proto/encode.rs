@@ -64,22 +64,46 @@ pub const OK: &[u8] = b"+OK\r\n";
 mod tests {
     use super::*;
 
-    fn frame(subject: &str, sid: &str, reply: &str, hdr: usize, payload: &[u8], h: bool) -> Vec<u8> {
+    fn frame(
+        subject: &str,
+        sid: &str,
+        reply: &str,
+        hdr: usize,
+        payload: &[u8],
+        h: bool,
+    ) -> Vec<u8> {
         let mut out = BytesMut::new();
-        msg(&mut out, subject.as_bytes(), sid.as_bytes(), reply.as_bytes(), hdr, payload, h);
+        msg(
+            &mut out,
+            subject.as_bytes(),
+            sid.as_bytes(),
+            reply.as_bytes(),
+            hdr,
+            payload,
+            h,
+        );
         out.to_vec()
     }
 
     #[test]
     fn msg_frames_match_the_wire_format() {
-        assert_eq!(frame("foo", "1", "", 0, b"hi", false), b"MSG foo 1 2\r\nhi\r\n");
-        assert_eq!(frame("foo", "1", "r", 0, b"", true), b"MSG foo 1 r 0\r\n\r\n");
+        assert_eq!(
+            frame("foo", "1", "", 0, b"hi", false),
+            b"MSG foo 1 2\r\nhi\r\n"
+        );
+        assert_eq!(
+            frame("foo", "1", "r", 0, b"", true),
+            b"MSG foo 1 r 0\r\n\r\n"
+        );
         let p = b"NATS/1.0\r\nA: b\r\n\r\nhi";
         assert_eq!(
             frame("foo", "9", "", 18, p, true),
             b"HMSG foo 9 18 20\r\nNATS/1.0\r\nA: b\r\n\r\nhi\r\n"
         );
-        assert_eq!(frame("foo", "9", "in", 18, p, false), b"MSG foo 9 in 2\r\nhi\r\n");
+        assert_eq!(
+            frame("foo", "9", "in", 18, p, false),
+            b"MSG foo 9 in 2\r\nhi\r\n"
+        );
     }
 
     #[test]

@@ -288,7 +288,16 @@ impl ShardCtx {
         payload: &[u8],
         want_status: bool,
     ) {
-        let any = self.route(st, publisher, chunk, subject, reply, hdr_len, payload, want_status);
+        let any = self.route(
+            st,
+            publisher,
+            chunk,
+            subject,
+            reply,
+            hdr_len,
+            payload,
+            want_status,
+        );
         if !any && want_status {
             self.send_no_responders(st, publisher, subject, reply);
         }
@@ -341,7 +350,15 @@ impl ShardCtx {
         }
         if self.count < 2 {
             for q in &local.queues {
-                any |= self.deliver_queue_local(st, &q.members, subject, reply, hdr_len, payload, publisher.cid);
+                any |= self.deliver_queue_local(
+                    st,
+                    &q.members,
+                    subject,
+                    reply,
+                    hdr_len,
+                    payload,
+                    publisher.cid,
+                );
             }
             return any;
         }
@@ -356,7 +373,15 @@ impl ShardCtx {
             let remote_total = rq.map_or(0, |r| r.total);
             let pick = Self::rand_below(st, q.total + remote_total);
             if pick < q.total {
-                if self.deliver_queue_local(st, &q.members, subject, reply, hdr_len, payload, publisher.cid) {
+                if self.deliver_queue_local(
+                    st,
+                    &q.members,
+                    subject,
+                    reply,
+                    hdr_len,
+                    payload,
+                    publisher.cid,
+                ) {
                     any = true;
                     continue;
                 }
@@ -482,8 +507,9 @@ impl ShardCtx {
             }
         }
         for name in m.queue.iter().chain(m.more_queues.iter()) {
-            if let Some(q) = local.queues.iter().find(|q| &q.name == name) {
-                any |= self.deliver_queue_local(st, &q.members, &m.subject, &m.reply, hdr, &m.payload, 0);
+            if let Some(q) = local.queues.iter().find(|q| q.name == name) {
+                any |= self
+                    .deliver_queue_local(st, &q.members, &m.subject, &m.reply, hdr, &m.payload, 0);
             }
         }
         any
@@ -509,10 +535,22 @@ impl ShardCtx {
         }
         let pending = {
             let mut out = c.out.borrow_mut();
-            encode::msg(&mut out.buf, subject, &sub.sid, reply, hdr_len, payload, c.headers.get());
+            encode::msg(
+                &mut out.buf,
+                subject,
+                &sub.sid,
+                reply,
+                hdr_len,
+                payload,
+                c.headers.get(),
+            );
             out.buf.len()
         };
-        let size = if c.headers.get() { payload.len() } else { payload.len() - hdr_len.min(payload.len()) };
+        let size = if c.headers.get() {
+            payload.len()
+        } else {
+            payload.len() - hdr_len.min(payload.len())
+        };
         c.stats.out_msgs.set(c.stats.out_msgs.get() + 1);
         c.stats.out_bytes.set(c.stats.out_bytes.get() + size as u64);
         st.stats.out_msgs += 1;
