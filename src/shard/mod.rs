@@ -12,9 +12,9 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use crate::client::{Client, SubRef, Subscription};
-use crate::proto::encode;
+use crate::proto::encode::Frame;
 use crate::server::ServerShared;
-use crate::sublist::Sublist;
+use crate::sublist::{Sublist, SublistResult};
 pub use envelope::{Envelope, RoutedMsg};
 
 /// The only account until accounts arrive; every key already carries it.
@@ -81,6 +81,8 @@ pub struct ShardState {
     next_barrier: u64,
     statuses: HashMap<u64, PendingStatus>,
     next_status: u64,
+    /// Scratch encoding of the message being delivered (reused, no allocation).
+    frame: Frame,
 }
 
 /// A shard: its id, its links to the others, the server-wide settings and its state.
@@ -119,6 +121,7 @@ impl ShardCtx {
                 next_barrier: 0,
                 statuses: HashMap::new(),
                 next_status: 0,
+                frame: Frame::default(),
             }),
         })
     }
@@ -325,7 +328,9 @@ impl ShardCtx {
         hdr.extend_from_slice(subject);
         hdr.extend_from_slice(b"\r\n\r\n");
         let sub = sub.0.clone();
-        self.deliver(st, &sub, reply, b"", hdr.len(), &hdr, 0);
+        let mut frame = Frame::default();
+        frame.build(reply, b"", hdr.len(), &hdr);
+        self.deliver(st, &sub, &frame, 0);
     }
 
     /// Delivers locally and sends one envelope per interested shard. Returns whether
@@ -344,21 +349,36 @@ impl ShardCtx {
         want_status: bool,
     ) -> bool {
         let local = st.local.match_subject(subject);
+        let mut frame = std::mem::take(&mut st.frame);
+        if !local.plain.is_empty() || !local.queues.is_empty() {
+            frame.build(subject, reply, hdr_len, payload);
+        }
+        let any = self.route_framed(st, &frame, &local, publisher, chunk, subject, reply, payload, hdr_len, want_status);
+        st.frame = frame;
+        any
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route_framed(
+        &self,
+        st: &mut ShardState,
+        frame: &Frame,
+        local: &SublistResult<SubRef>,
+        publisher: &Client,
+        chunk: &Bytes,
+        subject: &[u8],
+        reply: &[u8],
+        payload: &[u8],
+        hdr_len: usize,
+        want_status: bool,
+    ) -> bool {
         let mut any = false;
         for (sub, _) in &local.plain {
-            any |= self.deliver(st, &sub.0, subject, reply, hdr_len, payload, publisher.cid);
+            any |= self.deliver(st, &sub.0, frame, publisher.cid);
         }
         if self.count < 2 {
             for q in &local.queues {
-                any |= self.deliver_queue_local(
-                    st,
-                    &q.members,
-                    subject,
-                    reply,
-                    hdr_len,
-                    payload,
-                    publisher.cid,
-                );
+                any |= self.deliver_queue_local(st, &q.members, frame, publisher.cid);
             }
             return any;
         }
@@ -373,15 +393,7 @@ impl ShardCtx {
             let remote_total = rq.map_or(0, |r| r.total);
             let pick = Self::rand_below(st, q.total + remote_total);
             if pick < q.total {
-                if self.deliver_queue_local(
-                    st,
-                    &q.members,
-                    subject,
-                    reply,
-                    hdr_len,
-                    payload,
-                    publisher.cid,
-                ) {
+                if self.deliver_queue_local(st, &q.members, frame, publisher.cid) {
                     any = true;
                     continue;
                 }
@@ -476,10 +488,7 @@ impl ShardCtx {
         &self,
         st: &mut ShardState,
         members: &[(SubRef, u32)],
-        subject: &[u8],
-        reply: &[u8],
-        hdr_len: usize,
-        payload: &[u8],
+        frame: &Frame,
         publisher: u64,
     ) -> bool {
         if members.is_empty() {
@@ -488,7 +497,7 @@ impl ShardCtx {
         let start = Self::rand_below(st, members.len() as u32) as usize;
         for i in 0..members.len() {
             let sub = &members[(start + i) % members.len()].0 .0;
-            if self.deliver(st, sub, subject, reply, hdr_len, payload, publisher) {
+            if self.deliver(st, sub, frame, publisher) {
                 return true;
             }
         }
@@ -499,19 +508,23 @@ impl ShardCtx {
     /// whether anyone got it.
     fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) -> bool {
         let local = st.local.match_subject(&m.subject);
-        let hdr = m.hdr_len as usize;
+        if local.plain.is_empty() && local.queues.is_empty() {
+            return false;
+        }
+        let mut frame = std::mem::take(&mut st.frame);
+        frame.build(&m.subject, &m.reply, m.hdr_len as usize, &m.payload);
         let mut any = false;
         if m.plain {
             for (sub, _) in &local.plain {
-                any |= self.deliver(st, &sub.0, &m.subject, &m.reply, hdr, &m.payload, 0);
+                any |= self.deliver(st, &sub.0, &frame, 0);
             }
         }
         for name in m.queue.iter().chain(m.more_queues.iter()) {
             if let Some(q) = local.queues.iter().find(|q| q.name == name) {
-                any |= self
-                    .deliver_queue_local(st, &q.members, &m.subject, &m.reply, hdr, &m.payload, 0);
+                any |= self.deliver_queue_local(st, &q.members, &frame, 0);
             }
         }
+        st.frame = frame;
         any
     }
 
@@ -523,33 +536,17 @@ impl ShardCtx {
         &self,
         st: &mut ShardState,
         sub: &Rc<Subscription>,
-        subject: &[u8],
-        reply: &[u8],
-        hdr_len: usize,
-        payload: &[u8],
+        frame: &Frame,
         publisher: u64,
     ) -> bool {
         let c = &sub.client;
         if sub.removed.get() || c.is_closed() || (publisher == c.cid && !c.echo.get()) {
             return false;
         }
-        let pending = {
+        let (pending, size) = {
             let mut out = c.out.borrow_mut();
-            encode::msg(
-                &mut out.buf,
-                subject,
-                &sub.sid,
-                reply,
-                hdr_len,
-                payload,
-                c.headers.get(),
-            );
-            out.buf.len()
-        };
-        let size = if c.headers.get() {
-            payload.len()
-        } else {
-            payload.len() - hdr_len.min(payload.len())
+            let size = frame.write(&mut out.buf, &sub.sid, c.headers.get());
+            (out.buf.len(), size)
         };
         c.stats.out_msgs.set(c.stats.out_msgs.get() + 1);
         c.stats.out_bytes.set(c.stats.out_bytes.get() + size as u64);
