@@ -9,9 +9,11 @@ mod memlock;
 mod mesh;
 
 pub use memlock::raise_memlock_limit;
-pub use mesh::Shard;
+pub use mesh::{Role, Shard};
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -19,8 +21,11 @@ use glommio::{LocalExecutorBuilder, Placement};
 /// How the runtime lays out its executors.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// The core each shard is pinned to; one shard per entry (entries may repeat).
+    /// The core each client shard is pinned to; one shard per entry (entries may repeat).
     pub cores: Vec<usize>,
+    /// Cores of dedicated (non-client) executors, e.g. the cluster core; they join the
+    /// same mesh with [`Role::Dedicated`].
+    pub dedicated_cores: Vec<usize>,
     /// Capacity of each ring between two shards, in envelopes.
     pub ring_capacity: usize,
     /// Bytes of io_uring registered buffers per executor. Sockets do not use them, so
@@ -36,6 +41,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             cores: vec![0],
+            dedicated_cores: Vec::new(),
             ring_capacity: 4096,
             io_memory: 64 << 10,
             spin_before_park: None,
@@ -128,7 +134,16 @@ where
     if cfg.cores.is_empty() {
         return Err(StartError("no cores to run shards on".into()));
     }
-    let count = cfg.cores.len();
+    let placements: Vec<(usize, Role)> = cfg
+        .cores
+        .iter()
+        .map(|&c| (c, Role::Client))
+        .chain(cfg.dedicated_cores.iter().map(|&c| (c, Role::Dedicated)))
+        .collect();
+    let count = placements.len();
+    // Peers learn each other's roles after joining (mesh ids follow executor ids).
+    let roles = Arc::new(Mutex::new(vec![Role::Client; count]));
+    let known = Arc::new(AtomicUsize::new(0));
     // glommio's full mesh needs at least two peers; a single shard has no rings.
     let mesh = (count > 1).then(|| {
         glommio::channels::channel_mesh::MeshBuilder::<M, _>::full(count, cfg.ring_capacity)
@@ -137,7 +152,7 @@ where
     // the process means no shard thread ever drops the last reference.
     std::mem::forget(mesh.clone());
     let mut handles = Vec::with_capacity(count);
-    for (id, &core) in cfg.cores.iter().enumerate() {
+    for (id, &(core, role)) in placements.iter().enumerate() {
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name(&format!("{}-{id}", cfg.name))
             .io_memory(cfg.io_memory);
@@ -146,17 +161,25 @@ where
         }
         let mesh = mesh.clone();
         let init = init.clone();
+        let (roles, known) = (roles.clone(), known.clone());
         let handle = builder
             .spawn(move || async move {
                 // The mesh numbers peers by executor id, not by spawn order: the shard's
                 // id is its place in the mesh so that ids and ring indexes agree.
-                let shard = match mesh {
+                let (peer_id, links) = match mesh {
                     Some(mesh) => match mesh.join().await {
-                        Ok((tx, rx)) => Shard::new(tx.peer_id(), count, core, Some((tx, rx))),
+                        Ok((tx, rx)) => (tx.peer_id(), Some((tx, rx))),
                         Err(e) => panic!("shard on core {core} could not join the mesh: {e}"),
                     },
-                    None => Shard::new(0, count, core, None),
+                    None => (0, None),
                 };
+                roles.lock().expect("roles")[peer_id] = role;
+                known.fetch_add(1, Ordering::AcqRel);
+                while known.load(Ordering::Acquire) < count {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                let roles = roles.lock().expect("roles").clone();
+                let shard = Shard::new(peer_id, core, roles, links);
                 init(shard).await;
             })
             .map_err(|e| StartError(format!("cannot start shard {id} on core {core}: {e}")))?;

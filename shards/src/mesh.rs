@@ -29,11 +29,21 @@ struct Links<M: Send> {
     outboxes: Vec<RefCell<Outbox<M>>>,
 }
 
+/// What an executor is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Serves client connections.
+    Client,
+    /// A dedicated core (e.g. routes and gateways); serves no clients.
+    Dedicated,
+}
+
 /// One shard's handle on the runtime: its id, its core and its links to the other shards.
 pub struct Shard<M: Send> {
     id: usize,
     count: usize,
     core: usize,
+    roles: Vec<Role>,
     links: Option<Rc<Links<M>>>,
     receivers: RefCell<Option<Receivers<M>>>,
 }
@@ -41,10 +51,11 @@ pub struct Shard<M: Send> {
 impl<M: Send + 'static> Shard<M> {
     pub(crate) fn new(
         id: usize,
-        count: usize,
         core: usize,
+        roles: Vec<Role>,
         mesh: Option<(Senders<M>, Receivers<M>)>,
     ) -> Self {
+        let count = roles.len();
         let (links, receivers) = match mesh {
             Some((senders, receivers)) => {
                 let outboxes = (0..count)
@@ -69,6 +80,7 @@ impl<M: Send + 'static> Shard<M> {
             id,
             count,
             core,
+            roles,
             links,
             receivers: RefCell::new(receivers),
         }
@@ -82,6 +94,16 @@ impl<M: Send + 'static> Shard<M> {
     /// How many shards the runtime has.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// This executor's role.
+    pub fn role(&self) -> Role {
+        self.roles[self.id]
+    }
+
+    /// The role of every peer, indexed by shard id.
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
     }
 
     /// The core this shard is pinned to.
