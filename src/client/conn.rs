@@ -472,7 +472,7 @@ fn on_pub(
 async fn write_loop(client: Rc<Client>, stream: Stream) {
     loop {
         poll_fn(|cx| {
-            if client.dead.get() || client.closing.get() || !client.out.borrow().buf.is_empty() {
+            if client.dead.get() || client.closing.get() || !client.out.borrow().is_empty() {
                 Poll::Ready(())
             } else {
                 client.writer.set(Some(cx.waker().clone()));
@@ -483,18 +483,28 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
         if client.dead.get() {
             break;
         }
-        let mut pending = {
+        let (mut pending, mut shared) = {
             let mut out = client.out.borrow_mut();
             let spare = std::mem::take(&mut out.spare);
-            std::mem::replace(&mut out.buf, spare)
+            let spare_shared = std::mem::take(&mut out.spare_shared);
+            out.shared_len = 0;
+            (
+                std::mem::replace(&mut out.buf, spare),
+                std::mem::replace(&mut out.shared, spare_shared),
+            )
         };
-        if pending.is_empty() {
+        if pending.is_empty() && shared.is_empty() {
             if client.closing.get() {
                 break;
             }
             continue;
         }
-        if let Err(e) = write_all(&stream, &pending).await {
+        let written = if shared.is_empty() {
+            write_all(&stream, &pending).await
+        } else {
+            write_vectored(&stream, &pending, &shared).await
+        };
+        if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 crate::log_warn!(
                     "cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
@@ -508,12 +518,102 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
             break;
         }
         pending.clear();
+        shared.clear();
+        let mut out = client.out.borrow_mut();
         if pending.capacity() <= KEEP_OUT_CAPACITY {
-            client.out.borrow_mut().spare = pending;
+            out.spare = pending;
         }
+        out.spare_shared = shared;
     }
     client.dead.set(true);
     shutdown(&stream);
+}
+
+/// The `i`-th piece of an outbound queue: buffer runs alternate with shared payloads.
+fn piece<'a>(buf: &'a [u8], shared: &'a [(usize, Bytes)], i: usize) -> &'a [u8] {
+    let k = i / 2;
+    if i % 2 == 1 {
+        return &shared[k].1;
+    }
+    let start = if k == 0 { 0 } else { shared[k - 1].0 };
+    let end = shared.get(k).map_or(buf.len(), |s| s.0);
+    &buf[start..end]
+}
+
+/// Sends a queue with shared payloads using `sendmsg` on the raw socket (glommio's
+/// stream has no vectored write); when the socket is full, the current piece goes
+/// through the stream, which waits for room, and vectored sending resumes.
+async fn write_vectored(
+    stream: &Stream,
+    buf: &[u8],
+    shared: &[(usize, Bytes)],
+) -> std::io::Result<()> {
+    const MAX_IOV: usize = 1024;
+    let fd = stream.borrow().as_raw_fd();
+    let pieces = 2 * shared.len() + 1;
+    let (mut i, mut off) = (0usize, 0usize);
+    while i < pieces {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut n_iov = 0;
+        let mut j = i;
+        while j < pieces && n_iov < MAX_IOV {
+            let p = piece(buf, shared, j);
+            let p = if j == i { &p[off..] } else { p };
+            if !p.is_empty() {
+                iov[n_iov] = libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                };
+                n_iov += 1;
+            }
+            j += 1;
+        }
+        if n_iov == 0 {
+            return Ok(());
+        }
+        // SAFETY: the iovecs point into `buf` and `shared`, alive for this call.
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = n_iov as _;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        if sent < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::WouldBlock => {
+                    let p = &piece(buf, shared, i)[off..];
+                    write_all(stream, p).await?;
+                    i += 1;
+                    off = 0;
+                    continue;
+                }
+                std::io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+        // Advance past what was sent.
+        let mut left = sent as usize;
+        while left > 0 && i < pieces {
+            let rest = piece(buf, shared, i).len() - off;
+            if left >= rest {
+                left -= rest;
+                i += 1;
+                off = 0;
+            } else {
+                off += left;
+                left = 0;
+            }
+        }
+        // Skip empty pieces at the cursor.
+        while i < pieces && off == 0 && piece(buf, shared, i).is_empty() {
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Sends PINGs every ping_interval and closes a connection that stopped answering.

@@ -50,8 +50,33 @@ impl Eq for SubRef {}
 pub struct Outbound {
     /// Frames appended since the writer last took them.
     pub buf: BytesMut,
-    /// The writer's buffer, kept to avoid reallocating.
+    /// Large payloads referenced instead of copied: each goes at its offset in `buf`
+    /// (the writer sends them with one vectored write).
+    pub shared: Vec<(usize, Bytes)>,
+    /// Bytes held in `shared`.
+    pub shared_len: usize,
+    /// The writer's buffers, kept to avoid reallocating.
     pub spare: BytesMut,
+    /// The writer's segment list, kept to avoid reallocating.
+    pub spare_shared: Vec<(usize, Bytes)>,
+}
+
+impl Outbound {
+    /// Bytes queued, copied and referenced.
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.shared_len
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.shared.is_empty()
+    }
+
+    /// Queues `bytes` by reference at the current end of the buffer.
+    pub fn push_shared(&mut self, bytes: Bytes) {
+        self.shared_len += bytes.len();
+        self.shared.push((self.buf.len(), bytes));
+    }
 }
 
 /// Per-connection message counters.
@@ -184,6 +209,8 @@ impl Client {
         self.closing.set(true);
         let mut out = self.out.borrow_mut();
         out.buf = BytesMut::new();
+        out.shared = Vec::new();
+        out.shared_len = 0;
         drop(out);
         self.wake_writer();
     }

@@ -1,6 +1,11 @@
 //! Server-to-client frames, written straight into a connection's outbound buffer.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::client::Outbound;
+
+/// Payloads at least this large are queued by reference, not copied, per subscriber.
+pub const SHARE_MIN: usize = 512;
 
 fn put_num(out: &mut BytesMut, n: usize) {
     let mut b = itoa::Buffer::new();
@@ -62,16 +67,41 @@ pub struct Frame {
     pub plain_size: usize,
     /// Payload bytes (headers included).
     pub full_size: usize,
+    /// Large body and payload, referenced by every delivery instead of copied; the
+    /// tails then end before the body and the delivery adds it and `\r\n`.
+    shared_body: Option<Bytes>,
+    shared_full: Option<Bytes>,
 }
 
 impl Frame {
     /// Encodes a message; `payload` starts with `hdr_len` bytes of headers.
     pub fn build(&mut self, subject: &[u8], reply: &[u8], hdr_len: usize, payload: &[u8]) {
+        self.build_from(subject, reply, hdr_len, payload, None);
+    }
+
+    /// Like [`Frame::build`]; when `shared` holds the payload and it is large, the
+    /// deliveries reference it instead of copying it.
+    pub fn build_from(
+        &mut self,
+        subject: &[u8],
+        reply: &[u8],
+        hdr_len: usize,
+        payload: &[u8],
+        shared: Option<&Bytes>,
+    ) {
         let hdr_len = hdr_len.min(payload.len());
         let body = &payload[hdr_len..];
+        let share = shared.filter(|b| b.len() == payload.len() && payload.len() >= SHARE_MIN);
+        self.shared_body = share.map(|b| b.slice(hdr_len..));
+        self.shared_full = share.filter(|_| hdr_len > 0).cloned();
+        let (copied_body, copied_full): (&[u8], &[u8]) = if share.is_some() {
+            (b"", b"")
+        } else {
+            (body, payload)
+        };
         let b = &mut self.buf;
         b.clear();
-        b.reserve(2 * (subject.len() + reply.len() + 32) + body.len() + payload.len());
+        b.reserve(2 * (subject.len() + reply.len() + 32) + copied_body.len() + copied_full.len());
         b.put_slice(b"MSG ");
         b.put_slice(subject);
         b.put_u8(b' ');
@@ -82,8 +112,10 @@ impl Frame {
         }
         put_num(b, body.len());
         b.put_slice(b"\r\n");
-        b.put_slice(body);
-        b.put_slice(b"\r\n");
+        if share.is_none() {
+            b.put_slice(copied_body);
+            b.put_slice(b"\r\n");
+        }
         self.msg_tail = b.len();
         if hdr_len > 0 {
             b.put_slice(b"HMSG ");
@@ -98,8 +130,10 @@ impl Frame {
             b.put_u8(b' ');
             put_num(b, payload.len());
             b.put_slice(b"\r\n");
-            b.put_slice(payload);
-            b.put_slice(b"\r\n");
+            if share.is_none() {
+                b.put_slice(copied_full);
+                b.put_slice(b"\r\n");
+            }
             self.hmsg_tail = b.len();
         } else {
             self.hmsg_head = 0;
@@ -112,25 +146,32 @@ impl Frame {
     /// Appends this message for subscription `sid`; `client_headers` picks `HMSG` or
     /// `MSG` with the headers stripped. Returns the payload bytes delivered.
     #[inline]
-    pub fn write(&self, out: &mut BytesMut, sid: &[u8], client_headers: bool) -> usize {
-        let (head, tail, size) = if client_headers && self.hmsg_tail > 0 {
+    pub fn write(&self, out: &mut Outbound, sid: &[u8], client_headers: bool) -> usize {
+        let (head, tail, size, shared) = if client_headers && self.hmsg_tail > 0 {
             (
                 &self.buf[self.msg_tail..self.hmsg_head],
                 &self.buf[self.hmsg_head..self.hmsg_tail],
                 self.full_size,
+                &self.shared_full,
             )
         } else {
             (
                 &self.buf[..self.msg_head],
                 &self.buf[self.msg_head..self.msg_tail],
                 self.plain_size,
+                &self.shared_body,
             )
         };
-        out.reserve(head.len() + sid.len() + 1 + tail.len());
-        out.extend_from_slice(head);
-        out.extend_from_slice(sid);
-        out.put_u8(b' ');
-        out.extend_from_slice(tail);
+        let b = &mut out.buf;
+        b.reserve(head.len() + sid.len() + 3 + tail.len());
+        b.extend_from_slice(head);
+        b.extend_from_slice(sid);
+        b.put_u8(b' ');
+        b.extend_from_slice(tail);
+        if let Some(body) = shared {
+            out.push_shared(body.clone());
+            out.buf.put_slice(b"\r\n");
+        }
         size
     }
 }
@@ -207,13 +248,48 @@ mod tests {
         ] {
             f.build(subject.as_bytes(), reply.as_bytes(), hdr, payload);
             for headers in [false, true] {
-                let mut got = BytesMut::new();
+                let mut got = Outbound::default();
                 f.write(&mut got, b"42", headers);
+                assert!(got.shared.is_empty());
                 assert_eq!(
-                    got.to_vec(),
+                    got.buf.to_vec(),
                     frame(subject, "42", reply, hdr, payload, headers),
                     "{subject} {reply} {hdr} {headers}"
                 );
+            }
+        }
+    }
+
+    /// Joins an outbound queue the way the writer sends it.
+    fn flatten(out: &Outbound) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut pos = 0;
+        for (off, b) in &out.shared {
+            v.extend_from_slice(&out.buf[pos..*off]);
+            v.extend_from_slice(b);
+            pos = *off;
+        }
+        v.extend_from_slice(&out.buf[pos..]);
+        v
+    }
+
+    #[test]
+    fn large_payloads_are_shared_not_copied() {
+        let mut payload = b"NATS/1.0\r\nA: b\r\n\r\n".to_vec();
+        payload.extend(std::iter::repeat_n(b'x', 2000));
+        let shared = Bytes::from(payload.clone());
+        let mut f = Frame::default();
+        for hdr in [0, 18] {
+            f.build_from(b"big", b"r", hdr, &payload, Some(&shared));
+            for headers in [false, true] {
+                let mut out = Outbound::default();
+                f.write(&mut out, b"7", headers);
+                f.write(&mut out, b"8", headers);
+                assert_eq!(out.shared.len(), 2, "payload referenced per delivery");
+                let mut want = frame("big", "7", "r", hdr, &payload, headers);
+                want.extend(frame("big", "8", "r", hdr, &payload, headers));
+                assert_eq!(flatten(&out), want, "hdr {hdr} headers {headers}");
+                assert_eq!(out.pending(), want.len());
             }
         }
     }

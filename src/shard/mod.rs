@@ -351,9 +351,25 @@ impl ShardCtx {
         let local = st.local.match_subject(subject);
         let mut frame = std::mem::take(&mut st.frame);
         if !local.plain.is_empty() || !local.queues.is_empty() {
-            frame.build(subject, reply, hdr_len, payload);
+            // Share large payloads with the subscribers' queues (one refcount each)
+            // instead of copying them once per subscriber.
+            let shared = (payload.len() >= crate::proto::encode::SHARE_MIN
+                && local.plain.len() + local.queues.len() > 1)
+                .then(|| chunk.slice_ref(payload));
+            frame.build_from(subject, reply, hdr_len, payload, shared.as_ref());
         }
-        let any = self.route_framed(st, &frame, &local, publisher, chunk, subject, reply, payload, hdr_len, want_status);
+        let any = self.route_framed(
+            st,
+            &frame,
+            &local,
+            publisher,
+            chunk,
+            subject,
+            reply,
+            payload,
+            hdr_len,
+            want_status,
+        );
         st.frame = frame;
         any
     }
@@ -512,7 +528,13 @@ impl ShardCtx {
             return false;
         }
         let mut frame = std::mem::take(&mut st.frame);
-        frame.build(&m.subject, &m.reply, m.hdr_len as usize, &m.payload);
+        frame.build_from(
+            &m.subject,
+            &m.reply,
+            m.hdr_len as usize,
+            &m.payload,
+            Some(&m.payload),
+        );
         let mut any = false;
         if m.plain {
             for (sub, _) in &local.plain {
@@ -545,8 +567,8 @@ impl ShardCtx {
         }
         let (pending, size) = {
             let mut out = c.out.borrow_mut();
-            let size = frame.write(&mut out.buf, &sub.sid, c.headers.get());
-            (out.buf.len(), size)
+            let size = frame.write(&mut out, &sub.sid, c.headers.get());
+            (out.pending(), size)
         };
         c.stats.out_msgs.set(c.stats.out_msgs.get() + 1);
         c.stats.out_bytes.set(c.stats.out_bytes.get() + size as u64);
