@@ -41,7 +41,8 @@ enum Next {
 pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(ctx.server.opts.write_deadline));
+    let opts = ctx.opts();
+    let _ = stream.set_write_timeout(Some(opts.write_deadline));
     let cid = ctx.alloc_cid();
     let client = Rc::new(Client::new(cid, peer));
     let stream: Stream = Rc::new(RefCell::new(stream));
@@ -53,10 +54,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
         ctx.state.borrow_mut().clients.insert(cid, client.clone());
         crate::log_debug!("{} - cid:{} - Client connection created", show(peer), cid);
     } else {
-        crate::log_error!(
-            "Maximum connections exceeded ({})",
-            ctx.server.opts.max_connections
-        );
+        crate::log_error!("Maximum connections exceeded ({})", opts.max_connections);
         client.close(
             Some("maximum connections exceeded"),
             "Maximum Connections Exceeded",
@@ -116,10 +114,12 @@ fn shutdown(stream: &Stream) {
 /// a `Bytes` chunk before parsing so that messages for other shards can carry
 /// zero-copy slices of it; a partial op at the end is carried into the next buffer.
 async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
+    let opts = ctx.opts();
     let limits = Limits {
-        max_control_line: ctx.server.opts.max_control_line,
-        max_payload: ctx.server.opts.max_payload,
+        max_control_line: opts.max_control_line,
+        max_payload: opts.max_payload,
     };
+    drop(opts);
     // Always fully initialised: `filled` bytes of data, the rest free space.
     let mut rbuf = BytesMut::zeroed(READ_SIZE);
     let mut filled = 0usize;
@@ -137,6 +137,7 @@ async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
         }
         filled += n;
         client.active.set(true);
+        client.last_activity.set(std::time::SystemTime::now());
 
         // Nothing complete yet (e.g. a large payload still arriving): keep reading
         // into the same buffer rather than copying the partial op around.
@@ -254,6 +255,9 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
         Op::Ping => on_ping(ctx, client).await,
         Op::Pong => {
             client.pings_out.set(0);
+            if let Some(sent) = client.ping_sent.take() {
+                client.rtt.set(Some(sent.elapsed()));
+            }
             Next::Continue
         }
         Op::Connect(json) => on_connect(ctx, client, json),
@@ -297,7 +301,7 @@ fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
         );
         return Next::Stop;
     }
-    if ctx.server.opts.no_header_support {
+    if ctx.opts.borrow().no_header_support {
         opts.headers = false;
     }
     if opts.no_responders && !opts.headers {
@@ -361,7 +365,7 @@ fn on_sub(
         verbose_ok(client);
         return false;
     }
-    let max_subs = ctx.server.opts.max_subscriptions;
+    let max_subs = ctx.opts.borrow().max_subscriptions;
     if max_subs > 0 && client.subs.borrow().len() >= max_subs {
         crate::log_error!(
             "cid:{} - Maximum Subscriptions Exceeded (max={})",
@@ -618,7 +622,7 @@ async fn write_vectored(
 
 /// Sends PINGs every ping_interval and closes a connection that stopped answering.
 async fn ping_loop(ctx: Rc<ShardCtx>, client: Rc<Client>) {
-    let opts = &ctx.server.opts;
+    let opts = ctx.opts();
     let interval = opts.ping_interval;
     glommio::timer::sleep(interval.min(Duration::from_secs(2))).await;
     let mut first = true;
@@ -638,6 +642,9 @@ async fn ping_loop(ctx: Rc<ShardCtx>, client: Rc<Client>) {
             return;
         }
         client.pings_out.set(client.pings_out.get() + 1);
+        if client.ping_sent.get().is_none() {
+            client.ping_sent.set(Some(std::time::Instant::now()));
+        }
         client.queue(encode::PING);
         glommio::timer::sleep(interval).await;
     }

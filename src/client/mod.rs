@@ -131,6 +131,14 @@ pub struct Client {
     pub writer: Cell<Option<Waker>>,
     /// Message counters.
     pub stats: ClientStats,
+    /// When the connection was accepted.
+    pub start: std::time::SystemTime,
+    /// Last time data arrived from the client.
+    pub last_activity: Cell<std::time::SystemTime>,
+    /// Last measured round trip of a server PING.
+    pub rtt: Cell<Option<std::time::Duration>>,
+    /// When the outstanding server PING was sent (for the round trip).
+    pub ping_sent: Cell<Option<std::time::Instant>>,
 }
 
 impl Client {
@@ -156,6 +164,10 @@ impl Client {
             active: Cell::new(false),
             writer: Cell::new(None),
             stats: ClientStats::default(),
+            start: std::time::SystemTime::now(),
+            last_activity: Cell::new(std::time::SystemTime::now()),
+            rtt: Cell::new(None),
+            ping_sent: Cell::new(None),
         }
     }
 

@@ -1,7 +1,9 @@
 //! One client shard: its interest tables, its connections, and the message pump that
 //! applies every envelope from the other shards. All state here belongs to one executor.
 
+pub mod control;
 pub mod envelope;
+pub mod snapshot;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,6 +14,7 @@ use std::task::Waker;
 use bytes::Bytes;
 
 use crate::client::{Client, SubRef, Subscription};
+use crate::config::Options;
 use crate::proto::encode::Frame;
 use crate::server::ServerShared;
 use crate::sublist::{Sublist, SublistResult};
@@ -74,6 +77,8 @@ pub struct ShardState {
     pub clients: HashMap<u64, Rc<Client>>,
     /// Counters.
     pub stats: ShardStats,
+    /// Recently closed connections for monitoring, oldest first (bounded).
+    pub closed: std::collections::VecDeque<snapshot::ConnSnapshot>,
     next_cid: u64,
     rng: u64,
     targets: Vec<Target>,
@@ -93,8 +98,12 @@ pub struct ShardCtx {
     pub count: usize,
     /// Links to the other shards.
     pub mesh: shards::Shard<Envelope>,
-    /// Server-wide immutable settings and counters.
+    /// Server-wide settings and counters.
     pub server: Arc<ServerShared>,
+    /// Options in force on this shard (replaced on reload).
+    pub opts: RefCell<Arc<Options>>,
+    /// `opts.max_pending`, read on every delivery.
+    pub max_pending: std::cell::Cell<usize>,
     /// Mutable state; never borrowed across an await.
     pub state: RefCell<ShardState>,
 }
@@ -104,16 +113,20 @@ impl ShardCtx {
     pub fn new(mesh: shards::Shard<Envelope>, server: Arc<ServerShared>) -> Rc<ShardCtx> {
         let id = mesh.id();
         let count = mesh.count();
+        let opts = Arc::new(server.opts.clone());
         Rc::new(ShardCtx {
             id,
             count,
             mesh,
+            max_pending: std::cell::Cell::new(opts.max_pending),
+            opts: RefCell::new(opts),
             server,
             state: RefCell::new(ShardState {
                 local: Sublist::new(),
                 remote: Sublist::new(),
                 clients: HashMap::new(),
                 stats: ShardStats::default(),
+                closed: std::collections::VecDeque::new(),
                 next_cid: 0,
                 rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
                 targets: (0..count).map(|_| Target::default()).collect(),
@@ -574,13 +587,14 @@ impl ShardCtx {
         c.stats.out_bytes.set(c.stats.out_bytes.get() + size as u64);
         st.stats.out_msgs += 1;
         st.stats.out_bytes += size as u64;
-        if pending > self.server.opts.max_pending {
+        let max_pending = self.max_pending.get();
+        if pending > max_pending {
             st.stats.slow_consumers += 1;
             crate::log_warn!(
                 "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
                 c.peer.map(|p| p.to_string()).unwrap_or_default(),
                 c.cid,
-                self.server.opts.max_pending
+                max_pending
             );
             c.kill("Slow Consumer (Pending Bytes)");
         } else {
@@ -605,10 +619,32 @@ impl ShardCtx {
         }
     }
 
-    /// Drops every subscription of a closing client and forgets it.
+    /// Drops every subscription of a closing client and forgets it (keeping a record
+    /// for monitoring's closed connections).
     pub fn remove_client(&self, client: &Client) {
+        let mut record = snapshot::ConnSnapshot::of(client, self.id, true);
+        record.reason = client.close_reason.get().to_string();
+        record.stop = Some(std::time::SystemTime::now());
         self.remove_all_subs(client);
-        self.state.borrow_mut().clients.remove(&client.cid);
+        let keep = self.opts.borrow().max_closed_clients.max(0) as usize;
+        let mut st = self.state.borrow_mut();
+        if st.clients.remove(&client.cid).is_some() && keep > 0 {
+            while st.closed.len() >= keep {
+                st.closed.pop_front();
+            }
+            st.closed.push_back(record);
+        }
+    }
+
+    /// Options in force on this shard.
+    pub fn opts(&self) -> Arc<Options> {
+        self.opts.borrow().clone()
+    }
+
+    /// Puts reloaded options in force on this shard.
+    pub fn apply_options(&self, opts: Arc<Options>) {
+        self.max_pending.set(opts.max_pending);
+        *self.opts.borrow_mut() = opts;
     }
 }
 

@@ -1,10 +1,11 @@
 //! Wiring: binds the client port, starts the shards, and runs the control thread
 //! (signals, shutdown) until the server stops.
 
+pub mod control;
+
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{IntoRawFd, RawFd};
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Options;
 use crate::proto::info::Info;
-use crate::shard::{Envelope, ShardCtx};
+use crate::shard::control::ShardCommand;
+use crate::shard::Envelope;
 use crate::{log_fatal, log_info, log_warn};
 
 /// nats-server version whose behaviour natrium follows; clients read it from INFO.
@@ -36,9 +38,25 @@ pub struct ServerShared {
     connections: AtomicI64,
     /// Set when the server is shutting down.
     pub shutdown: AtomicBool,
+    /// One command channel per shard (index = shard id): the control plane's only way
+    /// into a shard. Shards poll theirs every few milliseconds.
+    pub controls: Vec<crossbeam_channel::Sender<ShardCommand>>,
+    command_rx: Vec<crossbeam_channel::Receiver<ShardCommand>>,
 }
 
 impl ServerShared {
+    /// The command channel shard `id` reads.
+    pub fn commands_for(&self, id: usize) -> crossbeam_channel::Receiver<ShardCommand> {
+        self.command_rx[id].clone()
+    }
+
+    /// Sends `cmd(shard_id)` to every shard.
+    pub fn tell_shards(&self, cmd: impl Fn(usize) -> ShardCommand) {
+        for (id, tx) in self.controls.iter().enumerate() {
+            let _ = tx.send(cmd(id));
+        }
+    }
+
     /// The INFO line sent to a new connection.
     pub fn client_info(&self, cid: u64, peer: Option<SocketAddr>) -> Vec<u8> {
         let mut info = self.info.clone();
@@ -217,7 +235,12 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
         connect_info: false,
         remote_account: String::new(),
     };
+    let (controls, command_rx): (Vec<_>, Vec<_>) = (0..cores.len())
+        .map(|_| crossbeam_channel::unbounded())
+        .unzip();
     let server = Arc::new(ServerShared {
+        controls,
+        command_rx,
         opts: opts.clone(),
         server_id,
         server_name,
@@ -241,7 +264,7 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
         let server = shard_server.clone();
         let fds = fds.clone();
         let ready = ready_tx.clone();
-        async move { shard_main(mesh, server, fds, ready).await }
+        async move { crate::shard::control::shard_main(mesh, server, fds, ready).await }
     })
     .map_err(|e| FatalError(e.0))?;
     for _ in 0..cores.len() {
@@ -271,95 +294,17 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
     });
     log_info!("Server is ready");
 
-    // Control thread: wait for signals.
-    loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: sigwait on the set blocked above.
-        if unsafe { libc::sigwait(&sigset, &mut sig) } != 0 {
-            continue;
-        }
-        match sig {
-            libc::SIGINT | libc::SIGTERM => {
-                let name = if sig == libc::SIGINT {
-                    "interrupt"
-                } else {
-                    "terminated"
-                };
-                log_info!("Trapped \"{name}\" signal");
-                break;
-            }
-            libc::SIGQUIT => {
-                log_info!("Trapped \"quit\" signal");
-                cleanup_files(&opts, &ports_file);
-                std::process::exit(0);
-            }
-            libc::SIGHUP => log_warn!("Reload is not supported yet; configuration unchanged"),
-            libc::SIGUSR2 => log_warn!("Lame duck mode is not supported yet"),
-            _ => {}
-        }
-    }
-    log_info!("Initiating Shutdown...");
-    server.shutdown.store(true, Ordering::SeqCst);
-    let _ = runtime.join();
-    cleanup_files(&opts, &ports_file);
-    log_info!("Server Exiting..");
+    control::run(&server, runtime, sigset, ports_file);
     Ok(())
 }
 
-fn cleanup_files(opts: &Options, ports_file: &Option<PathBuf>) {
+/// Removes the pid and ports files on exit.
+pub fn cleanup_files(opts: &Options, ports_file: &Option<PathBuf>) {
     if let Some(p) = &opts.pid_file {
         let _ = std::fs::remove_file(p);
     }
     if let Some(p) = ports_file {
         let _ = std::fs::remove_file(p);
-    }
-}
-
-/// One shard's life: accept connections on its own listener, apply envelopes from the
-/// other shards, and close everything on shutdown.
-async fn shard_main(
-    mesh: shards::Shard<Envelope>,
-    server: Arc<ServerShared>,
-    fds: Arc<Vec<RawFd>>,
-    ready: crossbeam_channel::Sender<()>,
-) {
-    let id = mesh.id();
-    let ctx = ShardCtx::new(mesh, server.clone());
-    let pump = ctx.clone();
-    ctx.mesh
-        .on_receive(move |from, env| pump.on_envelope(from, env));
-    // SAFETY: each shard takes ownership of exactly one listening fd.
-    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fds[id]) };
-    let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener));
-    let _ = ready.send(());
-    while !server.shutdown.load(Ordering::Relaxed) {
-        glommio::timer::sleep(Duration::from_millis(50)).await;
-    }
-    drop(acceptor);
-    let clients: Vec<_> = ctx.state.borrow().clients.values().cloned().collect();
-    for c in &clients {
-        c.close(None, "Server Shutdown");
-    }
-    // Give writers a moment to flush what was queued before the threads exit.
-    for _ in 0..20 {
-        if ctx.state.borrow().clients.is_empty() {
-            break;
-        }
-        glommio::timer::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn accept_loop(ctx: Rc<ShardCtx>, listener: glommio::net::TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(crate::client::serve(ctx.clone(), stream)).detach();
-            }
-            Err(e) => {
-                crate::log_error!("Error accepting client connection: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
     }
 }
 

@@ -1,0 +1,89 @@
+//! A shard's life outside the message path: accepting connections and the commands
+//! the control plane sends (shutdown, snapshots for monitoring, ...), polled every few
+//! milliseconds so that no lock or channel sits on the message path.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::snapshot::ShardSnapshot;
+use super::{Envelope, ShardCtx};
+use crate::server::ServerShared;
+
+/// How often a shard looks at its command channel.
+const COMMAND_POLL: Duration = Duration::from_millis(10);
+
+/// What the control plane can ask of a shard.
+pub enum ShardCommand {
+    /// Close every connection and stop.
+    Shutdown,
+    /// Report counters and connections (with each connection's subjects when `subs`).
+    Snapshot {
+        /// Include subscription subjects per connection.
+        subs: bool,
+        /// Where the snapshot goes.
+        reply: crossbeam_channel::Sender<ShardSnapshot>,
+    },
+}
+
+/// One shard's life: accept connections on its own listener, apply envelopes from the
+/// other shards, and close everything on shutdown.
+pub async fn shard_main(
+    mesh: shards::Shard<Envelope>,
+    server: Arc<ServerShared>,
+    fds: Arc<Vec<RawFd>>,
+    ready: crossbeam_channel::Sender<()>,
+) {
+    let id = mesh.id();
+    let ctx = ShardCtx::new(mesh, server.clone());
+    let pump = ctx.clone();
+    ctx.mesh
+        .on_receive(move |from, env| pump.on_envelope(from, env));
+    // SAFETY: each shard takes ownership of exactly one listening fd.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fds[id]) };
+    let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener));
+    let _ = ready.send(());
+    let commands = server.commands_for(id);
+    'run: loop {
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                ShardCommand::Shutdown => break 'run,
+                ShardCommand::Snapshot { subs, reply } => {
+                    let _ = reply.send(ctx.snapshot(subs));
+                }
+            }
+        }
+        if server.shutdown.load(Ordering::Relaxed) {
+            break;
+        }
+        glommio::timer::sleep(COMMAND_POLL).await;
+    }
+    drop(acceptor);
+    let clients: Vec<_> = ctx.state.borrow().clients.values().cloned().collect();
+    for c in &clients {
+        c.close(None, "Server Shutdown");
+    }
+    // Give writers a moment to flush what was queued before the threads exit.
+    for _ in 0..20 {
+        if ctx.state.borrow().clients.is_empty() {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn accept_loop(ctx: Rc<ShardCtx>, listener: glommio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(crate::client::serve(ctx.clone(), stream)).detach();
+            }
+            Err(e) => {
+                crate::log_error!("Error accepting client connection: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Point-in-time copies of a shard's counters and connections, taken on the shard and
+//! handed to the control plane (monitoring) so that nothing reads shard state from
+//! another thread.
+
+use std::time::{Duration, SystemTime};
+
+use super::{ShardCtx, ShardStats};
+use crate::client::Client;
+
+/// One connection, as monitoring shows it.
+#[derive(Clone, Debug)]
+pub struct ConnSnapshot {
+    /// Connection id.
+    pub cid: u64,
+    /// Shard serving it.
+    pub shard: usize,
+    /// Remote IP.
+    pub ip: String,
+    /// Remote port.
+    pub port: u16,
+    /// When it was accepted.
+    pub start: SystemTime,
+    /// Last time data arrived from it.
+    pub last_activity: SystemTime,
+    /// Last measured round trip (server PING to PONG).
+    pub rtt: Option<Duration>,
+    /// Bytes queued for it.
+    pub pending_bytes: usize,
+    /// Messages and bytes received from it.
+    pub in_msgs: u64,
+    /// Payload bytes received from it.
+    pub in_bytes: u64,
+    /// Messages sent to it.
+    pub out_msgs: u64,
+    /// Payload bytes sent to it.
+    pub out_bytes: u64,
+    /// Number of subscriptions.
+    pub num_subs: usize,
+    /// Subscription subjects (` queue` appended for queue subscriptions), when asked.
+    pub subs: Vec<String>,
+    /// CONNECT name, lang and version.
+    pub name: String,
+    /// Client library language.
+    pub lang: String,
+    /// Client library version.
+    pub version: String,
+    /// Why it closed (closed connections only).
+    pub reason: String,
+    /// When it closed (closed connections only).
+    pub stop: Option<SystemTime>,
+}
+
+/// One shard's counters and connections.
+#[derive(Clone, Debug)]
+pub struct ShardSnapshot {
+    /// Shard id.
+    pub id: usize,
+    /// Core it is pinned to.
+    pub core: usize,
+    /// Message counters.
+    pub stats: ShardStats,
+    /// Subscriptions held by this shard's clients.
+    pub subscriptions: usize,
+    /// Entries in this shard's replica of the other shards' interest.
+    pub remote_interest: usize,
+    /// Open connections.
+    pub conns: Vec<ConnSnapshot>,
+    /// Recently closed connections, oldest first.
+    pub closed: Vec<ConnSnapshot>,
+}
+
+impl ConnSnapshot {
+    /// Copies one connection's monitoring view.
+    pub fn of(client: &Client, shard: usize, subs: bool) -> ConnSnapshot {
+        let opts = client.opts.borrow();
+        let list = if subs {
+            client
+                .subs
+                .borrow()
+                .values()
+                .map(|s| {
+                    let subject = String::from_utf8_lossy(&s.subject).into_owned();
+                    match &s.queue {
+                        Some(q) => format!("{subject} {}", String::from_utf8_lossy(q)),
+                        None => subject,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ConnSnapshot {
+            cid: client.cid,
+            shard,
+            ip: client.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+            port: client.peer.map(|p| p.port()).unwrap_or_default(),
+            start: client.start,
+            last_activity: client.last_activity.get(),
+            rtt: client.rtt.get(),
+            pending_bytes: client.out.borrow().pending(),
+            in_msgs: client.stats.in_msgs.get(),
+            in_bytes: client.stats.in_bytes.get(),
+            out_msgs: client.stats.out_msgs.get(),
+            out_bytes: client.stats.out_bytes.get(),
+            num_subs: client.subs.borrow().len(),
+            subs: list,
+            name: opts.name.clone(),
+            lang: opts.lang.clone(),
+            version: opts.version.clone(),
+            reason: String::new(),
+            stop: None,
+        }
+    }
+}
+
+impl ShardCtx {
+    /// This shard's counters and connections now.
+    pub fn snapshot(&self, subs: bool) -> ShardSnapshot {
+        let st = self.state.borrow();
+        let mut conns: Vec<ConnSnapshot> = st
+            .clients
+            .values()
+            .map(|c| ConnSnapshot::of(c, self.id, subs))
+            .collect();
+        conns.sort_by_key(|c| c.cid);
+        ShardSnapshot {
+            id: self.id,
+            core: self.mesh.core(),
+            stats: st.stats.clone(),
+            subscriptions: st.local.len(),
+            remote_interest: st.remote.len(),
+            conns,
+            closed: st.closed.iter().cloned().collect(),
+        }
+    }
+}
