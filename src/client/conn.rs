@@ -459,16 +459,14 @@ fn on_pub(
     st.stats.in_msgs += 1;
     st.stats.in_bytes += payload.len() as u64;
     let want_status = no_responders && !reply.is_empty();
-    ctx.publish(
-        &mut st,
-        client,
+    let msg = crate::shard::Published {
         chunk,
         subject,
         reply,
         hdr_len,
         payload,
-        want_status,
-    );
+    };
+    ctx.publish(&mut st, client, &msg, want_status);
     Next::Continue
 }
 

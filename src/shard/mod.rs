@@ -38,6 +38,21 @@ pub struct ShardStats {
     pub slow_consumers: u64,
 }
 
+/// A message a client of this shard published, borrowed from its read buffer.
+#[derive(Clone, Copy)]
+pub struct Published<'a> {
+    /// The read buffer the slices below point into (other shards get zero-copy slices).
+    pub chunk: &'a Bytes,
+    /// Subject.
+    pub subject: &'a [u8],
+    /// Reply subject, empty when none.
+    pub reply: &'a [u8],
+    /// Bytes of `payload` that are the header block.
+    pub hdr_len: usize,
+    /// Header block and body.
+    pub payload: &'a [u8],
+}
+
 /// Where one published message goes on one other shard.
 #[derive(Default)]
 struct Target {
@@ -292,30 +307,15 @@ impl ShardCtx {
     /// the read buffer the slices point into, so other shards get zero-copy `Bytes`.
     /// When `want_status` (a request from a no_responders client) and nobody takes the
     /// message, here or on the shards it was routed to, the publisher gets a 503.
-    #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &self,
         st: &mut ShardState,
         publisher: &Rc<Client>,
-        chunk: &Bytes,
-        subject: &[u8],
-        reply: &[u8],
-        hdr_len: usize,
-        payload: &[u8],
+        msg: &Published<'_>,
         want_status: bool,
     ) {
-        let any = self.route(
-            st,
-            publisher,
-            chunk,
-            subject,
-            reply,
-            hdr_len,
-            payload,
-            want_status,
-        );
-        if !any && want_status {
-            self.send_no_responders(st, publisher, subject, reply);
+        if !self.route(st, publisher, msg, want_status) && want_status {
+            self.send_no_responders(st, publisher, msg.subject, msg.reply);
         }
     }
 
@@ -349,18 +349,20 @@ impl ShardCtx {
     /// Delivers locally and sends one envelope per interested shard. Returns whether
     /// anyone took the message here, or it was routed (and, if `want_status`, a status
     /// is awaited from the shards it went to).
-    #[allow(clippy::too_many_arguments)]
     fn route(
         &self,
         st: &mut ShardState,
         publisher: &Client,
-        chunk: &Bytes,
-        subject: &[u8],
-        reply: &[u8],
-        hdr_len: usize,
-        payload: &[u8],
+        msg: &Published<'_>,
         want_status: bool,
     ) -> bool {
+        let Published {
+            chunk,
+            subject,
+            reply,
+            hdr_len,
+            payload,
+        } = *msg;
         let local = st.local.match_subject(subject);
         let mut frame = std::mem::take(&mut st.frame);
         if !local.plain.is_empty() || !local.queues.is_empty() {
@@ -371,36 +373,27 @@ impl ShardCtx {
                 .then(|| chunk.slice_ref(payload));
             frame.build_from(subject, reply, hdr_len, payload, shared.as_ref());
         }
-        let any = self.route_framed(
-            st,
-            &frame,
-            &local,
-            publisher,
-            chunk,
-            subject,
-            reply,
-            payload,
-            hdr_len,
-            want_status,
-        );
+        let any = self.route_framed(st, &frame, &local, publisher, msg, want_status);
         st.frame = frame;
         any
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn route_framed(
         &self,
         st: &mut ShardState,
         frame: &Frame,
         local: &SublistResult<SubRef>,
         publisher: &Client,
-        chunk: &Bytes,
-        subject: &[u8],
-        reply: &[u8],
-        payload: &[u8],
-        hdr_len: usize,
+        msg: &Published<'_>,
         want_status: bool,
     ) -> bool {
+        let Published {
+            chunk,
+            subject,
+            reply,
+            hdr_len,
+            payload,
+        } = *msg;
         let mut any = false;
         for (sub, _) in &local.plain {
             any |= self.deliver(st, &sub.0, frame, publisher.cid);
