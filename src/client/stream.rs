@@ -1,0 +1,315 @@
+//! A client connection's byte stream: plain TCP or TLS over it, and the TLS
+//! negotiation done before the connection's tasks start.
+//!
+//! Plain connections keep their fast path: the enum dispatch is inlined, and only
+//! plain streams may be written with `sendmsg` on the raw socket (conn.rs checks
+//! [`ConnStream::is_tls`]); TLS data always goes through rustls.
+//!
+//! Negotiation follows nats-server 2.x (`createClient`):
+//! * default: INFO in plaintext, then the client starts TLS. A first byte that is
+//!   not a TLS handshake record closes the connection (`tls: first record does not
+//!   look like a TLS handshake`); no TLS within `tls.timeout` closes it too.
+//! * `allow_non_tls`: INFO in plaintext, then the first byte decides (0x16 = TLS);
+//!   a client silent for `tls.timeout` stays plain.
+//! * `handshake_first`: TLS at once, INFO inside it; with a fallback delay, a client
+//!   silent for that long gets the plaintext INFO and then the default flow.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use futures_rustls::server::TlsStream;
+use futures_rustls::TlsAcceptor;
+use glommio::net::TcpStream;
+
+use crate::tls::{PeerCert, TlsConfig};
+
+/// A TLS record of type handshake starts with this byte.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The stream a connection reads and writes.
+pub enum ConnStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl ConnStream {
+    #[inline]
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self {
+            ConnStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ConnStream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+
+    /// Writes some of `buf`. For TLS the bytes may stay buffered in rustls until
+    /// [`ConnStream::poll_flush`].
+    #[inline]
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            ConnStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ConnStream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    /// Sends what rustls buffered; nothing to do for plain TCP.
+    #[inline]
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            ConnStream::Plain(_) => Poll::Ready(Ok(())),
+            ConnStream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    #[inline]
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ConnStream::Tls(_))
+    }
+
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            ConnStream::Plain(s) => s,
+            ConnStream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// Queues a TLS close_notify alert (sent by the next flush); no-op for TCP.
+    pub fn send_close_notify(&mut self) {
+        if let ConnStream::Tls(s) = self {
+            s.get_mut().1.send_close_notify();
+        }
+    }
+}
+
+impl AsRawFd for ConnStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.tcp().as_raw_fd()
+    }
+}
+
+/// What a completed TLS handshake established.
+#[derive(Debug)]
+pub struct TlsState {
+    /// `1.2` or `1.3`.
+    pub version: &'static str,
+    /// Go's name of the cipher suite (`TLS_AES_128_GCM_SHA256`).
+    pub cipher: String,
+    /// The verified client certificate's identity (with `verify`/`verify_and_map`).
+    pub peer: Option<PeerCert>,
+}
+
+/// A negotiated connection.
+pub struct Negotiated {
+    pub stream: ConnStream,
+    /// INFO was already written (plaintext); otherwise the caller queues it.
+    pub info_sent: bool,
+    pub tls: Option<TlsState>,
+}
+
+/// Why negotiation ended the connection: the close reason, for the log and /connz.
+pub type Failure = &'static str;
+
+/// Negotiates TLS on an accepted connection (see the module docs). `info` is the
+/// INFO line; `who` prefixes log lines (`127.0.0.1:5000 - cid:7`).
+pub async fn negotiate(
+    tls: &TlsConfig,
+    allow_non_tls: bool,
+    mut tcp: TcpStream,
+    info: &[u8],
+    who: &str,
+) -> Result<Negotiated, Failure> {
+    let start = Instant::now();
+    if tls.handshake_first && !allow_non_tls {
+        let go_tls = match tls.first_fallback {
+            None => true,
+            Some(delay) => match first_byte(&tcp, delay).await {
+                Peek::Byte(_) => true,
+                Peek::Eof => return Err("Client Closed"),
+                Peek::Timeout => false,
+            },
+        };
+        if go_tls {
+            crate::log_debug!("{who} - Starting TLS client connection handshake");
+            let left = tls.timeout.saturating_sub(start.elapsed());
+            let (stream, state) = handshake(tls, tcp, left, who).await?;
+            return Ok(Negotiated {
+                stream,
+                info_sent: false,
+                tls: Some(state),
+            });
+        }
+    }
+    write_plain(&mut tcp, info)
+        .await
+        .map_err(|_| "Write Error")?;
+    let info_sent = true;
+    let wait = tls.timeout;
+    let first = first_byte(&tcp, wait).await;
+    if allow_non_tls {
+        match first {
+            Peek::Byte(TLS_HANDSHAKE_RECORD) => {}
+            Peek::Eof => return Err("Client Closed"),
+            _ => {
+                return Ok(Negotiated {
+                    stream: ConnStream::Plain(tcp),
+                    info_sent,
+                    tls: None,
+                })
+            }
+        }
+    }
+    crate::log_debug!("{who} - Starting TLS client connection handshake");
+    match first {
+        Peek::Byte(TLS_HANDSHAKE_RECORD) => {}
+        Peek::Byte(_) => {
+            crate::log_debug!(
+                "{who} - TLS handshake error: tls: first record does not look like a TLS handshake"
+            );
+            return Err("TLS Handshake Failure");
+        }
+        Peek::Eof => {
+            crate::log_debug!("{who} - TLS handshake error: EOF");
+            return Err("TLS Handshake Failure");
+        }
+        Peek::Timeout => {
+            // The client never started TLS: tell it, in plaintext (nats-server
+            // closes without a word here; nothing is lost telling an idle client).
+            crate::log_debug!("{who} - TLS handshake timeout");
+            let _ = write_plain(&mut tcp, b"-ERR 'Secure Connection - TLS Required'\r\n").await;
+            return Err("TLS Handshake Failure");
+        }
+    }
+    let left = tls.timeout.saturating_sub(start.elapsed());
+    let (stream, state) = handshake(tls, tcp, left, who).await?;
+    Ok(Negotiated {
+        stream,
+        info_sent,
+        tls: Some(state),
+    })
+}
+
+enum Peek {
+    Byte(u8),
+    Eof,
+    Timeout,
+}
+
+/// Waits up to `wait` for the client's first byte, without consuming it.
+async fn first_byte(tcp: &TcpStream, wait: Duration) -> Peek {
+    let peek = async {
+        let mut b = [0u8; 1];
+        match tcp.peek(&mut b).await {
+            Ok(1) => Peek::Byte(b[0]),
+            _ => Peek::Eof,
+        }
+    };
+    let timer = async {
+        glommio::timer::sleep(wait).await;
+        Peek::Timeout
+    };
+    futures_lite::future::or(peek, timer).await
+}
+
+async fn write_plain(tcp: &mut TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *tcp).poll_write(cx, buf)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Runs the server side of the handshake within `left`.
+async fn handshake(
+    tls: &TlsConfig,
+    tcp: TcpStream,
+    left: Duration,
+    who: &str,
+) -> Result<(ConnStream, TlsState), Failure> {
+    let acceptor = TlsAcceptor::from(Arc::clone(&tls.server));
+    let accept = async { Some(acceptor.accept(tcp).await) };
+    let timer = async {
+        glommio::timer::sleep(left).await;
+        None
+    };
+    let stream = match futures_lite::future::or(accept, timer).await {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            let why = handshake_error(&e);
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                crate::log_debug!("{who} - TLS handshake error: {why}");
+            } else {
+                crate::log_error!("{who} - TLS handshake error: {why}");
+            }
+            return Err("TLS Handshake Failure");
+        }
+        None => {
+            crate::log_debug!("{who} - TLS handshake error: i/o timeout");
+            crate::log_debug!("{who} - TLS handshake timeout");
+            return Err("TLS Handshake Failure");
+        }
+    };
+    let conn = stream.get_ref().1;
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+        _ => "1.2",
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|s| crate::tls::go_suite_name(s.suite()))
+        .unwrap_or_default();
+    let peer = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| PeerCert::from_der(c));
+    crate::log_debug!("{who} - TLS handshake complete");
+    crate::log_debug!("{who} - TLS version {version}, cipher suite {cipher}");
+    Ok((
+        ConnStream::Tls(Box::new(stream)),
+        TlsState {
+            version,
+            cipher,
+            peer,
+        },
+    ))
+}
+
+/// nats-server's (Go's) words for the common handshake failures.
+fn handshake_error(e: &io::Error) -> String {
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .cloned();
+    match inner {
+        Some(rustls::Error::NoCertificatesPresented) => {
+            "tls: client didn't provide a certificate".into()
+        }
+        Some(rustls::Error::InvalidCertificate(c)) => {
+            let why = match c {
+                rustls::CertificateError::UnknownIssuer => {
+                    "x509: certificate signed by unknown authority".to_string()
+                }
+                rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. } => {
+                    "x509: certificate has expired or is not yet valid".to_string()
+                }
+                rustls::CertificateError::NotValidYet
+                | rustls::CertificateError::NotValidYetContext { .. } => {
+                    "x509: certificate has expired or is not yet valid".to_string()
+                }
+                other => format!("{other:?}"),
+            };
+            format!("tls: failed to verify certificate: {why}")
+        }
+        Some(other) => format!("tls: {other}"),
+        None if e.kind() == io::ErrorKind::UnexpectedEof => "EOF".into(),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,593 @@
+//! TLS on the client port (issue #5): certificates are made here with rcgen, the
+//! server gets real config files, clients are async-nats (rustls) and raw sockets.
+//! Differential tests run the same config against the reference nats-server.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use support::{nats_server_bin, Kind, Server};
+
+/// A CA, a server certificate for 127.0.0.1/localhost and client certificates,
+/// written as PEM files into a fresh directory.
+struct Pki {
+    dir: PathBuf,
+}
+
+struct Ca {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+fn make_ca(name: &str) -> Ca {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    Ca { cert, key }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+impl Pki {
+    fn new() -> Pki {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "natrium-tls-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = make_ca("natrium test CA");
+        write(&dir, "ca.pem", &ca.cert.pem());
+        let mut p =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "localhost");
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+        write(&dir, "server.pem", &cert.pem());
+        write(&dir, "server-key.pem", &key.serialize_pem());
+
+        // client certificate with a subject and SANs, for verify and verify_and_map
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CountryName, "US");
+        p.distinguished_name.push(DnType::OrganizationName, "acme");
+        p.distinguished_name
+            .push(DnType::OrganizationalUnitName, "eng");
+        p.distinguished_name.push(DnType::CommonName, "bob");
+        p.subject_alt_names = vec![
+            SanType::Rfc822Name("alice@acme.io".try_into().unwrap()),
+            SanType::DnsName("bob.acme.io".try_into().unwrap()),
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+        write(&dir, "client.pem", &cert.pem());
+        write(&dir, "client-key.pem", &key.serialize_pem());
+        std::fs::write(dir.join("client.der"), cert.der()).unwrap();
+
+        // expired client certificate from the same CA
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "old");
+        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+        write(&dir, "expired.pem", &cert.pem());
+        write(&dir, "expired-key.pem", &key.serialize_pem());
+
+        // client certificate from a CA the server does not trust
+        let other = make_ca("someone else");
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "mallory");
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &other.cert, &other.key).unwrap();
+        write(&dir, "untrusted.pem", &cert.pem());
+        write(&dir, "untrusted-key.pem", &key.serialize_pem());
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// Writes a config file with a `tls {}` block holding `extra` lines.
+    fn conf(&self, name: &str, tls_extra: &str, top: &str) -> String {
+        let text = format!(
+            "{top}\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n{tls_extra}\n}}\n",
+            self.p("server.pem"),
+            self.p("server-key.pem")
+        );
+        write(&self.dir, name, &text).display().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads the INFO line a server sends first (plaintext).
+fn read_info(s: &mut TcpStream) -> serde_json::Value {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    while !buf.ends_with(b"\r\n") {
+        let n = s.read(&mut b).unwrap();
+        assert!(
+            n > 0,
+            "EOF before INFO: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(b[0]);
+    }
+    let line = String::from_utf8(buf).unwrap();
+    let json = line.strip_prefix("INFO ").expect("INFO line").trim();
+    serde_json::from_str(json).unwrap()
+}
+
+/// Everything the server sends until it closes (or `wait` passes: then None).
+fn read_to_close(s: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut out = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&b[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(out),
+            Err(_) => return None,
+        }
+    }
+}
+
+fn tls_fields(info: &serde_json::Value) -> (bool, bool, bool) {
+    let f = |k: &str| info.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    (f("tls_required"), f("tls_verify"), f("tls_available"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Connects with async-nats over TLS and does a request through the server.
+async fn roundtrip(opts: async_nats::ConnectOptions, url: &str) -> Result<(), String> {
+    let nc = tokio::time::timeout(
+        Duration::from_secs(5),
+        opts.retry_on_initial_connect().connect(url),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let mut sub = nc.subscribe("tls.test").await.map_err(|e| e.to_string())?;
+    nc.flush().await.map_err(|e| e.to_string())?;
+    nc.publish("tls.test", "hello".into())
+        .await
+        .map_err(|e| e.to_string())?;
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .map_err(|_| "no message".to_string())?
+        .ok_or("subscription ended")?;
+    assert_eq!(&msg.payload[..], b"hello");
+    // A large payload takes the shared-buffer write path, through TLS.
+    let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+    nc.publish("tls.test", big.clone().into())
+        .await
+        .map_err(|e| e.to_string())?;
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .map_err(|_| "no large message".to_string())?
+        .ok_or("subscription ended")?;
+    assert_eq!(&msg.payload[..], &big[..]);
+    Ok(())
+}
+
+/// async-nats connection attempt that must fail (one try, no retry).
+async fn connect_fails(opts: async_nats::ConnectOptions, url: &str) -> bool {
+    match tokio::time::timeout(Duration::from_secs(5), opts.connect(url)).await {
+        Ok(Ok(nc)) => {
+            // Some failures only show on the first round trip.
+            tokio::time::timeout(Duration::from_secs(2), nc.flush())
+                .await
+                .map_or(true, |r| r.is_err())
+        }
+        _ => true,
+    }
+}
+
+fn tls_opts(pki: &Pki) -> async_nats::ConnectOptions {
+    async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(pki.path("ca.pem"))
+}
+
+#[test]
+fn async_nats_over_tls_and_info_fields() {
+    let pki = Pki::new();
+    let conf = pki.conf("a.conf", "", "");
+    let s = Server::natrium(&["-c", &conf]);
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    assert_eq!(tls_fields(&read_info(&mut raw)), (true, false, false));
+    rt().block_on(roundtrip(tls_opts(&pki), &s.url())).unwrap();
+}
+
+#[test]
+fn tls_from_command_line_flags() {
+    let pki = Pki::new();
+    let s = Server::natrium(&[
+        "--tls",
+        "--tlscert",
+        &pki.p("server.pem"),
+        "--tlskey",
+        &pki.p("server-key.pem"),
+    ]);
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    assert_eq!(tls_fields(&read_info(&mut raw)), (true, false, false));
+    rt().block_on(roundtrip(tls_opts(&pki), &s.url())).unwrap();
+}
+
+#[test]
+fn plaintext_client_on_tls_port_is_closed() {
+    let pki = Pki::new();
+    let conf = pki.conf("a.conf", "", "");
+    let s = Server::natrium(&["-c", &conf]);
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    read_info(&mut raw);
+    raw.write_all(b"CONNECT {}\r\nPING\r\n").unwrap();
+    let rest = read_to_close(&mut raw, Duration::from_secs(3)).expect("closed");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    // Garbage that looks like a TLS record: closed too, the server survives.
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    read_info(&mut raw);
+    raw.write_all(b"\x16\x03\x01\x00\x05hello").unwrap();
+    read_to_close(&mut raw, Duration::from_secs(3)).expect("closed");
+    rt().block_on(roundtrip(tls_opts(&pki), &s.url())).unwrap();
+}
+
+#[test]
+fn handshake_timeout_sends_tls_required() {
+    let pki = Pki::new();
+    let conf = pki.conf("a.conf", "  timeout: 0.5", "");
+    let s = Server::natrium(&["-c", &conf]);
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    read_info(&mut raw);
+    let t = Instant::now();
+    let rest = read_to_close(&mut raw, Duration::from_secs(3)).expect("closed");
+    assert_eq!(rest, b"-ERR 'Secure Connection - TLS Required'\r\n");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn verify_requires_a_trusted_client_certificate() {
+    let pki = Pki::new();
+    let extra = format!("  ca_file: \"{}\"\n  verify: true", pki.p("ca.pem"));
+    let conf = pki.conf("a.conf", &extra, "");
+    let s = Server::natrium(&["-D", "-c", &conf]);
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    assert_eq!(tls_fields(&read_info(&mut raw)), (true, true, false));
+    let rt = rt();
+    let good =
+        tls_opts(&pki).add_client_certificate(pki.path("client.pem"), pki.path("client-key.pem"));
+    rt.block_on(roundtrip(good, &s.url())).unwrap();
+    assert!(rt.block_on(connect_fails(tls_opts(&pki), &s.url())));
+    assert!(s
+        .wait_log(
+            "TLS handshake error: tls: client didn't provide a certificate",
+            Duration::from_secs(3)
+        )
+        .is_some());
+    let untrusted = tls_opts(&pki)
+        .add_client_certificate(pki.path("untrusted.pem"), pki.path("untrusted-key.pem"));
+    assert!(rt.block_on(connect_fails(untrusted, &s.url())));
+    assert!(s
+        .wait_log(
+            "certificate signed by unknown authority",
+            Duration::from_secs(3)
+        )
+        .is_some());
+    let expired =
+        tls_opts(&pki).add_client_certificate(pki.path("expired.pem"), pki.path("expired-key.pem"));
+    assert!(rt.block_on(connect_fails(expired, &s.url())));
+    assert!(s
+        .wait_log("certificate has expired", Duration::from_secs(3))
+        .is_some());
+    // still serving
+    let good =
+        tls_opts(&pki).add_client_certificate(pki.path("client.pem"), pki.path("client-key.pem"));
+    rt.block_on(roundtrip(good, &s.url())).unwrap();
+}
+
+#[test]
+fn allow_non_tls_serves_both() {
+    let pki = Pki::new();
+    let conf = pki.conf("a.conf", "", "allow_non_tls: true");
+    let s = Server::natrium(&["-c", &conf]);
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    assert_eq!(tls_fields(&read_info(&mut raw)), (false, false, true));
+    raw.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64];
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = raw.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"PONG\r\n");
+    let rt = rt();
+    rt.block_on(roundtrip(tls_opts(&pki), &s.url())).unwrap();
+    rt.block_on(roundtrip(async_nats::ConnectOptions::new(), &s.url()))
+        .unwrap();
+}
+
+#[test]
+fn handshake_first() {
+    let pki = Pki::new();
+    let conf = pki.conf("a.conf", "  handshake_first: true", "");
+    let s = Server::natrium(&["-c", &conf]);
+    // No plaintext INFO: the server waits for the client hello.
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    assert!(raw.read(&mut b).is_err(), "server spoke first");
+    rt().block_on(roundtrip(tls_opts(&pki).tls_first(), &s.url()))
+        .unwrap();
+
+    // With a fallback delay a client that waits gets the plaintext INFO.
+    let conf = pki.conf("b.conf", "  handshake_first: \"200ms\"", "");
+    let s = Server::natrium(&["-c", &conf]);
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    let t = Instant::now();
+    let info = read_info(&mut raw);
+    assert!(t.elapsed() >= Duration::from_millis(150));
+    assert_eq!(tls_fields(&info), (true, false, false));
+    let rt = rt();
+    rt.block_on(roundtrip(tls_opts(&pki).tls_first(), &s.url()))
+        .unwrap();
+    rt.block_on(roundtrip(tls_opts(&pki), &s.url())).unwrap();
+}
+
+#[test]
+fn bad_certificate_files_fail_check_and_start() {
+    let pki = Pki::new();
+    let conf_text = format!(
+        "port: 4222\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+        pki.p("nope.pem"),
+        pki.p("server-key.pem")
+    );
+    let conf = write(&pki.dir, "bad.conf", &conf_text);
+    let want = format!(
+        "{}:2:1: error parsing X509 certificate/key pair: open {}: no such file or directory",
+        conf.display(),
+        pki.p("nope.pem")
+    );
+    for args in [
+        &["-c", conf.to_str().unwrap(), "-t"][..],
+        &["-c", conf.to_str().unwrap()],
+    ] {
+        let out = std::process::Command::new(support::natrium_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(err.contains(&want), "{args:?}: {err}");
+    }
+    // a key that does not belong to the certificate
+    let conf_text = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+        pki.p("server.pem"),
+        pki.p("client-key.pem")
+    );
+    let conf = write(&pki.dir, "mismatch.conf", &conf_text);
+    let out = std::process::Command::new(support::natrium_bin())
+        .args(["-c", conf.to_str().unwrap(), "-t"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1:0: error parsing X509 certificate/key pair: tls: private key does not match public key"),
+        "{err}"
+    );
+}
+
+/// Same errors as nats-server -t for a set of bad tls blocks.
+#[test]
+fn config_errors_match_reference() {
+    if nats_server_bin().is_none() {
+        eprintln!("nats-server not installed; skipping");
+        return;
+    }
+    let pki = Pki::new();
+    std::fs::write(pki.path("garbage.pem"), "garbage\n").unwrap();
+    let cases = [
+        format!("cert_file: \"{}\"", pki.p("server.pem")),
+        format!(
+            "cert_file: \"{}\"\nkey_file: \"{}\"",
+            pki.p("garbage.pem"),
+            pki.p("server-key.pem")
+        ),
+        "foo: 1".to_string(),
+        "verify: \"yes\"".to_string(),
+        "timeout: \"x\"".to_string(),
+        "timeout: true".to_string(),
+        "handshake_first: \"abc\"".to_string(),
+        "handshake_first: 5".to_string(),
+        "min_version: \"1.1\"".to_string(),
+        "min_version: \"1.4\"".to_string(),
+        "cipher_suites: [\"TLS_AES_128_GCM_SHA256\", \"BOGUS\"]".to_string(),
+        "cipher_suites: [\"TLS_RSA_WITH_RC4_128_SHA\"]".to_string(),
+        "curve_preferences: [\"X25519\", \"P256\"]".to_string(),
+        format!("ca_file: \"{}\"", pki.p("garbage.pem")),
+        format!("ca_file: \"{}\"", pki.p("missing.pem")),
+        "cert_file: 5".to_string(),
+    ];
+    for (i, body) in cases.iter().enumerate() {
+        let needs_pair = !body.contains("cert_file");
+        let pair = if needs_pair {
+            format!(
+                "cert_file: \"{}\"\nkey_file: \"{}\"\n",
+                pki.p("server.pem"),
+                pki.p("server-key.pem")
+            )
+        } else {
+            String::new()
+        };
+        let name = format!("c{i}.conf");
+        write(
+            &pki.dir,
+            &name,
+            &format!("port: 4222\ntls {{\n{pair}{body}\n}}\n"),
+        );
+        let run = |bin: PathBuf| {
+            let out = std::process::Command::new(bin)
+                .current_dir(&pki.dir)
+                .args(["-c", &name, "-t"])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            let err = err
+                .split_once(": ")
+                .map(|(_, e)| e.to_string())
+                .unwrap_or(err);
+            (out.status.success(), err.trim().to_string())
+        };
+        let ours = run(support::natrium_bin());
+        let theirs = run(nats_server_bin().unwrap());
+        assert_eq!(ours, theirs, "{body}");
+    }
+}
+
+/// INFO flags and the plaintext rejection, natrium vs nats-server, same config.
+#[test]
+fn differential_info_and_plaintext_rejection() {
+    if nats_server_bin().is_none() {
+        eprintln!("nats-server not installed; skipping");
+        return;
+    }
+    let pki = Pki::new();
+    let verify = format!("  ca_file: \"{}\"\n  verify: true", pki.p("ca.pem"));
+    let configs = [
+        pki.conf("d1.conf", "", ""),
+        pki.conf("d2.conf", &verify, ""),
+        pki.conf("d3.conf", "", "allow_non_tls: true"),
+    ];
+    for conf in &configs {
+        let mut seen = Vec::new();
+        for kind in [Kind::Natrium, Kind::NatsServer] {
+            let s = Server::start(kind, &["-c", conf]);
+            let mut raw = TcpStream::connect(s.addr()).unwrap();
+            let fields = tls_fields(&read_info(&mut raw));
+            raw.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+                .unwrap();
+            let got = read_to_close(&mut raw, Duration::from_millis(1500));
+            // closed without a byte, or (allow_non_tls) answered
+            let outcome = match got {
+                Some(b) if b.is_empty() => "closed".to_string(),
+                Some(b) => format!("closed after {:?}", String::from_utf8_lossy(&b)),
+                None => "open".to_string(),
+            };
+            let tls_ok = rt()
+                .block_on(roundtrip(
+                    tls_opts(&pki)
+                        .add_client_certificate(pki.path("client.pem"), pki.path("client-key.pem")),
+                    &s.url(),
+                ))
+                .is_ok();
+            seen.push((fields, outcome, tls_ok));
+        }
+        assert_eq!(seen[0], seen[1], "{conf}");
+    }
+}
+
+/// The identity strings verify_and_map matches users against.
+#[test]
+fn client_certificate_identities() {
+    let pki = Pki::new();
+    let der = std::fs::read(pki.path("client.der")).unwrap();
+    let peer = natrium::tls::PeerCert::from_der(&der).expect("parsed");
+    assert_eq!(peer.emails, ["alice@acme.io"]);
+    assert_eq!(peer.dns_names, ["bob.acme.io"]);
+    assert_eq!(peer.rdn_string, "CN=bob,OU=eng,O=acme,C=US");
+    assert_eq!(
+        peer.identities,
+        ["alice@acme.io", "bob.acme.io", "CN=bob,OU=eng,O=acme,C=US"]
+    );
+    assert_eq!(
+        peer.map_user(["nobody", "alice@acme.io"]),
+        Some("alice@acme.io")
+    );
+    assert_eq!(
+        peer.map_user(["O=acme, OU=eng, CN=bob, C=US"]),
+        Some("O=acme, OU=eng, CN=bob, C=US")
+    );
+    assert_eq!(
+        peer.map_user(["CN=bob,OU=eng,O=acme,C=US"]),
+        Some("CN=bob,OU=eng,O=acme,C=US")
+    );
+    assert_eq!(peer.map_user(["CN=bob"]), None);
+}
+
+/// verify_and_map: the certificate's email SAN names the user; a certificate that
+/// names no configured user is refused. Same outcome as nats-server.
+#[test]
+fn verify_and_map_selects_the_user() {
+    let pki = Pki::new();
+    let map = format!("  ca_file: \"{}\"\n  verify_and_map: true", pki.p("ca.pem"));
+    let good = pki.conf(
+        "m1.conf",
+        &map,
+        "authorization { users: [ {user: \"alice@acme.io\"} ] }",
+    );
+    let dn = pki.conf(
+        "m2.conf",
+        &map,
+        "authorization { users: [ {user: \"O=acme,OU=eng,CN=bob,C=US\"} ] }",
+    );
+    let bad = pki.conf(
+        "m3.conf",
+        &map,
+        "authorization { users: [ {user: \"carol@acme.io\"} ] }",
+    );
+    let kinds: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    let rt = rt();
+    for kind in kinds {
+        for (conf, ok) in [(&good, true), (&dn, true), (&bad, false)] {
+            let s = Server::start(*kind, &["-c", conf]);
+            let with_cert = tls_opts(&pki)
+                .add_client_certificate(pki.path("client.pem"), pki.path("client-key.pem"));
+            if ok {
+                rt.block_on(roundtrip(with_cert, &s.url()))
+                    .unwrap_or_else(|e| panic!("{kind:?} {conf}: {e}"));
+            } else {
+                assert!(
+                    rt.block_on(connect_fails(with_cert, &s.url())),
+                    "{kind:?} {conf}"
+                );
+            }
+        }
+    }
+}
