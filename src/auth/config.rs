@@ -1,0 +1,597 @@
+//! The `authorization { ... }` section and `no_auth_user`, parsed into [`AuthConfig`]
+//! with nats-server's error messages and positions (checked against `nats-server -t`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::permissions::{PermEntry, Permissions, ResponsePerm, SubjectPerm};
+use crate::config::file::{parse_go_duration, render};
+use crate::config::value::{Entry, Item, Map, Pos, Value};
+use crate::config::Options;
+
+/// Authentication flags (`--user`, `--pass`, `--auth`); secrets never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthFlags {
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--pass`.
+    pub pass: Option<String>,
+    /// `--auth` (token).
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for AuthFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthFlags")
+            .field("user", &self.user)
+            .field("pass", &self.pass.as_ref().map(|_| "[REDACTED]"))
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+/// A configured user (password or nkey).
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// User name (empty for nkey users).
+    pub name: String,
+    /// Plain or bcrypt password.
+    pub password: String,
+    /// Public user nkey (`U...`).
+    pub nkey: Option<String>,
+    /// Permissions (own, else the section's default).
+    pub permissions: Option<Arc<Permissions>>,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("password", &"[REDACTED]")
+            .field("nkey", &self.nkey)
+            .field("permissions", &self.permissions)
+            .finish()
+    }
+}
+
+/// Everything client authentication needs, built from the options.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `users` entries with a user name.
+    pub users: HashMap<String, Arc<User>>,
+    /// `users` entries with an nkey, by public key.
+    pub nkeys: HashMap<String, Arc<User>>,
+    /// `authorization { token }` (or `--auth`); may be a bcrypt hash.
+    pub token: Option<String>,
+    /// `authorization { user, password }` (or `--user`/`--pass`).
+    pub single: Option<(String, String)>,
+    /// `no_auth_user`.
+    pub no_auth_user: Option<String>,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("users", &self.users)
+            .field("nkeys", &self.nkeys)
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field("single", &self.single.as_ref().map(|(u, _)| u))
+            .field("no_auth_user", &self.no_auth_user)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// Clients must authenticate (the auth timer runs).
+    pub fn required(&self) -> bool {
+        !self.users.is_empty()
+            || !self.nkeys.is_empty()
+            || self.token.is_some()
+            || self.single.is_some()
+    }
+
+    /// INFO's `auth_required`: false when `no_auth_user` lets clients in without
+    /// credentials.
+    pub fn info_auth_required(&self) -> bool {
+        self.required() && self.no_auth_user.is_none()
+    }
+
+    /// Some password is not a bcrypt hash (nats-server warns at start).
+    pub fn has_plaintext_passwords(&self) -> bool {
+        self.users
+            .values()
+            .any(|u| u.nkey.is_none() && !super::is_bcrypt(&u.password))
+            || self
+                .single
+                .as_ref()
+                .is_some_and(|(_, p)| !super::is_bcrypt(p))
+    }
+
+    /// INFO carries a nonce (nkey users exist).
+    pub fn needs_nonce(&self) -> bool {
+        !self.nkeys.is_empty()
+    }
+
+    /// The config in force for `opts`: the `authorization` section (already checked
+    /// by the config file loader), overridden by `--user`/`--pass`/`--auth`, plus
+    /// `no_auth_user`. Errors are the start-up checks nats-server does.
+    pub fn from_options(opts: &Options) -> Result<AuthConfig, String> {
+        let mut cfg = AuthConfig::default();
+        if let Some(item) = opts.section("authorization") {
+            let mut errors = Vec::new();
+            let section = parse_section(item, &mut errors);
+            if let Some(e) = errors.into_iter().next() {
+                return Err(e.1);
+            }
+            cfg = section.cfg;
+        }
+        // Flags win over the file, as in nats-server.
+        let flags = &opts.auth_flags;
+        if let Some(user) = &flags.user {
+            let pass = flags.pass.clone().unwrap_or_default();
+            cfg.single = Some((user.clone(), pass));
+        } else if let (Some(pass), Some((_, p))) = (&flags.pass, cfg.single.as_mut()) {
+            *p = pass.clone();
+        }
+        if let Some(token) = &flags.token {
+            cfg.token = Some(token.clone());
+        }
+        if let Some(name) = &opts.no_auth_user {
+            if cfg.users.is_empty() && cfg.nkeys.is_empty() {
+                return Err(format!(
+                    "no_auth_user: \"{name}\" present, but users/nkeys are not defined"
+                ));
+            }
+            if !cfg.users.contains_key(name) && !cfg.nkeys.contains_key(name) {
+                return Err(format!(
+                    "no_auth_user: \"{name}\" not present as user or nkey in authorization \
+                     block or account configuration"
+                ));
+            }
+            cfg.no_auth_user = Some(name.clone());
+        }
+        Ok(cfg)
+    }
+}
+
+/// What parsing the section produced.
+#[derive(Default)]
+pub struct Section {
+    /// Users, token, single user.
+    pub cfg: AuthConfig,
+    /// `timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// Checks the `authorization` entry of a config file and applies its `timeout` onto
+/// `opts`. Returns rendered errors (`file:line:col: message`, or bare messages where
+/// nats-server gives no position).
+pub fn check_entry(entry: &Entry, opts: &mut Options) -> Vec<String> {
+    let mut errors = Vec::new();
+    if entry.item.value.as_map().is_none() {
+        return vec![render(
+            &entry.key_pos,
+            &format!(
+                "interface conversion: interface {{}} is {}, not map[string]interface {{}}",
+                go_type(&entry.item.value)
+            ),
+        )];
+    }
+    let mut key_errors = Vec::new();
+    let section = parse_section(&entry.item, &mut key_errors);
+    for (pos, msg) in key_errors {
+        errors.push(match pos {
+            Some(Where::At(p)) => render(&p, &msg),
+            Some(Where::Section) => render(&entry.key_pos, &msg),
+            None => msg,
+        });
+    }
+    if let Some(t) = section.timeout {
+        opts.auth_timeout = t;
+    }
+    errors
+}
+
+/// Where an error is reported.
+#[derive(Clone)]
+enum Where {
+    At(Pos),
+    /// At the `authorization` key.
+    Section,
+}
+
+type Errors = Vec<(Option<Where>, String)>;
+
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Int(_) => "int64",
+        Value::Float(_) => "float64",
+        Value::Bool(_) => "bool",
+        Value::Datetime(_) => "time.Time",
+        Value::Map(_) => "map[string]interface {}",
+        Value::Array(_) => "[]interface {}",
+    }
+}
+
+fn conv(v: &Value, want: &str) -> String {
+    format!(
+        "interface conversion: interface {{}} is {}, not {want}",
+        go_type(v)
+    )
+}
+
+fn string_at(e: &Entry, errors: &mut Errors) -> Option<String> {
+    match &e.item.value {
+        Value::String(s) => Some(s.clone()),
+        other => {
+            errors.push((Some(Where::At(e.key_pos.clone())), conv(other, "string")));
+            None
+        }
+    }
+}
+
+/// Go's `%v` of a config value, for "got ..." messages.
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Datetime(d) => d.clone(),
+        Value::Map(_) => "map[...]".into(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter()
+                .map(|i| show(&i.value))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
+}
+
+fn parse_section(item: &Item, errors: &mut Errors) -> Section {
+    let mut out = Section::default();
+    let Some(map) = item.value.as_map() else {
+        errors.push((
+            Some(Where::Section),
+            conv(&item.value, "map[string]interface {}"),
+        ));
+        return out;
+    };
+    let (mut user, mut pass, mut token) = (None, None, None);
+    let mut users: Option<Vec<User>> = None;
+    let mut default_perms = None;
+    for e in map.entries() {
+        let at = || Some(Where::At(e.key_pos.clone()));
+        match e.key.to_ascii_lowercase().as_str() {
+            "user" | "username" => user = string_at(e, errors),
+            "pass" | "password" => pass = string_at(e, errors),
+            "token" => token = string_at(e, errors),
+            "timeout" => {
+                let secs = match &e.item.value {
+                    Value::Int(i) => Some(Duration::from_secs((*i).max(0) as u64)),
+                    Value::Float(f) => Some(Duration::from_secs_f64(f.max(0.0))),
+                    Value::String(s) => match parse_go_duration(s) {
+                        Ok(ns) => Some(Duration::from_nanos(ns.clamp(0, u64::MAX as i128) as u64)),
+                        Err(err) => {
+                            errors.push((
+                                at(),
+                                format!("error parsing authorization config, 'timeout' {err}"),
+                            ));
+                            None
+                        }
+                    },
+                    other => {
+                        errors.push((
+                            at(),
+                            format!(
+                                "error parsing authorization config, 'timeout' wrong type {}",
+                                go_type(other)
+                            ),
+                        ));
+                        None
+                    }
+                };
+                out.timeout = secs;
+            }
+            "users" => users = Some(parse_users(e, errors)),
+            "default_permission" | "default_permissions" | "permissions" => {
+                default_perms = parse_permissions(e, errors).map(Arc::new);
+            }
+            _ => errors.push((at(), format!("unknown field \"{}\"", e.key))),
+        }
+    }
+    if token.is_some() && (user.is_some() || pass.is_some()) {
+        errors.push((
+            Some(Where::Section),
+            "Cannot have a user/pass and token".into(),
+        ));
+    }
+    if let Some(list) = users {
+        if token.is_some() {
+            errors.push((
+                Some(Where::Section),
+                "Can not have a token and a users array".into(),
+            ));
+        }
+        if user.is_some() {
+            errors.push((
+                Some(Where::Section),
+                "Can not have a single user/pass and a users array".into(),
+            ));
+        }
+        for mut u in list {
+            if u.permissions.is_none() {
+                u.permissions = default_perms.clone();
+            }
+            if let Some(nk) = u.nkey.clone() {
+                if out.cfg.nkeys.insert(nk.clone(), Arc::new(u)).is_some() {
+                    errors.push((
+                        Some(Where::Section),
+                        format!("Duplicate nkey \"{nk}\" detected"),
+                    ));
+                }
+            } else {
+                let name = u.name.clone();
+                if out.cfg.users.insert(name.clone(), Arc::new(u)).is_some() {
+                    errors.push((
+                        Some(Where::Section),
+                        format!("Duplicate user \"{name}\" detected"),
+                    ));
+                }
+            }
+        }
+    }
+    out.cfg.token = token;
+    if let Some(u) = user {
+        out.cfg.single = Some((u, pass.unwrap_or_default()));
+    }
+    out
+}
+
+fn parse_users(e: &Entry, errors: &mut Errors) -> Vec<User> {
+    let mut out = Vec::new();
+    let Some(list) = e.item.value.as_array() else {
+        errors.push((
+            Some(Where::At(e.key_pos.clone())),
+            format!(
+                "Expected users field to be an array, got {}",
+                show(&e.item.value)
+            ),
+        ));
+        return out;
+    };
+    for item in list {
+        let Some(map) = item.value.as_map() else {
+            errors.push((
+                Some(Where::At(item.pos.clone())),
+                format!(
+                    "Expected user entry to be a map/struct, got {}",
+                    show(&item.value)
+                ),
+            ));
+            continue;
+        };
+        if let Some(u) = parse_user(map, item, errors) {
+            out.push(u);
+        }
+    }
+    out
+}
+
+fn parse_user(map: &Map, item: &Item, errors: &mut Errors) -> Option<User> {
+    let mut u = User {
+        name: String::new(),
+        password: String::new(),
+        nkey: None,
+        permissions: None,
+    };
+    let mut last = item.pos.clone();
+    let mut ok = true;
+    let mut has_pass = false;
+    for e in map.entries() {
+        last = e.key_pos.clone();
+        let at = || Some(Where::At(e.key_pos.clone()));
+        match e.key.to_ascii_lowercase().as_str() {
+            "user" | "username" => u.name = string_at(e, errors)?,
+            "pass" | "password" => {
+                u.password = string_at(e, errors)?;
+                has_pass = true;
+            }
+            "nkey" => {
+                let nk = string_at(e, errors)?;
+                let valid = nkeys::KeyPair::from_public_key(&nk)
+                    .is_ok_and(|kp| kp.key_pair_type() == nkeys::KeyPairType::User);
+                if !valid {
+                    errors.push((at(), "Not a valid public nkey for a user".into()));
+                    ok = false;
+                }
+                u.nkey = Some(nk);
+            }
+            "permission" | "permissions" | "authorization" => {
+                u.permissions = parse_permissions(e, errors).map(Arc::new);
+            }
+            // Accepted and not enforced (only plain client connections exist here).
+            "allowed_connection_types" | "connection_types" | "clients" | "proxy_required" => {}
+            "account" => errors.push((
+                at(),
+                "natrium does not support accounts yet: user \"account\" cannot be honoured".into(),
+            )),
+            _ => {
+                errors.push((at(), format!("unknown field \"{}\"", e.key)));
+                ok = false;
+            }
+        }
+    }
+    if u.nkey.is_some() {
+        if !u.name.is_empty() || has_pass {
+            errors.push((
+                Some(Where::At(last)),
+                "Nkey users do not take usernames or passwords".into(),
+            ));
+            return None;
+        }
+    } else if u.name.is_empty() {
+        errors.push((Some(Where::At(last)), "User entry requires a user".into()));
+        return None;
+    }
+    ok.then_some(u)
+}
+
+/// Parses a permissions map (user `permissions` or `default_permissions`).
+fn parse_permissions(e: &Entry, errors: &mut Errors) -> Option<Permissions> {
+    let Some(map) = e.item.value.as_map() else {
+        errors.push((
+            Some(Where::At(e.key_pos.clone())),
+            format!(
+                "Expected permissions to be a map/struct, got {}",
+                show(&e.item.value)
+            ),
+        ));
+        return None;
+    };
+    let mut p = Permissions::default();
+    for pe in map.entries() {
+        let at = || Some(Where::At(pe.key_pos.clone()));
+        match pe.key.to_ascii_lowercase().as_str() {
+            "pub" | "publish" | "import" => p.publish = parse_subject_perm(pe, false, errors),
+            "sub" | "subscribe" | "export" => p.subscribe = parse_subject_perm(pe, true, errors),
+            "allow_responses" | "publish_allow_responses" => match &pe.item.value {
+                Value::Bool(true) => p.response = Some(ResponsePerm::default()),
+                Value::Bool(false) => p.response = None,
+                Value::Map(m) => {
+                    let mut r = ResponsePerm::default();
+                    for re in m.entries() {
+                        let rat = || Some(Where::At(re.key_pos.clone()));
+                        match re.key.to_ascii_lowercase().as_str() {
+                            "max" | "max_msgs" | "max_messages" | "max_responses" => {
+                                match re.item.value.as_int() {
+                                    Some(n) => r.max = n,
+                                    None => errors.push((rat(), conv(&re.item.value, "int64"))),
+                                }
+                            }
+                            "expires" | "expiration" | "ttl" => match &re.item.value {
+                                Value::String(s) => match parse_go_duration(s) {
+                                    Ok(ns) => {
+                                        r.expires = Duration::from_nanos(
+                                            ns.clamp(0, u64::MAX as i128) as u64,
+                                        )
+                                    }
+                                    Err(err) => errors
+                                        .push((rat(), format!("error parsing expires: {err}"))),
+                                },
+                                other => errors.push((rat(), conv(other, "string"))),
+                            },
+                            _ => errors.push((
+                                rat(),
+                                format!("Unknown field \"{}\" parsing permissions", re.key),
+                            )),
+                        }
+                    }
+                    p.response = Some(r);
+                }
+                _ => errors.push((
+                    at(),
+                    "error parsing response permissions, expected a boolean or a map".into(),
+                )),
+            },
+            _ => errors.push((
+                at(),
+                format!("Unknown field \"{}\" parsing permissions", pe.key),
+            )),
+        }
+    }
+    // Reply permissions without publish permissions: only replies may be published.
+    if p.response.is_some() && p.publish.is_none() {
+        p.publish = Some(SubjectPerm {
+            allow: Some(Vec::new()),
+            deny: None,
+        });
+    }
+    Some(p)
+}
+
+fn parse_subject_perm(e: &Entry, queues: bool, errors: &mut Errors) -> Option<SubjectPerm> {
+    match &e.item.value {
+        Value::Map(m) => {
+            let mut sp = SubjectPerm::default();
+            for le in m.entries() {
+                let at = Some(Where::At(le.key_pos.clone()));
+                match le.key.to_ascii_lowercase().as_str() {
+                    "allow" => sp.allow = parse_subjects(&le.item, queues, at, errors),
+                    "deny" => sp.deny = parse_subjects(&le.item, queues, at, errors),
+                    _ => errors.push((
+                        at,
+                        format!(
+                            "Unknown field name \"{}\" parsing subject permissions, only \
+                             'allow' or 'deny' are permitted",
+                            le.key
+                        ),
+                    )),
+                }
+            }
+            Some(sp)
+        }
+        _ => Some(SubjectPerm {
+            allow: parse_subjects(&e.item, queues, None, errors),
+            deny: None,
+        }),
+    }
+}
+
+fn parse_subjects(
+    item: &Item,
+    queues: bool,
+    at: Option<Where>,
+    errors: &mut Errors,
+) -> Option<Vec<PermEntry>> {
+    let strings: Vec<&str> = match &item.value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(a) => {
+            let mut v = Vec::with_capacity(a.len());
+            for i in a {
+                match &i.value {
+                    Value::String(s) => v.push(s.as_str()),
+                    other => {
+                        errors.push((
+                            at.clone(),
+                            format!(
+                                "Subject in permissions array cannot be cast to string, got {}",
+                                go_type(other)
+                            ),
+                        ));
+                        return None;
+                    }
+                }
+            }
+            v
+        }
+        other => {
+            errors.push((
+                at,
+                format!(
+                    "Expected subject permissions to be a subject, or array of subjects, got {}",
+                    go_type(other)
+                ),
+            ));
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(strings.len());
+    for s in strings {
+        match PermEntry::parse(s, queues) {
+            Some(pe) => out.push(pe),
+            None => {
+                errors.push((
+                    at.clone(),
+                    format!("subject \"{s}\" is not a valid subject"),
+                ));
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
