@@ -1,53 +1,688 @@
 //! The control thread: waits for signals and turns them into commands for the shards.
 //! Never on the message path.
+//!
+//! * SIGINT / SIGTERM: orderly shutdown (SIGTERM is ignored in lame duck mode).
+//! * SIGQUIT: exit at once.
+//! * SIGHUP: reload the config file ([`Control::reload`]).
+//! * SIGUSR1: reopen the log file.
+//! * SIGUSR2: lame duck mode ([`Control::enter_lame_duck`]).
+//!
+//! The control thread keeps the options in force ([`Control::opts`]); each shard
+//! keeps its own copy (`ShardCtx::opts`), replaced by `ShardCommand::Reload`.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{cleanup_files, ServerShared};
+use crate::config::file::{self, go_duration_string};
+use crate::config::flags::{self, Command, LoadError};
+use crate::config::value::Value;
+use crate::config::Options;
+use crate::logging::{self, LogConfig};
 use crate::shard::control::ShardCommand;
-use crate::{log_info, log_warn};
+use crate::{log_error, log_info};
 
-/// Handles signals until the server stops: SIGINT/SIGTERM shut down in order, SIGQUIT
-/// exits at once.
+/// Lame duck mode in progress.
+struct LameDuck {
+    /// Connections to close, with the shard that owns each.
+    clients: Vec<(usize, u64)>,
+    /// Next to close.
+    next: usize,
+    /// When the next step is due (end of the grace period, then each close).
+    due: Instant,
+    /// Still in the grace period.
+    grace: bool,
+    /// Pause between closes.
+    interval: Duration,
+    /// Closes done back to back before a pause (many clients, short duration).
+    batch: usize,
+}
+
+/// What the control thread knows beyond [`ServerShared`].
+pub struct Control<'a> {
+    server: &'a Arc<ServerShared>,
+    /// Options in force (the shards hold the same, per shard).
+    pub opts: Arc<Options>,
+    ports_file: Option<PathBuf>,
+    ldm: Option<LameDuck>,
+    rng: u64,
+}
+
+/// Handles signals until the server stops.
 pub fn run(
     server: &Arc<ServerShared>,
     runtime: shards::Runtime,
     sigset: libc::sigset_t,
     ports_file: Option<PathBuf>,
 ) {
-    let opts = &server.opts;
+    let mut ctl = Control {
+        server,
+        opts: server.current_opts(),
+        ports_file,
+        ldm: None,
+        rng: seed(),
+    };
     loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: sigwait on the set the caller blocked before starting the shards.
-        if unsafe { libc::sigwait(&sigset, &mut sig) } != 0 {
-            continue;
-        }
+        let timeout = ctl
+            .ldm
+            .as_ref()
+            .map(|l| l.due.saturating_duration_since(Instant::now()));
+        let sig = wait_signal(&sigset, timeout);
         match sig {
-            libc::SIGINT | libc::SIGTERM => {
-                let name = if sig == libc::SIGINT {
-                    "interrupt"
-                } else {
-                    "terminated"
-                };
-                log_info!("Trapped \"{name}\" signal");
+            Some(libc::SIGINT) => {
+                log_info!("Trapped \"interrupt\" signal");
                 break;
             }
-            libc::SIGQUIT => {
+            Some(libc::SIGTERM) => {
+                log_info!("Trapped \"terminated\" signal");
+                // nats-server lets lame duck mode finish.
+                if ctl.ldm.is_none() {
+                    break;
+                }
+            }
+            Some(libc::SIGQUIT) => {
                 log_info!("Trapped \"quit\" signal");
-                cleanup_files(opts, &ports_file);
+                cleanup_files(&ctl.opts, &ctl.ports_file);
                 std::process::exit(0);
             }
-            libc::SIGHUP => log_warn!("Reload is not supported yet; configuration unchanged"),
-            libc::SIGUSR2 => log_warn!("Lame duck mode is not supported yet"),
-            _ => {}
+            Some(libc::SIGHUP) => {
+                log_info!("Trapped \"hangup\" signal");
+                if let Err(e) = ctl.reload() {
+                    log_error!("Failed to reload server configuration: {e}");
+                }
+            }
+            Some(libc::SIGUSR1) => {
+                log_info!("Trapped \"user defined signal 1\" signal");
+                logging::reopen();
+            }
+            Some(libc::SIGUSR2) => {
+                log_info!("Trapped \"user defined signal 2\" signal");
+                if ctl.ldm.is_none() && !ctl.enter_lame_duck() {
+                    break;
+                }
+            }
+            Some(_) => {}
+            None => {
+                if !ctl.lame_duck_step() {
+                    break;
+                }
+            }
         }
     }
     log_info!("Initiating Shutdown...");
     server.shutdown.store(true, Ordering::SeqCst);
     server.tell_shards(|_| ShardCommand::Shutdown);
     let _ = runtime.join();
-    cleanup_files(opts, &ports_file);
+    cleanup_files(&ctl.opts, &ctl.ports_file);
     log_info!("Server Exiting..");
+}
+
+/// Waits for one of `set`, up to `timeout` (forever when `None`); `None` on timeout.
+fn wait_signal(set: &libc::sigset_t, timeout: Option<Duration>) -> Option<i32> {
+    loop {
+        let sig = match timeout {
+            None => {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: sigwait on the set the caller blocked before starting shards.
+                if unsafe { libc::sigwait(set, &mut sig) } != 0 {
+                    continue;
+                }
+                sig
+            }
+            Some(t) => {
+                let ts = libc::timespec {
+                    tv_sec: t.as_secs() as libc::time_t,
+                    tv_nsec: t.subsec_nanos() as libc::c_long,
+                };
+                // SAFETY: as above, with a timeout.
+                let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+                if sig < 0 {
+                    match std::io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EINTR) => continue,
+                        _ => return None,
+                    }
+                }
+                sig
+            }
+        };
+        return Some(sig);
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.as_nanos() as u64 ^ (std::process::id() as u64) << 32) | 1
+}
+
+impl Control<'_> {
+    fn rand_below(&mut self, n: u64) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+
+    /// Enters lame duck mode: stop accepting, tell protocol-1 clients (`"ldm":true`),
+    /// then (after the grace period) close clients spread over the lame duck
+    /// duration. Returns false when there is nobody to wait for (shut down now).
+    pub fn enter_lame_duck(&mut self) -> bool {
+        log_info!("Entering lame duck mode, stop accepting new clients");
+        self.server.lame_duck.store(true, Ordering::SeqCst);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.server
+            .tell_shards(|_| ShardCommand::LameDuck { reply: tx.clone() });
+        drop(tx);
+        let mut clients = Vec::new();
+        for _ in 0..self.server.controls.len() {
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(cids) => clients.extend(cids),
+                Err(_) => break,
+            }
+        }
+        if clients.is_empty() {
+            return false;
+        }
+        let n = self.server.controls.len() as u64;
+        let clients: Vec<(usize, u64)> =
+            clients.into_iter().map(|c| ((c % n) as usize, c)).collect();
+        let grace = self.opts.lame_duck_grace_period;
+        let dur = self
+            .opts
+            .lame_duck_duration
+            .checked_sub(grace)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(1));
+        let count = clients.len() as u128;
+        let mut si = dur.as_nanos() / count;
+        let mut batch = 1usize;
+        if si < 1 {
+            si = 1;
+            batch = (count / dur.as_nanos().max(1)).max(1) as usize;
+        }
+        let interval = Duration::from_nanos(si.min(1_000_000_000) as u64);
+        self.ldm = Some(LameDuck {
+            clients,
+            next: 0,
+            due: Instant::now() + grace,
+            grace: true,
+            interval,
+            batch,
+        });
+        true
+    }
+
+    /// One step of lame duck mode when its timer fires; false when done (shut down).
+    fn lame_duck_step(&mut self) -> bool {
+        let Some(mut ldm) = self.ldm.take() else {
+            return true;
+        };
+        if ldm.grace {
+            ldm.grace = false;
+            log_info!("Closing existing clients");
+        }
+        loop {
+            let i = ldm.next;
+            let Some(&(shard, cid)) = ldm.clients.get(i) else {
+                return false;
+            };
+            let _ = self.server.controls[shard].send(ShardCommand::CloseClient(cid));
+            ldm.next += 1;
+            if ldm.next == ldm.clients.len() {
+                // Let the last close go out before the shards shut down.
+                std::thread::sleep(Duration::from_millis(20));
+                return false;
+            }
+            if ldm.batch == 1 || i % ldm.batch == 0 {
+                // A random pause of at least half the interval, like nats-server.
+                let si = ldm.interval.as_nanos() as u64;
+                let v = self.rand_below(si).max(si / 2);
+                ldm.due = Instant::now() + Duration::from_nanos(v);
+                self.ldm = Some(ldm);
+                return true;
+            }
+        }
+    }
+
+    /// Reloads the config file (SIGHUP): parse it again, apply the command-line
+    /// flags on top as at start, refuse the whole reload if a non-reloadable option
+    /// changed, else put the new options in force on every shard (connections stay).
+    pub fn reload(&mut self) -> Result<(), String> {
+        if self.opts.config_file.is_none() {
+            return Err(
+                "can only reload config when a file is provided using -c or --config".into(),
+            );
+        }
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let (cmd, report) = flags::load(&args).map_err(|e| match e {
+            LoadError::File(s) => s,
+            LoadError::Flags(f) => f.0,
+        })?;
+        let Command::Run(mut new) = cmd else {
+            return Err("unexpected command line".into());
+        };
+        if let Some(e) = report.errors.first().or(report.refused.first()) {
+            return Err(e.clone());
+        }
+        file::validate(&new)?;
+        new.check_config = false;
+        // `--tls*` flags replace the file's `tls {}`, as at start.
+        if let Some(tls) = new.tls_flags.build() {
+            new.tls = Some(Arc::new(tls?));
+        }
+        let lines = diff(&self.opts, &new)?;
+        for line in &lines {
+            log_info!("{line}");
+        }
+        let new = Arc::new(*new);
+        self.apply_files(&new);
+        if let Err(e) = logging::configure(&LogConfig::from_options(&new)) {
+            log_error!("{e}");
+        }
+        self.server.apply_reload(&new);
+        self.server
+            .tell_shards(|_| ShardCommand::Reload(new.clone()));
+        self.opts = new;
+        log_info!(
+            "Reloaded server configuration ({})",
+            self.opts.config_digest.as_deref().unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// A changed pid file or ports file directory: write the new ones.
+    fn apply_files(&mut self, new: &Options) {
+        if new.pid_file != self.opts.pid_file {
+            if let Some(p) = &new.pid_file {
+                if let Err(e) = std::fs::write(p, std::process::id().to_string()) {
+                    log_error!("Could not write pidfile: {e}");
+                }
+            }
+        }
+        if new.ports_file_dir != self.opts.ports_file_dir {
+            let doc = self
+                .ports_file
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_else(|| {
+                    let host = match self.opts.host.as_str() {
+                        "0.0.0.0" | "::" => "127.0.0.1",
+                        h => h,
+                    };
+                    serde_json::json!({ "nats": [format!("nats://{host}:{}", self.server.port)] })
+                        .to_string()
+                });
+            if let Some(old) = self.ports_file.take() {
+                if let Err(e) = std::fs::remove_file(&old) {
+                    log_error!("Error cleaning up ports file {}: {e}", old.display());
+                }
+            }
+            if let Some(dir) = &new.ports_file_dir {
+                let path = super::ports_file_path(dir);
+                if let Err(e) = std::fs::write(&path, doc) {
+                    log_error!("Error writing ports file {}: {e}", path.display());
+                }
+                self.ports_file = Some(path);
+            }
+        }
+    }
+}
+
+fn show_opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn show_path(v: &Option<PathBuf>) -> String {
+    v.as_ref()
+        .map(|v| v.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Config values equal apart from where they were written.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len()
+                && x.entries()
+                    .iter()
+                    .zip(y.entries())
+                    .all(|(p, q)| p.key == q.key && same_value(&p.item.value, &q.item.value))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(&p.value, &q.value))
+        }
+        _ => a == b,
+    }
+}
+
+/// Config-file sections kept raw: (canonical name, nats-server's option name,
+/// reloadable). Changing one that is not reloadable refuses the reload.
+const SECTION_RELOAD: &[(&str, &str, bool)] = &[
+    ("system_account", "SystemAccount", false),
+    ("no_system_account", "NoSystemAccount", false),
+    ("authorization", "authorization", true),
+    ("accounts", "accounts", true),
+    ("default_sentinel", "default_sentinel", true),
+    ("cluster", "Cluster", false),
+    ("gateway", "Gateway", false),
+    ("leafnodes", "LeafNode", false),
+    ("jetstream", "JetStream", false),
+    ("store_dir", "StoreDir", false),
+    ("default_js_domain", "JsAccDefaultDomain", false),
+    ("websocket", "Websocket", false),
+    ("mqtt", "MQTT", false),
+    ("prof_port", "ProfPort", false),
+    ("prof_block_rate", "prof_block_rate", true),
+    ("operator", "TrustedOperators", false),
+    ("trusted", "TrustedKeys", false),
+    ("resolver", "AccountResolver", false),
+    ("resolver_tls", "resolver_tls", true),
+    ("resolver_preload", "resolver_preload", true),
+    ("resolver_pinned_accounts", "resolver_pinned_accounts", true),
+    ("tls", "tls", true),
+    ("allow_non_tls", "AllowNonTLS", false),
+    ("ocsp", "ocsp", true),
+    ("ocsp_cache", "ocsp_cache", true),
+    ("mappings", "mappings", true),
+    ("server_tags", "tags", true),
+    ("server_metadata", "metadata", true),
+    ("feature_flags", "FeatureFlags", false),
+    ("proxies", "proxies", true),
+    ("proxy_protocol", "ProxyProtocol", false),
+];
+
+/// What a reload from `old` to `new` changes, as nats-server's `Reloaded: ...` lines
+/// in its order; an error naming the first option that cannot change at run time.
+pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
+    fn refuse(name: &str, a: String, b: String) -> Result<(), String> {
+        if a == b {
+            return Ok(());
+        }
+        Err(format!(
+            "config reload not supported for {name}: old={a}, new={b}"
+        ))
+    }
+    let mut lines = Vec::new();
+    let mut changed = |cond: bool, line: String| {
+        if cond {
+            lines.push(line);
+        }
+    };
+    refuse(
+        "ServerName",
+        show_opt(&old.server_name),
+        show_opt(&new.server_name),
+    )?;
+    refuse("Host", old.host.clone(), new.host.clone())?;
+    refuse("Port", old.port.to_string(), new.port.to_string())?;
+    changed(
+        old.client_advertise != new.client_advertise,
+        format!(
+            "Reload: client_advertise = {}",
+            show_opt(&new.client_advertise)
+        ),
+    );
+    changed(
+        old.trace != new.trace,
+        format!("Reloaded: trace = {}", new.trace),
+    );
+    changed(
+        old.debug != new.debug,
+        format!("Reloaded: debug = {}", new.debug),
+    );
+    changed(
+        old.trace_verbose != new.trace_verbose,
+        format!("Reloaded: trace_verbose = {}", new.trace_verbose),
+    );
+    changed(
+        old.trace_headers != new.trace_headers,
+        format!("Reloaded: trace_headers = {}", new.trace_headers),
+    );
+    refuse(
+        "NoSublistCache",
+        old.disable_sublist_cache.to_string(),
+        new.disable_sublist_cache.to_string(),
+    )?;
+    refuse(
+        "NoHeaderSupport",
+        old.no_header_support.to_string(),
+        new.no_header_support.to_string(),
+    )?;
+    changed(
+        old.logtime != new.logtime,
+        format!("Reloaded: logtime = {}", new.logtime),
+    );
+    changed(
+        old.logtime_utc != new.logtime_utc,
+        format!("Reloaded: logtime_utc = {}", new.logtime_utc),
+    );
+    changed(
+        old.max_connections != new.max_connections,
+        format!("Reloaded: max_connections = {}", new.max_connections),
+    );
+    refuse(
+        "MaxSubs",
+        old.max_subscriptions.to_string(),
+        new.max_subscriptions.to_string(),
+    )?;
+    refuse(
+        "MaxSubTokens",
+        old.max_sub_tokens.to_string(),
+        new.max_sub_tokens.to_string(),
+    )?;
+    // nats-server reports these on every reload.
+    changed(true, "Reloaded: authorization users".into());
+    changed(true, "Reloaded: accounts".into());
+    changed(
+        old.no_auth_user != new.no_auth_user,
+        format!("Reloaded: no_auth_user = {}", show_opt(&new.no_auth_user)),
+    );
+    changed(
+        old.ping_interval != new.ping_interval,
+        format!(
+            "Reloaded: ping_interval = {}",
+            go_duration_string(new.ping_interval)
+        ),
+    );
+    changed(
+        old.ping_max != new.ping_max,
+        format!("Reloaded: ping_max = {}", new.ping_max),
+    );
+    refuse(
+        "HTTPHost",
+        show_opt(&old.http_host),
+        show_opt(&new.http_host),
+    )?;
+    refuse(
+        "HTTPPort",
+        old.http_port.to_string(),
+        new.http_port.to_string(),
+    )?;
+    refuse(
+        "HTTPBasePath",
+        show_opt(&old.http_base_path),
+        show_opt(&new.http_base_path),
+    )?;
+    refuse(
+        "HTTPSPort",
+        old.https_port.to_string(),
+        new.https_port.to_string(),
+    )?;
+    changed(
+        old.auth_timeout != new.auth_timeout,
+        format!(
+            "Reloaded: authorization timeout = {}",
+            new.auth_timeout.as_secs_f64()
+        ),
+    );
+    changed(
+        old.max_control_line != new.max_control_line,
+        format!("Reloaded: max_control_line = {}", new.max_control_line),
+    );
+    changed(
+        old.max_payload != new.max_payload,
+        format!("Reloaded: max_payload = {}", new.max_payload),
+    );
+    refuse(
+        "MaxPending",
+        old.max_pending.to_string(),
+        new.max_pending.to_string(),
+    )?;
+    changed(
+        old.no_fast_producer_stall != new.no_fast_producer_stall,
+        if new.no_fast_producer_stall {
+            "Reloaded: fast producers will not be stalled".into()
+        } else {
+            "Reloaded: fast producers will be stalled".into()
+        },
+    );
+    refuse(
+        "JetStream",
+        old.jetstream.to_string(),
+        new.jetstream.to_string(),
+    )?;
+    for (key, name, reloadable) in SECTION_RELOAD {
+        let same = match (old.section(key), new.section(key)) {
+            (None, None) => true,
+            (Some(a), Some(b)) => same_value(&a.value, &b.value),
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        if !reloadable {
+            let show = |o: &Options| {
+                o.section(key)
+                    .map(|i| format!("{:?}", i.value))
+                    .unwrap_or_default()
+            };
+            refuse(name, show(old), show(new))?;
+        }
+        changed(true, format!("Reloaded: {name}"));
+    }
+    changed(
+        old.pid_file != new.pid_file,
+        format!("Reloaded: pid_file = {}", show_path(&new.pid_file)),
+    );
+    changed(
+        old.ports_file_dir != new.ports_file_dir,
+        format!(
+            "Reloaded: ports_file_dir = {}",
+            show_path(&new.ports_file_dir)
+        ),
+    );
+    changed(
+        old.log_file != new.log_file,
+        format!("Reloaded: log_file = {}", show_path(&new.log_file)),
+    );
+    refuse(
+        "LogSizeLimit",
+        old.log_size_limit.to_string(),
+        new.log_size_limit.to_string(),
+    )?;
+    refuse(
+        "LogMaxFiles",
+        old.log_max_num.to_string(),
+        new.log_max_num.to_string(),
+    )?;
+    changed(
+        old.syslog != new.syslog,
+        format!("Reloaded: syslog = {}", new.syslog),
+    );
+    changed(
+        old.remote_syslog != new.remote_syslog,
+        format!("Reloaded: remote_syslog = {}", show_opt(&new.remote_syslog)),
+    );
+    changed(
+        old.write_deadline != new.write_deadline,
+        format!(
+            "Reloaded: write_deadline = {}",
+            go_duration_string(new.write_deadline)
+        ),
+    );
+    refuse(
+        "WriteTimeout",
+        show_opt(&old.write_timeout),
+        show_opt(&new.write_timeout),
+    )?;
+    refuse(
+        "MaxClosedClients",
+        old.max_closed_clients.to_string(),
+        new.max_closed_clients.to_string(),
+    )?;
+    refuse(
+        "LameDuckDuration",
+        go_duration_string(old.lame_duck_duration),
+        go_duration_string(new.lame_duck_duration),
+    )?;
+    refuse(
+        "LameDuckGracePeriod",
+        go_duration_string(old.lame_duck_grace_period),
+        go_duration_string(new.lame_duck_grace_period),
+    )?;
+    changed(
+        old.max_traced_msg_len != new.max_traced_msg_len,
+        format!("Reloaded: max_traced_msg_len = {}", new.max_traced_msg_len),
+    );
+    changed(
+        old.connect_error_reports != new.connect_error_reports,
+        format!(
+            "Reloaded: connect_error_reports = {}",
+            new.connect_error_reports
+        ),
+    );
+    changed(
+        old.reconnect_error_reports != new.reconnect_error_reports,
+        format!(
+            "Reloaded: reconnect_error_reports = {}",
+            new.reconnect_error_reports
+        ),
+    );
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_lines_and_refusals() {
+        let old = Options::default();
+        let mut new = old.clone();
+        new.max_payload = 524288;
+        new.debug = true;
+        assert_eq!(
+            diff(&old, &new).unwrap(),
+            [
+                "Reloaded: debug = true",
+                "Reloaded: authorization users",
+                "Reloaded: accounts",
+                "Reloaded: max_payload = 524288"
+            ]
+        );
+        let mut new = old.clone();
+        new.max_pending = 10485760;
+        assert_eq!(
+            diff(&old, &new).unwrap_err(),
+            "config reload not supported for MaxPending: old=67108864, new=10485760"
+        );
+        let mut new = old.clone();
+        new.lame_duck_duration = Duration::from_secs(40);
+        assert_eq!(
+            diff(&old, &new).unwrap_err(),
+            "config reload not supported for LameDuckDuration: old=2m0s, new=40s"
+        );
+        let mut new = old.clone();
+        new.server_name = Some("foo".into());
+        new.port = 1;
+        assert_eq!(
+            diff(&old, &new).unwrap_err(),
+            "config reload not supported for ServerName: old=, new=foo"
+        );
+    }
 }

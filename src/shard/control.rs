@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::snapshot::ShardSnapshot;
 use super::{Envelope, ShardCtx};
+use crate::config::Options;
 use crate::server::ServerShared;
 
 /// How often a shard looks at its command channel.
@@ -26,6 +27,18 @@ pub enum ShardCommand {
         /// Where the snapshot goes.
         reply: crossbeam_channel::Sender<ShardSnapshot>,
     },
+    /// Put reloaded options in force (new connections see them; existing ones keep
+    /// the parse limits, ping interval and write deadline they started with).
+    Reload(Arc<Options>),
+    /// Lame duck mode: stop accepting (close this shard's listener), send every
+    /// protocol-1 client that got its connect_info INFO an INFO with `"ldm":true`,
+    /// and reply with the ids of the connections open now.
+    LameDuck {
+        /// Where the connection ids go.
+        reply: crossbeam_channel::Sender<Vec<u64>>,
+    },
+    /// Close one connection (no -ERR), as lame duck mode does: `Server Shutdown`.
+    CloseClient(u64),
 }
 
 /// One shard's life: accept connections on its own listener, apply envelopes from the
@@ -43,7 +56,7 @@ pub async fn shard_main(
         .on_receive(move |from, env| pump.on_envelope(from, env));
     // SAFETY: each shard takes ownership of exactly one listening fd.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fds[id]) };
-    let acceptor = glommio::spawn_local(accept_loop(ctx.clone(), listener));
+    let mut acceptor = Some(glommio::spawn_local(accept_loop(ctx.clone(), listener)));
     let _ = ready.send(());
     let commands = server.commands_for(id);
     'run: loop {
@@ -52,6 +65,18 @@ pub async fn shard_main(
                 ShardCommand::Shutdown => break 'run,
                 ShardCommand::Snapshot { subs, reply } => {
                     let _ = reply.send(ctx.snapshot(subs));
+                }
+                ShardCommand::Reload(opts) => ctx.apply_options(opts),
+                ShardCommand::LameDuck { reply } => {
+                    // Dropping the accept task drops (closes) the listener.
+                    drop(acceptor.take());
+                    let _ = reply.send(lame_duck(&ctx));
+                }
+                ShardCommand::CloseClient(cid) => {
+                    let client = ctx.state.borrow().clients.get(&cid).cloned();
+                    if let Some(c) = client {
+                        c.close(None, "Server Shutdown");
+                    }
                 }
             }
         }
@@ -72,6 +97,21 @@ pub async fn shard_main(
         }
         glommio::timer::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Sends the lame duck INFO to the clients that can take an async INFO; returns the
+/// ids of all connections of this shard.
+fn lame_duck(ctx: &ShardCtx) -> Vec<u64> {
+    let clients: Vec<_> = ctx.state.borrow().clients.values().cloned().collect();
+    for c in &clients {
+        if c.is_closed() {
+            continue;
+        }
+        if c.opts.borrow().protocol >= 1 && c.sent_connect_info.get() {
+            c.queue(&ctx.server.ldm_info(c.cid, c.peer));
+        }
+    }
+    clients.iter().map(|c| c.cid).collect()
 }
 
 async fn accept_loop(ctx: Rc<ShardCtx>, listener: glommio::net::TcpListener) {
