@@ -2,10 +2,13 @@
 
 pub mod logging;
 
+pub mod auth;
 pub mod client;
 pub mod config;
+pub mod monitor;
 pub mod proto;
 pub mod server;
 pub mod shard;
 pub mod subject;
 pub mod sublist;
+pub mod tls;

@@ -1,7 +1,9 @@
-//! `natrium`: flags -> config file -> flags again (they win) -> server::run.
+//! `natrium`: flags -> config file -> flags again (they win) -> server::run
+//! (`flags::load`, which reload uses too); or `--signal` to a running server.
 
 use natrium::config::file;
-use natrium::config::flags::{self, Command};
+use natrium::config::flags::{self, Command, LoadError};
+use natrium::logging;
 use natrium::server;
 use natrium::{log_info, log_warn};
 
@@ -32,16 +34,100 @@ fn usage_exit(e: flags::FlagError) -> ! {
     std::process::exit(2);
 }
 
+/// `--signal CMD[=PID|=PIDFILE]`: sends the signal to a running server, like
+/// `nats-server --signal`. Without a pid: the `-P` (or config `pid_file`) pid file
+/// when there is one, else the only other process named like this one (pgrep).
+fn signal_main(prog: &str, spec: &str, opts: &natrium::config::Options) -> ! {
+    let (cmd, pid_expr) = match spec.split_once('=') {
+        Some((c, p)) => (c, Some(p.to_string())),
+        None => (spec, None),
+    };
+    let Some(sig) = flags::signal_number(cmd) else {
+        eprintln!("{prog}: unknown signal \"{cmd}\"");
+        std::process::exit(1);
+    };
+    let pid_file = opts.pid_file.clone().or_else(|| {
+        // Best effort: the pid file named by the config file given with -c.
+        let path = opts.config_file.as_ref()?;
+        let mut o = natrium::config::Options::default();
+        file::load(path, &mut o).ok()?;
+        o.pid_file
+    });
+    let pid_expr = match pid_expr {
+        Some(p) => p,
+        None => match pid_file {
+            Some(p) => p.display().to_string(),
+            None => match pgrep(prog) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{prog}: {e}");
+                    std::process::exit(1);
+                }
+            },
+        },
+    };
+    let pid: i32 = match pid_expr.parse() {
+        Ok(p) => p,
+        Err(_) => match std::fs::read_to_string(&pid_expr) {
+            Ok(text) => match text.trim().parse() {
+                Ok(p) => p,
+                Err(_) => {
+                    eprintln!("{prog}: invalid pid: {text}");
+                    std::process::exit(1);
+                }
+            },
+            Err(_) => {
+                eprintln!("{prog}: invalid pid: {pid_expr}");
+                std::process::exit(1);
+            }
+        },
+    };
+    // SAFETY: kill(2) with a pid and a signal number.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        let why = match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => "no such process".to_string(),
+            Some(libc::EPERM) => "operation not permitted".to_string(),
+            _ => std::io::Error::last_os_error().to_string(),
+        };
+        eprintln!("{prog}: \nsignal \"{cmd}\" {pid}: {why}");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+/// The one other process named `prog`, as nats-server finds it with pgrep.
+fn pgrep(prog: &str) -> Result<String, String> {
+    let out = std::process::Command::new("pgrep")
+        .arg(prog)
+        .output()
+        .map_err(|e| format!("unable to resolve pid, try providing one: {e}"))?;
+    let me = std::process::id().to_string();
+    let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != me)
+        .map(String::from)
+        .collect();
+    match pids.len() {
+        0 => Err(format!("no {prog} processes running")),
+        1 => Ok(pids[0].clone()),
+        _ => Err(format!(
+            "multiple {prog} processes running:\n{}",
+            pids.join("\n")
+        )),
+    }
+}
+
 fn main() {
     let prog = program_name();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut opts = match flags::parse(&args) {
-        Ok(Command::Run(opts)) => opts,
-        Ok(Command::Help) => {
+    let (opts, report) = match flags::load(&args) {
+        Ok((Command::Run(opts), report)) => (opts, report),
+        Ok((Command::Help, _)) => {
             print!("{}", flags::USAGE);
             return;
         }
-        Ok(Command::Version) => {
+        Ok((Command::Version, _)) => {
             println!(
                 "natrium: v{} (compatible with nats-server v{})",
                 server::VERSION,
@@ -49,37 +135,22 @@ fn main() {
             );
             return;
         }
-        Err(e) => usage_exit(e),
-    };
-
-    let mut report = file::Report::default();
-    if let Some(path) = opts.config_file.clone() {
-        // The file goes onto the defaults; then every flag is applied again on top.
-        let mut base = natrium::config::Options::default();
-        report = match file::load(&path, &mut base) {
-            Ok(r) => r,
-            Err(e) => {
-                // Open and syntax errors: one line, no blank line (like nats-server).
-                eprintln!("{prog}: {e}");
-                std::process::exit(1);
-            }
-        };
-        let digest = base.config_digest.clone();
-        opts = match flags::parse_onto(&args, base) {
-            Ok(Command::Run(o)) => o,
-            Ok(_) => unreachable!("help/version were handled above"),
-            Err(e) => usage_exit(e),
-        };
-        opts.config_digest = digest;
-        if !report.errors.is_empty() {
-            let lines: Vec<String> = report
-                .warnings
-                .iter()
-                .chain(&report.errors)
-                .cloned()
-                .collect();
-            config_exit(&prog, &lines);
+        Ok((Command::Signal { spec, opts }, _)) => signal_main(&prog, &spec, &opts),
+        Err(LoadError::Flags(e)) => usage_exit(e),
+        Err(LoadError::File(e)) => {
+            // Open and syntax errors: one line, no blank line (like nats-server).
+            eprintln!("{prog}: {e}");
+            std::process::exit(1);
         }
+    };
+    if !report.errors.is_empty() {
+        let lines: Vec<String> = report
+            .warnings
+            .iter()
+            .chain(&report.errors)
+            .cloned()
+            .collect();
+        config_exit(&prog, &lines);
     }
 
     if opts.check_config {
@@ -108,29 +179,15 @@ fn main() {
         eprintln!("{w}");
     }
 
-    let sink: Box<dyn std::io::Write + Send> = match &opts.log_file {
-        Some(path) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                eprintln!("error opening log file {}: {e}", path.display());
-                std::process::exit(1);
-            }
-        },
-        None => Box::new(std::io::stderr()),
-    };
-    natrium::logging::init(sink, opts.logtime, opts.debug, opts.trace);
+    if let Err(e) = logging::configure(&logging::LogConfig::from_options(&opts)) {
+        eprintln!("{prog}: {e}");
+        std::process::exit(1);
+    }
     if let (Some(path), Some(digest)) = (&opts.config_file, &opts.config_digest) {
         log_info!("Using configuration file: {} ({digest})", path.display());
     }
     for line in &report.unsupported {
         log_warn!("{line}");
-    }
-    if opts.http_port != 0 || opts.https_port != 0 {
-        log_warn!("Monitoring (http/https) is not available in natrium yet; not listening for it");
     }
     if !report.refused.is_empty() {
         for line in &report.refused {

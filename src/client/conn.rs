@@ -4,13 +4,11 @@
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
 use super::{Client, Subscription};
@@ -28,7 +26,8 @@ const BACKLOG_LOW: usize = 1024;
 /// The writer gives a buffer that grew past this back to the allocator after a flush.
 const KEEP_OUT_CAPACITY: usize = 1 << 20;
 
-type Stream = Rc<RefCell<TcpStream>>;
+/// The connection's stream, shared by the read loop and the writer (plain or TLS).
+type Stream = Rc<RefCell<super::stream::ConnStream>>;
 
 /// What the read loop does after an op.
 enum Next {
@@ -38,17 +37,22 @@ enum Next {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
-    let peer = stream.peer_addr().ok();
-    let _ = stream.set_nodelay(true);
+pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
+    let peer = tcp.peer_addr().ok();
+    let _ = tcp.set_nodelay(true);
     let opts = ctx.opts();
-    let _ = stream.set_write_timeout(Some(opts.write_deadline));
+    let _ = tcp.set_write_timeout(Some(opts.write_deadline));
     let cid = ctx.alloc_cid();
     let client = Rc::new(Client::new(cid, peer));
-    let stream: Stream = Rc::new(RefCell::new(stream));
 
-    let info = ctx.server.client_info(cid, peer);
-    client.queue(&info);
+    // Auth (issue #5): auth_required and the nkey nonce.
+    let info = crate::auth::client_info(&ctx, &client);
+    // With TLS, INFO goes out during negotiation (plaintext, or inside TLS with
+    // handshake_first), except to a client refused for max_connections.
+    let tls = opts.tls.clone();
+    if tls.is_none() {
+        client.queue(&info);
+    }
     let admitted = ctx.server.admit_connection();
     if admitted {
         ctx.state.borrow_mut().clients.insert(cid, client.clone());
@@ -61,8 +65,37 @@ pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream) {
         );
     }
 
+    // ----- TLS negotiation (issue #5) -----
+    let stream = match tls {
+        None => super::stream::ConnStream::Plain(tcp),
+        Some(_) if !admitted => {
+            client.queue(&info);
+            super::stream::ConnStream::Plain(tcp)
+        }
+        Some(tls) => {
+            let who = format!("{} - cid:{}", show(peer), cid);
+            match super::stream::negotiate(&tls, opts.allow_non_tls, tcp, &info, &who).await {
+                Ok(n) => {
+                    if !n.info_sent {
+                        client.queue(&info);
+                    }
+                    *client.tls.borrow_mut() = n.tls.map(Rc::new);
+                    n.stream
+                }
+                Err(reason) => {
+                    client.kill(reason);
+                    ctx.remove_client(&client);
+                    ctx.server.release_connection();
+                    crate::log_debug!("{who} - Client connection closed: {reason}");
+                    return;
+                }
+            }
+        }
+    };
+    let stream: Stream = Rc::new(RefCell::new(stream));
     let writer = glommio::spawn_local(write_loop(client.clone(), stream.clone()));
     let pinger = glommio::spawn_local(ping_loop(ctx.clone(), client.clone()));
+    let _auth_timer = crate::auth::start_timer(&ctx, &client); // Auth (issue #5)
     if admitted {
         read_loop(&ctx, &client, &stream).await;
     }
@@ -87,18 +120,33 @@ fn show(peer: Option<std::net::SocketAddr>) -> String {
 }
 
 async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
-    poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, buf)).await
+    poll_fn(|cx| stream.borrow_mut().poll_read(cx, buf)).await
 }
 
-async fn write_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
+/// Writes all of `buf` (for TLS: and sends the records).
+async fn write_all(stream: &Stream, buf: &[u8]) -> std::io::Result<()> {
+    write_some_all(stream, buf).await?;
+    flush(stream).await
+}
+
+async fn write_some_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
     while !buf.is_empty() {
-        let n = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, buf)).await?;
+        let n = poll_fn(|cx| stream.borrow_mut().poll_write(cx, buf)).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         buf = &buf[n..];
     }
     Ok(())
+}
+
+/// Sends what TLS buffered (nothing to do for plain TCP).
+#[inline]
+async fn flush(stream: &Stream) -> std::io::Result<()> {
+    if !stream.borrow().is_tls() {
+        return Ok(());
+    }
+    poll_fn(|cx| stream.borrow_mut().poll_flush(cx)).await
 }
 
 fn shutdown(stream: &Stream) {
@@ -215,12 +263,45 @@ fn protocol_error(client: &Client, e: ProtoError) {
 }
 
 async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: Op<'_>) -> Next {
+    if crate::logging::trace_enabled() {
+        super::trace::op(client, &op, ctx.opts.borrow().max_traced_msg_len);
+    }
+    // Auth (issue #5): nothing but CONNECT before authentication, except that
+    // no_auth_user lets a client start without one.
+    if !client.auth.done.get() && !matches!(op, Op::Connect(_)) && ctx.auth().required() {
+        match crate::auth::no_auth_identity(&ctx.auth()) {
+            Some(id) => {
+                client.auth.set_identity(id);
+                client.connected.set(true);
+            }
+            None => {
+                auth_violation(client, &crate::auth::Failure::Anonymous);
+                return Next::Stop;
+            }
+        }
+    }
     // Once a client sees any answer to an op sent after a SUB, that SUB must be in force
     // on every shard (a single nats-server gives that for free): before acting on
     // anything but more SUB/UNSUBs, wait for the other shards to apply it.
     if client.interest_dirty.get() && !matches!(op, Op::Sub { .. } | Op::Unsub { .. }) {
         client.interest_dirty.set(false);
         ctx.barrier().await;
+    }
+    // A 503 answered right here must not overtake this client's earlier messages to
+    // other shards (its publish, then its failed request, then a peer acting on it).
+    if let Op::Pub {
+        subject,
+        reply: Some(_),
+        ..
+    } = op
+    {
+        if client.routed_dirty.get()
+            && client.opts.borrow().no_responders
+            && !ctx.has_interest(subject)
+        {
+            client.routed_dirty.set(false);
+            ctx.barrier().await;
+        }
     }
     match op {
         Op::Pub {
@@ -260,7 +341,7 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
             }
             Next::Continue
         }
-        Op::Connect(json) => on_connect(ctx, client, json),
+        Op::Connect(json) => on_connect(ctx, client, json).await,
         // A client's INFO must at least be JSON an object can be read from.
         Op::Info(json) => match serde_json::from_slice::<serde_json::Value>(json) {
             Ok(serde_json::Value::Object(_)) | Ok(serde_json::Value::Null) => Next::Continue,
@@ -283,7 +364,19 @@ fn verbose_ok(client: &Client) {
     }
 }
 
-fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
+/// `-ERR 'Authorization Violation'`, close, and nats-server's log line (which never
+/// carries a password or token).
+fn auth_violation(client: &Client, why: &crate::auth::Failure) {
+    crate::log_error!(
+        "{} - cid:{} - {}",
+        show(client.peer),
+        client.cid,
+        why.log_text()
+    );
+    client.close(Some("Authorization Violation"), "Authentication Failure");
+}
+
+async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     let mut opts = client.opts.borrow().clone();
     if opts.merge(json).is_err() {
         crate::log_debug!("cid:{} - Client parser error: bad CONNECT", client.cid);
@@ -291,7 +384,31 @@ fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
         return Next::Stop;
     }
     if opts.legacy_account {
-        client.close(Some("Authorization Violation"), "Authentication Failure");
+        auth_violation(client, &crate::auth::Failure::Anonymous);
+        return Next::Stop;
+    }
+    // Auth (issue #5): the read loop waits here (bcrypt runs off this thread), so no
+    // op after CONNECT is processed before the client is authenticated.
+    let auth = ctx.auth();
+    let nonce = client.auth.nonce.borrow().clone();
+    // TLS verify_and_map (issue #5): with users configured and no nkey in CONNECT,
+    // the client certificate names the user.
+    let tls_map = ctx.opts().tls.as_ref().is_some_and(|t| t.map)
+        && !auth.users.is_empty()
+        && opts.nkey.as_deref().unwrap_or_default().is_empty();
+    let result = if tls_map {
+        crate::tls::map_identity(&auth, client)
+    } else {
+        crate::auth::authenticate(&auth, &opts, nonce.as_deref()).await
+    };
+    match result {
+        Ok(id) => client.auth.set_identity(id),
+        Err(why) => {
+            auth_violation(client, &why);
+            return Next::Stop;
+        }
+    }
+    if client.is_closed() {
         return Next::Stop;
     }
     if !(0..=1).contains(&opts.protocol) {
@@ -361,6 +478,18 @@ fn on_sub(
         ));
         return false;
     }
+    // Auth (issue #5): subscribe permissions.
+    let denied = client
+        .auth
+        .perms
+        .borrow()
+        .as_ref()
+        .is_some_and(|p| !p.can_subscribe(subject, queue));
+    if denied {
+        sub_violation(client, subject, queue, sid);
+        return false;
+    }
+    client.auth.refresh_hook();
     if client.subs.borrow().contains_key(sid) {
         verbose_ok(client);
         return false;
@@ -408,6 +537,35 @@ fn on_unsub(ctx: &ShardCtx, client: &Client, sid: &[u8], max: Option<u64>) -> Ne
     Next::Continue
 }
 
+/// `Permissions Violation for Subscription to "s"[ using queue "q"]`, and its log line.
+fn sub_violation(client: &Client, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+    let subject = String::from_utf8_lossy(subject);
+    let sid = String::from_utf8_lossy(sid);
+    let who = format!(
+        "{} - cid:{}{}",
+        show(client.peer),
+        client.cid,
+        client.auth.label()
+    );
+    match queue {
+        Some(q) => {
+            let q = String::from_utf8_lossy(q);
+            crate::log_error!(
+                "{who} - Subscription Violation - Subject \"{subject}\", Queue: \"{q}\", SID {sid}"
+            );
+            client.send_err(&format!(
+                "Permissions Violation for Subscription to \"{subject}\" using queue \"{q}\""
+            ));
+        }
+        None => {
+            crate::log_error!("{who} - Subscription Violation - Subject \"{subject}\", SID {sid}");
+            client.send_err(&format!(
+                "Permissions Violation for Subscription to \"{subject}\""
+            ));
+        }
+    }
+}
+
 fn permission_violation(client: &Client, what: &str, subject: &[u8]) {
     client.send_err(&format!(
         "Permissions Violation for {what} \"{}\"",
@@ -445,6 +603,24 @@ fn on_pub(
         client.send_err("Invalid Publish Subject");
     }
     if subject.starts_with(b"$NRG.") {
+        permission_violation(client, "Publish to", subject);
+        return Next::Continue;
+    }
+    // Auth (issue #5): publish permissions, cached per subject.
+    let denied = client
+        .auth
+        .perms
+        .borrow()
+        .as_ref()
+        .is_some_and(|p| !p.can_publish(subject));
+    if denied {
+        crate::log_error!(
+            "{} - cid:{}{} - Publish Violation - Subject \"{}\"",
+            show(client.peer),
+            client.cid,
+            client.auth.label(),
+            String::from_utf8_lossy(subject)
+        );
         permission_violation(client, "Publish to", subject);
         return Next::Continue;
     }
@@ -503,6 +679,9 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
         }
         let written = if shared.is_empty() {
             write_all(&stream, &pending).await
+        } else if stream.borrow().is_tls() {
+            // sendmsg on the raw socket would bypass TLS: write the pieces through it.
+            write_pieces(&stream, &pending, &shared).await
         } else {
             write_vectored(&stream, &pending, &shared).await
         };
@@ -511,7 +690,7 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
                 crate::log_warn!(
                     "cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
                     client.cid,
-                    stream.borrow().write_timeout().unwrap_or_default()
+                    stream.borrow().tcp().write_timeout().unwrap_or_default()
                 );
                 client.kill("Slow Consumer (Write Deadline)");
             } else {
@@ -527,8 +706,25 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
         }
         out.spare_shared = shared;
     }
+    if !client.dead.get() && stream.borrow().is_tls() {
+        // An orderly close: tell a TLS peer (Go's tls.Conn.Close does too).
+        stream.borrow_mut().send_close_notify();
+        let _ = flush(&stream).await;
+    }
     client.dead.set(true);
     shutdown(&stream);
+}
+
+/// Writes a queue with shared payloads piece by piece through the stream (TLS).
+async fn write_pieces(
+    stream: &Stream,
+    buf: &[u8],
+    shared: &[(usize, Bytes)],
+) -> std::io::Result<()> {
+    for i in 0..2 * shared.len() + 1 {
+        write_some_all(stream, piece(buf, shared, i)).await?;
+    }
+    flush(stream).await
 }
 
 /// The `i`-th piece of an outbound queue: buffer runs alternate with shared payloads.
@@ -551,6 +747,7 @@ async fn write_vectored(
     shared: &[(usize, Bytes)],
 ) -> std::io::Result<()> {
     const MAX_IOV: usize = 1024;
+    debug_assert!(!stream.borrow().is_tls(), "sendmsg would bypass TLS");
     let fd = stream.borrow().as_raw_fd();
     let pieces = 2 * shared.len() + 1;
     let (mut i, mut off) = (0usize, 0usize);

@@ -2,6 +2,8 @@
 //! writer, pinger). Everything here runs on the shard that accepted the connection.
 
 mod conn;
+pub mod stream;
+pub(crate) mod trace;
 
 pub use conn::serve;
 
@@ -139,6 +141,13 @@ pub struct Client {
     pub rtt: Cell<Option<std::time::Duration>>,
     /// When the outstanding server PING was sent (for the round trip).
     pub ping_sent: Cell<Option<std::time::Instant>>,
+    /// Authentication state, user and permissions (issue #5).
+    pub auth: crate::auth::ClientAuth,
+    /// TLS state once the handshake completed (None: plain TCP). For
+    /// `verify_and_map`, auth reads the client certificate's identity here:
+    /// `tls.peer.map_user(user names)` runs nats-server's whole mapping, and
+    /// `tls.peer.identities` lists the plain-string candidates in order.
+    pub tls: RefCell<Option<Rc<stream::TlsState>>>,
 }
 
 impl Client {
@@ -168,6 +177,8 @@ impl Client {
             last_activity: Cell::new(std::time::SystemTime::now()),
             rtt: Cell::new(None),
             ping_sent: Cell::new(None),
+            auth: Default::default(),
+            tls: RefCell::new(None),
         }
     }
 

@@ -34,9 +34,9 @@ pub struct Report {
 
 /// Top-level keys kept raw for later features: (canonical name, aliases, policy).
 pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
-    ("authorization", &[], Policy::Refuse),
+    ("authorization", &[], Policy::Auth),
     ("accounts", &[], Policy::Refuse),
-    ("tls", &[], Policy::Refuse),
+    ("tls", &[], Policy::Tls),
     (
         "operator",
         &[
@@ -58,7 +58,7 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
     ("resolver_preload", &[], Policy::Keep),
     ("resolver_pinned_accounts", &[], Policy::Keep),
     ("default_sentinel", &[], Policy::Refuse),
-    ("allow_non_tls", &[], Policy::Keep),
+    ("allow_non_tls", &[], Policy::Tls),
     ("ocsp", &[], Policy::Warn),
     ("ocsp_cache", &[], Policy::Warn),
     ("cluster", &[], Policy::Warn),
@@ -98,6 +98,10 @@ pub enum Policy {
     Refuse,
     /// Sets [`Options::jetstream`] when enabled (the server warns about it).
     JetStream,
+    /// Parsed by `crate::tls` into [`Options::tls`] / [`Options::allow_non_tls`].
+    Tls,
+    /// Checked by `crate::auth::config` (kept raw; `timeout` sets `auth_timeout`).
+    Auth,
 }
 
 /// Parses `path` and applies it onto `opts` (which should hold the defaults;
@@ -134,6 +138,8 @@ pub fn apply(map: &Map, opts: &mut Options) -> Report {
 
 /// Checks between options, done at start-up (not by `-t`), like nats-server.
 pub fn validate(o: &Options) -> Result<(), String> {
+    // Auth (issue #5): no_auth_user must name a configured user.
+    crate::auth::config::AuthConfig::from_options(o)?;
     if o.max_payload > o.max_pending {
         return Err(format!(
             "max_payload ({}) cannot be higher than max_pending ({})",
@@ -392,6 +398,16 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
                      would be unsafe",
                     e.key
                 )),
+                // ----- Auth (issue #5): `authorization {}`, checked into src/auth -----
+                Policy::Auth => r.errors.extend(crate::auth::config::check_entry(e, o)),
+                // ----- TLS (issue #5): `tls {}` and `allow_non_tls` -----
+                Policy::Tls => {
+                    if *name == "tls" {
+                        o.tls = crate::tls::parse_entry(e, r).map(std::sync::Arc::new);
+                    } else if let Some(b) = crate::tls::parse_allow_non_tls(e, r) {
+                        o.allow_non_tls = b;
+                    }
+                }
                 Policy::JetStream => {
                     o.jetstream = match v {
                         Value::Bool(b) => *b,
@@ -971,8 +987,8 @@ mod tests {
         assert_eq!(r.unsupported.len(), 6, "{:?}", r.unsupported);
         assert!(r.unsupported[0].starts_with("t.conf:1:0: \"cluster\" is not supported"));
         let (o, r) = load_str("authorization { user: a, password: b }\ntls { cert_file: x }");
-        assert!(r.errors.is_empty());
-        assert_eq!(r.refused.len(), 2);
+        // tls is parsed now (issue #5): a cert without key_file is an error.
+        assert_eq!(r.errors, ["t.conf:2:1: missing 'key_file' in TLS configuration"]);
         assert!(o.section("authorization").unwrap().value.as_map().is_some());
         assert!(!load_str("jetstream: disabled").0.jetstream);
         assert!(!load_str("jetstream { enabled: false }").0.jetstream);

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::file::{self, Report};
 use super::options::Options;
 
 /// What the command line asks for.
@@ -15,6 +16,14 @@ pub enum Command {
     Help,
     /// Print the version and exit.
     Version,
+    /// `--signal CMD[=PID]`: send a signal to a running server and exit.
+    Signal {
+        /// The command (`ldm`, `stop`, `quit`, `term`, `reopen`, `reload`), with
+        /// its `=PID` or `=PIDFILE` part if given.
+        spec: String,
+        /// Options from the rest of the command line (`-P`, `-c`).
+        opts: Box<Options>,
+    },
 }
 
 /// A command-line error, printed as one line before the usage.
@@ -39,11 +48,25 @@ Server Options:
     -js, --jetstream                 Accepted for compatibility; JetStream is not available
     -sd, --store_dir <dir>           Accepted for compatibility
 
+Authorization Options:
+    --user <user>                    User required for connections
+    --pass <password>                Password required for connections
+    --auth <token>                   Authorization token required for connections
+
+TLS Options:
+    --tls                            Enable TLS, do not verify clients (default: false)
+    --tlscert <file>                 Server certificate file
+    --tlskey <file>                  Private key for server certificate
+    --tlsverify                      Enable TLS, verify client certificates
+    --tlscacert <file>               Client certificate CA for verification
+
 Logging Options:
+    -sl, --signal <signal>[=<pid>]   Send signal to a running server (ldm, stop, quit, term, reopen, reload);
+                                     without a pid: the -P pid file, else the only process of this name
     -l, --log <file>                 File to redirect log output
     -T, --logtime                    Timestamp log entries (default: true)
     --logtime_utc                    Timestamps in UTC instead of local time
-    --log_size_limit <bytes>         Logfile size limit (accepted)
+    --log_size_limit <bytes>         Logfile size limit (rotates the log file)
     -D, --debug                      Enable debugging output
     -V, --trace                      Trace the raw protocol
     -DV                              Debug and trace
@@ -115,6 +138,7 @@ pub fn parse(args: &[String]) -> Result<Command, FlagError> {
 /// given overrides the same option in `base`, wherever it stands on the line.
 pub fn parse_onto(args: &[String], base: Options) -> Result<Command, FlagError> {
     let mut o = base;
+    let mut signal = None;
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -140,12 +164,23 @@ pub fn parse_onto(args: &[String], base: Options) -> Result<Command, FlagError> 
                 let on = flag_bool(&inline)?;
                 o.debug = on;
                 o.trace = on;
+                if name == "DVV" {
+                    o.trace_verbose = on;
+                }
+            }
+            "VV" => {
+                let on = flag_bool(&inline)?;
+                o.trace = on;
+                o.trace_verbose = on;
             }
             "T" | "logtime" => o.logtime = flag_bool(&inline)?,
             "js" | "jetstream" => o.jetstream = flag_bool(&inline)?,
             "t" => o.check_config = flag_bool(&inline)?,
             "logtime_utc" => o.logtime_utc = flag_bool(&inline)?,
             "s" | "syslog" => o.syslog = flag_bool(&inline)?,
+            // TLS (issue #5)
+            "tls" => o.tls_flags.tls = flag_bool(&inline)?,
+            "tlsverify" => o.tls_flags.verify = flag_bool(&inline)?,
             _ => {
                 let value = match inline {
                     Some(v) => v,
@@ -157,11 +192,68 @@ pub fn parse_onto(args: &[String], base: Options) -> Result<Command, FlagError> 
                         v.clone()
                     }
                 };
+                if name == "sl" || name == "signal" {
+                    signal = Some(value);
+                    continue;
+                }
                 apply_value(&mut o, name, value)?;
             }
         }
     }
+    if let Some(spec) = signal {
+        return Ok(Command::Signal {
+            spec,
+            opts: Box::new(o),
+        });
+    }
     Ok(Command::Run(Box::new(o)))
+}
+
+/// Why [`load`] failed.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A bad flag (printed with the usage).
+    Flags(FlagError),
+    /// The config file could not be opened or parsed: one line.
+    File(String),
+}
+
+/// The options a command line asks for: the flags, then the config file they name
+/// applied onto the defaults, then every flag again on top (flags win). Used at
+/// start and again on reload (SIGHUP), so both see the same merge. Option errors of
+/// the file are in the report; `Help`/`Version`/`Signal` come back without loading
+/// the file.
+pub fn load(args: &[String]) -> Result<(Command, Report), LoadError> {
+    let cmd = parse(args).map_err(LoadError::Flags)?;
+    let Command::Run(opts) = cmd else {
+        return Ok((cmd, Report::default()));
+    };
+    let Some(path) = opts.config_file.clone() else {
+        return Ok((Command::Run(opts), Report::default()));
+    };
+    let mut base = Options::default();
+    let report = file::load(&path, &mut base).map_err(LoadError::File)?;
+    let digest = base.config_digest.clone();
+    match parse_onto(args, base).map_err(LoadError::Flags)? {
+        Command::Run(mut o) => {
+            o.config_digest = digest;
+            Ok((Command::Run(o), report))
+        }
+        other => Ok((other, report)),
+    }
+}
+
+/// The signal a `--signal` command sends, nats-server's mapping.
+pub fn signal_number(cmd: &str) -> Option<i32> {
+    Some(match cmd {
+        "stop" => libc::SIGKILL,
+        "quit" => libc::SIGINT,
+        "term" => libc::SIGTERM,
+        "reopen" => libc::SIGUSR1,
+        "reload" => libc::SIGHUP,
+        "ldm" => libc::SIGUSR2,
+        _ => return None,
+    })
 }
 
 fn apply_value(o: &mut Options, name: &str, v: String) -> Result<(), FlagError> {
@@ -178,6 +270,13 @@ fn apply_value(o: &mut Options, name: &str, v: String) -> Result<(), FlagError> 
         "m" | "http_port" => o.http_port = parse_int(name, &v)?,
         "ms" | "https_port" => o.https_port = parse_int(name, &v)?,
         "client_advertise" => o.client_advertise = Some(v),
+        "tlscert" => o.tls_flags.cert_file = Some(PathBuf::from(v)),
+        "tlskey" => o.tls_flags.key_file = Some(PathBuf::from(v)),
+        "tlscacert" => o.tls_flags.ca_file = Some(PathBuf::from(v)),
+        // Authentication (issue #5, auth half)
+        "user" => o.auth_flags.user = Some(v),
+        "pass" => o.auth_flags.pass = Some(v),
+        "auth" => o.auth_flags.token = Some(v),
         "log_size_limit" => o.log_size_limit = parse_int(name, &v)?,
         "max_traced_msg_len" => o.max_traced_msg_len = parse_int(name, &v)?,
         "shards" => {
@@ -264,5 +363,22 @@ mod tests {
         assert!(e(&["--cores", "3-1"]).is_err());
         assert!(matches!(e(&["-h"]), Ok(Command::Help)));
         assert!(matches!(e(&["--version"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn signal_flag() {
+        let e = |a: &[&str]| parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        match e(&["-P", "/tmp/x.pid", "--signal", "reload=12"]) {
+            Ok(Command::Signal { spec, opts }) => {
+                assert_eq!(spec, "reload=12");
+                assert_eq!(opts.pid_file, Some(PathBuf::from("/tmp/x.pid")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(e(&["-sl=ldm"]), Ok(Command::Signal { .. })));
+        assert_eq!(signal_number("ldm"), Some(libc::SIGUSR2));
+        assert_eq!(signal_number("bogus"), None);
+        let o = run(&["-DVV"]);
+        assert!(o.debug && o.trace && o.trace_verbose);
     }
 }

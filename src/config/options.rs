@@ -107,6 +107,14 @@ pub struct Options {
     pub write_timeout: Option<String>,
     /// `no_fast_producer_stall`.
     pub no_fast_producer_stall: bool,
+    /// Client-port TLS (`tls {}` or the `--tls*` flags); None = plain TCP.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsConfig>>,
+    /// Accept plain TCP clients too when TLS is configured (`allow_non_tls`).
+    pub allow_non_tls: bool,
+    /// `--tls*` flags; they replace the file's `tls {}` (see `tls::TlsFlags`).
+    pub tls_flags: crate::tls::TlsFlags,
+    /// `--user`, `--pass`, `--auth` (issue #5): override the file's single user/token.
+    pub auth_flags: crate::auth::config::AuthFlags,
     /// Sections and options for features implemented in later issues, kept raw
     /// from the config file, keyed by their canonical name (`cluster`, `gateway`,
     /// `leafnodes`, `authorization`, `accounts`, `tls`, `jetstream`, `websocket`,
@@ -174,6 +182,10 @@ impl Default for Options {
             reconnect_error_reports: 1,
             write_timeout: None,
             no_fast_producer_stall: false,
+            tls: None,
+            allow_non_tls: false,
+            tls_flags: Default::default(),
+            auth_flags: Default::default(),
             config_sections: BTreeMap::new(),
         }
     }

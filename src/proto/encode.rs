@@ -71,6 +71,8 @@ pub struct Frame {
     /// tails then end before the body and the delivery adds it and `\r\n`.
     shared_body: Option<Bytes>,
     shared_full: Option<Bytes>,
+    /// Length of the reply subject (it follows the subject in `buf`).
+    reply_len: usize,
 }
 
 impl Frame {
@@ -106,6 +108,7 @@ impl Frame {
         b.put_slice(subject);
         b.put_u8(b' ');
         self.msg_head = b.len();
+        self.reply_len = reply.len();
         if !reply.is_empty() {
             b.put_slice(reply);
             b.put_u8(b' ');
@@ -141,6 +144,22 @@ impl Frame {
         }
         self.plain_size = body.len();
         self.full_size = payload.len();
+    }
+
+    /// The message's subject.
+    #[inline]
+    pub fn subject(&self) -> &[u8] {
+        self.buf
+            .get(4..self.msg_head.saturating_sub(1))
+            .unwrap_or_default()
+    }
+
+    /// The message's reply subject (empty when none).
+    #[inline]
+    pub fn reply(&self) -> &[u8] {
+        self.buf
+            .get(self.msg_head..self.msg_head + self.reply_len)
+            .unwrap_or_default()
     }
 
     /// Appends this message for subscription `sid`; `client_headers` picks `HMSG` or

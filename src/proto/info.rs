@@ -30,6 +30,12 @@ pub struct Info {
     /// TLS is required.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls_required: bool,
+    /// Client certificates are verified.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
+    /// TLS is offered but optional (`allow_non_tls`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_available: bool,
     /// Max payload for this client.
     pub max_payload: usize,
     /// Connection id.

@@ -34,8 +34,19 @@ pub struct ServerShared {
     pub server_name: String,
     /// The port clients connect to (resolved when `-p -1`).
     pub port: u16,
-    info: Info,
+    /// The INFO template; replaced on reload (max_payload).
+    info: std::sync::RwLock<Info>,
     connections: AtomicI64,
+    /// `max_connections` in force (reloadable).
+    max_connections: AtomicI64,
+    /// Lame duck mode: no new clients, existing ones are being closed.
+    pub lame_duck: AtomicBool,
+    /// Options in force now (`opts` is the start-up set): replaced on reload, for
+    /// readers off the message path (monitoring). Shards use their own copy.
+    opts_now: std::sync::RwLock<Arc<Options>>,
+    /// Client authentication at start (issue #5); shards keep their own copy,
+    /// replaced on reload.
+    pub auth: Arc<crate::auth::AuthConfig>,
     /// Set when the server is shutting down.
     pub shutdown: AtomicBool,
     /// One command channel per shard (index = shard id): the control plane's only way
@@ -57,17 +68,67 @@ impl ServerShared {
         }
     }
 
+    /// A copy of the INFO template in force.
+    fn info_template(&self) -> Info {
+        self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Options in force now (after reloads).
+    pub fn current_opts(&self) -> Arc<Options> {
+        self.opts_now
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts reloaded options into what new connections see (INFO, limits).
+    pub fn apply_reload(&self, opts: &Arc<Options>) {
+        *self.opts_now.write().unwrap_or_else(|e| e.into_inner()) = opts.clone();
+        self.max_connections
+            .store(opts.max_connections, Ordering::Relaxed);
+        let mut info = self.info.write().unwrap_or_else(|e| e.into_inner());
+        info.max_payload = opts.max_payload;
+    }
+
+    /// The async INFO telling a protocol-1 client that the server entered lame duck
+    /// mode (`"ldm":true`; `connect_urls` would list only the other servers).
+    pub fn ldm_info(&self, cid: u64, peer: Option<SocketAddr>) -> Vec<u8> {
+        let mut info = self.info_template();
+        info.client_id = cid;
+        info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        info.connect_urls.clear();
+        info.ldm = true;
+        info.to_line()
+    }
+
     /// The INFO line sent to a new connection.
     pub fn client_info(&self, cid: u64, peer: Option<SocketAddr>) -> Vec<u8> {
-        let mut info = self.info.clone();
+        let mut info = self.info_template();
         info.client_id = cid;
         info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         info.to_line()
     }
 
+    /// The INFO line for a new connection with the auth fields (issue #5) of the
+    /// auth config in force on the accepting shard: `auth_required`, `nonce`.
+    pub fn client_info_auth(
+        &self,
+        cid: u64,
+        peer: Option<SocketAddr>,
+        auth_required: bool,
+        nonce: Option<&str>,
+    ) -> Vec<u8> {
+        let mut info = self.info_template();
+        info.client_id = cid;
+        info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        info.auth_required = auth_required;
+        info.nonce = nonce.unwrap_or_default().to_string();
+        info.to_line()
+    }
+
     /// The INFO sent after the first PONG to protocol-1 clients.
     pub fn connect_info(&self, cid: u64, peer: Option<SocketAddr>) -> Vec<u8> {
-        let mut info = self.info.clone();
+        let mut info = self.info_template();
         info.client_id = cid;
         info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         info.connect_info = true;
@@ -78,7 +139,7 @@ impl ServerShared {
     /// Counts a new connection; false when max_connections is reached.
     pub fn admit_connection(&self) -> bool {
         let n = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        if n > self.opts.max_connections {
+        if n > self.max_connections.load(Ordering::Relaxed) {
             self.connections.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
@@ -192,7 +253,11 @@ fn block_signals() -> libc::sigset_t {
 }
 
 /// Runs the server until SIGINT/SIGTERM (orderly) or SIGQUIT (immediate).
-pub fn run(opts: Options) -> Result<(), FatalError> {
+pub fn run(mut opts: Options) -> Result<(), FatalError> {
+    // `--tls*` flags replace the config file's `tls {}`.
+    if let Some(tls) = opts.tls_flags.build() {
+        opts.tls = Some(Arc::new(tls.map_err(FatalError)?));
+    }
     if opts.jetstream {
         log_warn!("JetStream is not available in natrium; serving core NATS only");
     }
@@ -213,7 +278,13 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
     log_info!("  ID:       {server_id}");
     log_info!("  Shards:   {} on cores {:?}", cores.len(), cores);
 
+    let monitor = crate::monitor::bind(&opts)?;
+    let monitor_url = monitor.as_ref().map(|m| m.url());
     let (fds, port) = bind_listeners(&opts.host, opts.port, cores.len())?;
+    let auth = Arc::new(crate::auth::AuthConfig::from_options(&opts).map_err(FatalError)?);
+    if auth.has_plaintext_passwords() {
+        log_warn!("Plaintext passwords detected, use nkeys or bcrypt");
+    }
     let info = Info {
         server_id: server_id.clone(),
         server_name: server_name.clone(),
@@ -224,8 +295,11 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
         host: opts.host.clone(),
         port,
         headers: !opts.no_header_support,
-        auth_required: false,
-        tls_required: false,
+        auth_required: auth.info_auth_required(),
+        // TLS (issue #5): required unless allow_non_tls, which makes it available.
+        tls_required: opts.tls.is_some() && !opts.allow_non_tls,
+        tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
+        tls_available: opts.tls.is_some() && opts.allow_non_tls,
         max_payload: opts.max_payload,
         client_id: 0,
         client_ip: String::new(),
@@ -245,10 +319,18 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
         server_id,
         server_name,
         port,
-        info,
+        info: std::sync::RwLock::new(info),
+        auth,
         connections: AtomicI64::new(0),
+        max_connections: AtomicI64::new(opts.max_connections),
+        lame_duck: AtomicBool::new(false),
+        opts_now: std::sync::RwLock::new(Arc::new(opts.clone())),
         shutdown: AtomicBool::new(false),
     });
+
+    if let Some(bound) = monitor {
+        crate::monitor::start(bound, server.clone())?;
+    }
 
     let sigset = block_signals();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<()>();
@@ -273,6 +355,10 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
         }
     }
 
+    if opts.tls.is_some() {
+        let how = if opts.allow_non_tls { "available" } else { "required" };
+        log_info!("TLS {how} for client connections");
+    }
     log_info!("Listening for client connections on {}:{}", opts.host, port);
     if let Some(pid_file) = &opts.pid_file {
         if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
@@ -285,7 +371,10 @@ pub fn run(opts: Options) -> Result<(), FatalError> {
         } else {
             &opts.host
         };
-        let doc = serde_json::json!({ "nats": [format!("nats://{host}:{port}")] });
+        let mut doc = serde_json::json!({ "nats": [format!("nats://{host}:{port}")] });
+        if let Some(url) = &monitor_url {
+            doc["monitoring"] = serde_json::json!([url]);
+        }
         let path = ports_file_path(dir);
         if let Err(e) = std::fs::write(&path, doc.to_string()) {
             log_warn!("Error writing ports file {}: {e}", path.display());

@@ -121,6 +121,8 @@ pub struct ShardCtx {
     pub max_pending: std::cell::Cell<usize>,
     /// Mutable state; never borrowed across an await.
     pub state: RefCell<ShardState>,
+    /// Client authentication in force on this shard (issue #5; replaced on reload).
+    pub auth: RefCell<Arc<crate::auth::AuthConfig>>,
 }
 
 impl ShardCtx {
@@ -135,6 +137,7 @@ impl ShardCtx {
             mesh,
             max_pending: std::cell::Cell::new(opts.max_pending),
             opts: RefCell::new(opts),
+            auth: RefCell::new(server.auth.clone()),
             server,
             state: RefCell::new(ShardState {
                 local: Sublist::new(),
@@ -317,6 +320,17 @@ impl ShardCtx {
         if !self.route(st, publisher, msg, want_status) && want_status {
             self.send_no_responders(st, publisher, msg.subject, msg.reply);
         }
+    }
+
+    /// Whether anyone, on this shard or another, has interest in `subject`.
+    pub fn has_interest(&self, subject: &[u8]) -> bool {
+        let mut st = self.state.borrow_mut();
+        let local = st.local.match_subject(subject);
+        if !local.plain.is_empty() || !local.queues.is_empty() {
+            return true;
+        }
+        let remote = st.remote.match_subject(subject);
+        !remote.plain.is_empty() || !remote.queues.is_empty()
     }
 
     /// Sends the 503 no-responders status to the publisher's own plain subscription on
@@ -571,6 +585,11 @@ impl ShardCtx {
         if sub.removed.get() || c.is_closed() || (publisher == c.cid && !c.echo.get()) {
             return false;
         }
+        // Auth (issue #5): subscribe deny filter and reply permissions, only for
+        // clients whose permissions need it.
+        if c.auth.hook.get() && !c.auth.on_deliver(frame.subject(), frame.reply()) {
+            return false;
+        }
         let (pending, size) = {
             let mut out = c.out.borrow_mut();
             let size = frame.write(&mut out, &sub.sid, c.headers.get());
@@ -637,7 +656,25 @@ impl ShardCtx {
     /// Puts reloaded options in force on this shard.
     pub fn apply_options(&self, opts: Arc<Options>) {
         self.max_pending.set(opts.max_pending);
+        // Auth (issue #5): re-check open connections against the new users and
+        // permissions.
+        match crate::auth::AuthConfig::from_options(&opts) {
+            Ok(auth) => {
+                let auth = Arc::new(auth);
+                let changed = **self.auth.borrow() != *auth;
+                *self.auth.borrow_mut() = auth.clone();
+                if changed {
+                    crate::auth::recheck_clients(self, &auth);
+                }
+            }
+            Err(e) => crate::log_error!("Reload: authorization not changed: {e}"),
+        }
         *self.opts.borrow_mut() = opts;
+    }
+
+    /// Client authentication in force on this shard.
+    pub fn auth(&self) -> Arc<crate::auth::AuthConfig> {
+        self.auth.borrow().clone()
     }
 }
 

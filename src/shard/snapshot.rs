@@ -6,6 +6,22 @@ use std::time::{Duration, SystemTime};
 
 use super::{ShardCtx, ShardStats};
 use crate::client::Client;
+use crate::sublist::SublistStats;
+
+/// One subscription, as `/connz?subs=detail` and `/subsz?subs=1` show it.
+#[derive(Clone, Debug)]
+pub struct SubSnapshot {
+    /// Subject pattern.
+    pub subject: String,
+    /// Queue group, if any.
+    pub queue: Option<String>,
+    /// Subscription id chosen by the client.
+    pub sid: String,
+    /// Messages delivered so far.
+    pub msgs: u64,
+    /// Auto-unsubscribe limit (0 = none).
+    pub max: u64,
+}
 
 /// One connection, as monitoring shows it.
 #[derive(Clone, Debug)]
@@ -36,8 +52,10 @@ pub struct ConnSnapshot {
     pub out_bytes: u64,
     /// Number of subscriptions.
     pub num_subs: usize,
-    /// Subscription subjects (` queue` appended for queue subscriptions), when asked.
-    pub subs: Vec<String>,
+    /// Subscriptions (sorted by subject, then sid), when asked.
+    pub subs: Vec<SubSnapshot>,
+    /// User named in CONNECT (empty when none).
+    pub user: String,
     /// CONNECT name, lang and version.
     pub name: String,
     /// Client library language.
@@ -63,6 +81,10 @@ pub struct ShardSnapshot {
     pub subscriptions: usize,
     /// Entries in this shard's replica of the other shards' interest.
     pub remote_interest: usize,
+    /// Connections this shard has accepted since it started.
+    pub total_connections: u64,
+    /// Counters of this shard's own interest table.
+    pub sublist: SublistStats,
     /// Open connections.
     pub conns: Vec<ConnSnapshot>,
     /// Recently closed connections, oldest first.
@@ -74,18 +96,23 @@ impl ConnSnapshot {
     pub fn of(client: &Client, shard: usize, subs: bool) -> ConnSnapshot {
         let opts = client.opts.borrow();
         let list = if subs {
-            client
+            let mut list: Vec<SubSnapshot> = client
                 .subs
                 .borrow()
                 .values()
-                .map(|s| {
-                    let subject = String::from_utf8_lossy(&s.subject).into_owned();
-                    match &s.queue {
-                        Some(q) => format!("{subject} {}", String::from_utf8_lossy(q)),
-                        None => subject,
-                    }
+                .map(|s| SubSnapshot {
+                    subject: String::from_utf8_lossy(&s.subject).into_owned(),
+                    queue: s
+                        .queue
+                        .as_ref()
+                        .map(|q| String::from_utf8_lossy(q).into_owned()),
+                    sid: String::from_utf8_lossy(&s.sid).into_owned(),
+                    msgs: s.delivered.get(),
+                    max: s.max.get(),
                 })
-                .collect()
+                .collect();
+            list.sort_by(|a, b| a.subject.cmp(&b.subject).then_with(|| a.sid.cmp(&b.sid)));
+            list
         } else {
             Vec::new()
         };
@@ -107,6 +134,7 @@ impl ConnSnapshot {
             name: opts.name.clone(),
             lang: opts.lang.clone(),
             version: opts.version.clone(),
+            user: opts.user.clone().unwrap_or_default(),
             reason: String::new(),
             stop: None,
         }
@@ -129,6 +157,8 @@ impl ShardCtx {
             stats: st.stats.clone(),
             subscriptions: st.local.len(),
             remote_interest: st.remote.len(),
+            total_connections: st.next_cid,
+            sublist: st.local.stats(),
             conns,
             closed: st.closed.iter().cloned().collect(),
         }

@@ -1,0 +1,346 @@
+//! The smaller endpoints: `/` (index), `/routez`, `/gatewayz`, `/leafz` (no clusters
+//! yet: empty lists), `/accountz`, `/accstatz`, `/healthz`, and process figures.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::format::{rfc3339, to_json, to_json_compact};
+use super::http::{Request, Response};
+use super::query::{bool_param, subs_param};
+use super::subsz::{sublist_stats, SublistStatz};
+use super::varz::totals;
+use super::Monitor;
+use crate::server::COMPAT_VERSION;
+
+/// The endpoints listed on the index page.
+const LINKS: [(&str, &str); 10] = [
+    ("varz", "General"),
+    ("connz", "Connections"),
+    ("accountz", "Accounts"),
+    ("accstatz", "Account Stats"),
+    ("subsz", "Subscriptions"),
+    ("routez", "Routes"),
+    ("leafz", "LeafNodes"),
+    ("gatewayz", "Gateways"),
+    ("healthz", "Health Probe"),
+    ("metrics", "Prometheus Metrics"),
+];
+
+pub(super) fn index(_m: &Monitor) -> Response {
+    let mut html = String::from(
+        "<html lang=\"en\">\n<head>\n<title>natrium monitoring</title>\n\
+         <style type=\"text/css\">body { font-family: sans-serif; margin-left: 32px } \
+         a { display: block; padding-bottom: 6px }</style>\n</head>\n<body>\n",
+    );
+    html.push_str(&format!(
+        "<h1>natrium</h1>\n<p>compatible with nats-server v{COMPAT_VERSION}</p>\n"
+    ));
+    for (path, title) in LINKS {
+        html.push_str(&format!(
+            "<a href=./{path}>{title} <small>/{path}</small></a>\n"
+        ));
+    }
+    html.push_str("</body>\n</html>\n");
+    Response {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        cors: false,
+        body: html.into_bytes(),
+    }
+}
+
+#[derive(Serialize)]
+struct Routez {
+    server_id: String,
+    server_name: String,
+    now: String,
+    num_routes: usize,
+    routes: Vec<()>,
+}
+
+pub(super) fn routez(m: &Monitor, req: &Request) -> Result<Response, String> {
+    subs_param(req)?;
+    Ok(Response::json(to_json(&Routez {
+        server_id: m.server.server_id.clone(),
+        server_name: m.server.server_name.clone(),
+        now: rfc3339(SystemTime::now()),
+        num_routes: 0,
+        routes: Vec::new(),
+    })))
+}
+
+#[derive(Serialize)]
+struct Gatewayz {
+    server_id: String,
+    now: String,
+    outbound_gateways: BTreeMap<String, ()>,
+    inbound_gateways: BTreeMap<String, ()>,
+}
+
+pub(super) fn gatewayz(m: &Monitor, req: &Request) -> Result<Response, String> {
+    bool_param(req, "accs")?;
+    subs_param(req)?;
+    Ok(Response::json(to_json(&Gatewayz {
+        server_id: m.server.server_id.clone(),
+        now: rfc3339(SystemTime::now()),
+        outbound_gateways: BTreeMap::new(),
+        inbound_gateways: BTreeMap::new(),
+    })))
+}
+
+#[derive(Serialize)]
+struct Leafz {
+    server_id: String,
+    now: String,
+    leafnodes: usize,
+    leafs: Vec<()>,
+}
+
+pub(super) fn leafz(m: &Monitor, req: &Request) -> Result<Response, String> {
+    bool_param(req, "subs")?;
+    Ok(Response::json(to_json(&Leafz {
+        server_id: m.server.server_id.clone(),
+        now: rfc3339(SystemTime::now()),
+        leafnodes: 0,
+        leafs: Vec::new(),
+    })))
+}
+
+#[derive(Serialize)]
+struct AccountDetail {
+    account_name: String,
+    update_time: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    is_system: bool,
+    expired: bool,
+    complete: bool,
+    jetstream_enabled: bool,
+    leafnode_connections: usize,
+    client_connections: usize,
+    subscriptions: usize,
+    name_tag: String,
+    sublist_stats: SublistStatz,
+}
+
+#[derive(Serialize)]
+struct Accountz {
+    server_id: String,
+    now: String,
+    system_account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_detail: Option<AccountDetail>,
+}
+
+pub(super) fn accountz(m: &Monitor, req: &Request) -> Result<Response, String> {
+    let acc = req.get("acc").unwrap_or("");
+    let mut body = Accountz {
+        server_id: m.server.server_id.clone(),
+        now: rfc3339(SystemTime::now()),
+        system_account: "$SYS".into(),
+        accounts: None,
+        account_detail: None,
+    };
+    match acc {
+        "" => body.accounts = Some(vec!["$SYS".into(), "$G".into()]),
+        "$G" | "$SYS" => {
+            let global = acc == "$G";
+            let snaps = if global {
+                m.snapshots(false)
+            } else {
+                Vec::new()
+            };
+            let t = totals(&snaps);
+            body.account_detail = Some(AccountDetail {
+                account_name: acc.into(),
+                update_time: rfc3339(m.start),
+                is_system: !global,
+                expired: false,
+                complete: true,
+                jetstream_enabled: false,
+                leafnode_connections: 0,
+                client_connections: t.connections,
+                subscriptions: t.subscriptions,
+                name_tag: acc.into(),
+                sublist_stats: sublist_stats(&snaps),
+            });
+        }
+        other => return Err(format!("Account {other} does not exist")),
+    }
+    Ok(Response::json(to_json(&body)))
+}
+
+#[derive(Serialize, Default)]
+struct MsgBytes {
+    msgs: u64,
+    bytes: u64,
+}
+
+#[derive(Serialize, Default)]
+struct DataStats {
+    msgs: u64,
+    bytes: u64,
+    gateways: MsgBytes,
+    routes: MsgBytes,
+    leafs: MsgBytes,
+}
+
+#[derive(Serialize)]
+struct AccountStat {
+    acc: String,
+    name: String,
+    conns: usize,
+    leafnodes: usize,
+    total_conns: usize,
+    num_subscriptions: usize,
+    sent: DataStats,
+    received: DataStats,
+    slow_consumers: u64,
+}
+
+#[derive(Serialize)]
+struct Accstatz {
+    server_id: String,
+    now: String,
+    account_statz: Vec<AccountStat>,
+}
+
+pub(super) fn accstatz(m: &Monitor, req: &Request) -> Result<Response, String> {
+    let unused = bool_param(req, "unused")?;
+    let snaps = m.snapshots(false);
+    let t = totals(&snaps);
+    let mut list = Vec::new();
+    if unused {
+        list.push(AccountStat {
+            acc: "$SYS".into(),
+            name: "$SYS".into(),
+            conns: 0,
+            leafnodes: 0,
+            total_conns: 0,
+            num_subscriptions: 0,
+            sent: DataStats::default(),
+            received: DataStats::default(),
+            slow_consumers: 0,
+        });
+    }
+    if unused || t.connections > 0 {
+        list.push(AccountStat {
+            acc: "$G".into(),
+            name: "$G".into(),
+            conns: t.connections,
+            leafnodes: 0,
+            total_conns: t.connections,
+            num_subscriptions: t.subscriptions,
+            sent: DataStats {
+                msgs: t.out_msgs,
+                bytes: t.out_bytes,
+                ..Default::default()
+            },
+            received: DataStats {
+                msgs: t.in_msgs,
+                bytes: t.in_bytes,
+                ..Default::default()
+            },
+            slow_consumers: t.slow_consumers,
+        });
+    }
+    Ok(Response::json(to_json(&Accstatz {
+        server_id: m.server.server_id.clone(),
+        now: rfc3339(SystemTime::now()),
+        account_statz: list,
+    })))
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+}
+
+/// `/healthz`: core NATS is healthy once it serves; JetStream options are checked for
+/// syntax only.
+pub(super) fn healthz(req: &Request) -> Result<Response, String> {
+    for key in [
+        "js-enabled-only",
+        "js-server-only",
+        "js-meta-only",
+        "js-enabled",
+        "details",
+    ] {
+        bool_param(req, key)?;
+    }
+    Ok(Response::json(to_json_compact(&Health { status: "ok" })))
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 {
+        n as f64
+    } else {
+        100.0
+    }
+}
+
+/// Resident set size in bytes (`/proc/self/statm`).
+pub fn process_rss() -> u64 {
+    statm(1)
+}
+
+/// Virtual memory size in bytes.
+pub fn process_vsize() -> u64 {
+    statm(0)
+}
+
+fn statm(field: usize) -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(field)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page_size())
+}
+
+/// User plus system CPU time of the process, in seconds (`/proc/self/stat`).
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime is field 14, stime 15; `rest` starts at field 3.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+/// Open file descriptors of the process.
+pub fn process_open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// The process's soft limit on open files.
+pub fn process_max_fds() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        0
+    }
+}

@@ -1,0 +1,239 @@
+//! HTTP monitoring: nats-server's endpoints (`/varz`, `/connz`, `/subsz`, `/routez`,
+//! `/gatewayz`, `/leafz`, `/accountz`, `/accstatz`, `/healthz`, `/`) with its JSON
+//! field names and query parameters, and Prometheus `/metrics`.
+//!
+//! The server runs on a plain thread of its own (see [`http`]). Shard data is never
+//! read across threads: each request asks every shard for a [`ShardSnapshot`] over its
+//! command channel and waits (bounded) for the answers.
+
+mod connz;
+pub mod format;
+pub mod http;
+mod metrics;
+mod misc;
+mod query;
+mod subsz;
+mod varz;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::server::{FatalError, ServerShared};
+use crate::shard::control::ShardCommand;
+use crate::shard::snapshot::ShardSnapshot;
+use http::{Request, Response};
+
+/// How long a request waits for the shards' snapshots.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
+
+/// The monitoring listener, bound before the client port so that `/varz` answers as
+/// soon as clients can connect.
+pub struct Bound {
+    listener: TcpListener,
+    /// The address it listens on (real port when `-m -1`).
+    pub addr: SocketAddr,
+    /// The host as configured (`0.0.0.0`, ...), for the log line and the ports file.
+    pub host: String,
+}
+
+impl Bound {
+    /// `http://HOST:PORT` for the ports file (loopback for a wildcard host).
+    pub fn url(&self) -> String {
+        let host = match self.host.as_str() {
+            "0.0.0.0" | "::" | "" => "127.0.0.1",
+            h => h,
+        };
+        if host.contains(':') {
+            format!("http://[{host}]:{}", self.addr.port())
+        } else {
+            format!("http://{host}:{}", self.addr.port())
+        }
+    }
+}
+
+/// Binds the monitoring port when `http`/`http_port`/`-m` is set, and logs
+/// `Starting http monitor on HOST:PORT`. A bind failure is fatal, as in nats-server.
+pub fn bind(opts: &crate::config::Options) -> Result<Option<Bound>, FatalError> {
+    if opts.http_port == 0 {
+        return Ok(None);
+    }
+    let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
+    let want = if opts.http_port < 0 {
+        0
+    } else {
+        opts.http_port as u16
+    };
+    let shown = format!("{host}:{}", opts.http_port.max(0));
+    let fail = |e: String| {
+        FatalError(format!(
+            "Can't start monitoring: can't listen to the monitor port: listen tcp {shown}: {e}"
+        ))
+    };
+    let addr = (host.as_str(), want)
+        .to_socket_addrs()
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail("no address".into()))?;
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        fail(match e.kind() {
+            std::io::ErrorKind::AddrInUse => "bind: address already in use".into(),
+            _ => e.to_string(),
+        })
+    })?;
+    let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+    crate::log_info!("Starting http monitor on {host}:{}", addr.port());
+    Ok(Some(Bound {
+        listener,
+        addr,
+        host,
+    }))
+}
+
+/// Starts serving a bound monitoring port on a thread of its own.
+pub fn start(bound: Bound, server: Arc<ServerShared>) -> Result<(), FatalError> {
+    let monitor = Arc::new(Monitor::new(server, bound.addr.port(), bound.host.clone()));
+    let handler = Arc::new(move |req: &Request| monitor.handle(req));
+    std::thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || http::serve(bound.listener, handler))
+        .map(|_| ())
+        .map_err(|e| FatalError(format!("Can't start the http monitor: {e}")))
+}
+
+/// State of the monitoring endpoints.
+pub struct Monitor {
+    server: Arc<ServerShared>,
+    /// When the server started (`start`, `config_load_time`).
+    pub start: SystemTime,
+    started: Instant,
+    http_port: u16,
+    http_host: String,
+    base_path: String,
+    req_stats: Mutex<BTreeMap<String, u64>>,
+    cpu: Mutex<Option<(Instant, f64)>>,
+}
+
+impl Monitor {
+    fn new(server: Arc<ServerShared>, http_port: u16, http_host: String) -> Monitor {
+        let base_path = server
+            .opts
+            .http_base_path
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string();
+        let base_path = if base_path.is_empty() || base_path.starts_with('/') {
+            base_path
+        } else {
+            format!("/{base_path}")
+        };
+        Monitor {
+            server,
+            start: SystemTime::now(),
+            started: Instant::now(),
+            http_port,
+            http_host,
+            base_path,
+            req_stats: Mutex::new(BTreeMap::new()),
+            cpu: Mutex::new(None),
+        }
+    }
+
+    /// Asks every shard for a snapshot and collects the answers (shards that do not
+    /// answer within [`SNAPSHOT_WAIT`] are left out), ordered by shard id.
+    pub fn snapshots(&self, subs: bool) -> Vec<ShardSnapshot> {
+        let n = self.server.controls.len();
+        let (tx, rx) = crossbeam_channel::bounded(n);
+        self.server.tell_shards(|_| ShardCommand::Snapshot {
+            subs,
+            reply: tx.clone(),
+        });
+        drop(tx);
+        let deadline = Instant::now() + SNAPSHOT_WAIT;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match rx.recv_deadline(deadline) {
+                Ok(s) => out.push(s),
+                Err(_) => break,
+            }
+        }
+        out.sort_by_key(|s| s.id);
+        out
+    }
+
+    fn count(&self, path: &str) {
+        if let Ok(mut m) = self.req_stats.lock() {
+            *m.entry(path.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// Requests served per endpoint (`/varz` `http_req_stats`).
+    pub fn req_stats(&self) -> BTreeMap<String, u64> {
+        self.req_stats.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Seconds since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Process CPU use in percent since the previous call (since start on the first).
+    pub fn cpu_percent(&self) -> f64 {
+        let total = misc::process_cpu_seconds();
+        let now = Instant::now();
+        let Ok(mut last) = self.cpu.lock() else {
+            return 0.0;
+        };
+        let (since, base) = last.unwrap_or((self.started, 0.0));
+        *last = Some((now, total));
+        let wall = now.duration_since(since).as_secs_f64();
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        (((total - base) / wall) * 1000.0).round() / 10.0
+    }
+
+    /// Routes one request.
+    pub fn handle(&self, req: &Request) -> Response {
+        let path = if self.base_path.is_empty() {
+            req.path.as_str()
+        } else {
+            match req.path.strip_prefix(self.base_path.as_str()) {
+                Some("") => "/",
+                Some(p) if p.starts_with('/') => p,
+                _ => return Response::not_found(),
+            }
+        };
+        let endpoint = match path {
+            "/" => "/",
+            "/varz" => "/varz",
+            "/connz" => "/connz",
+            "/subsz" | "/subscriptionsz" => "/subsz",
+            "/routez" => "/routez",
+            "/gatewayz" => "/gatewayz",
+            "/leafz" => "/leafz",
+            "/accountz" => "/accountz",
+            "/accstatz" => "/accstatz",
+            "/healthz" => "/healthz",
+            "/metrics" => "/metrics",
+            _ => return Response::not_found(),
+        };
+        self.count(endpoint);
+        let result = match endpoint {
+            "/" => Ok(misc::index(self)),
+            "/varz" => Ok(varz::varz(self)),
+            "/connz" => connz::connz(self, req),
+            "/subsz" => subsz::subsz(self, req),
+            "/routez" => misc::routez(self, req),
+            "/gatewayz" => misc::gatewayz(self, req),
+            "/leafz" => misc::leafz(self, req),
+            "/accountz" => misc::accountz(self, req),
+            "/accstatz" => misc::accstatz(self, req),
+            "/healthz" => misc::healthz(req),
+            _ => Ok(metrics::metrics(self)),
+        };
+        result.unwrap_or_else(|msg| Response::text(400, msg))
+    }
+}

@@ -1,0 +1,220 @@
+//! `/varz`: server settings and totals, with nats-server's field names and order.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::format::{go_float, rfc3339, secs, to_json, uptime};
+use super::http::Response;
+use super::Monitor;
+use crate::server::{COMPAT_VERSION, VERSION};
+use crate::shard::snapshot::ShardSnapshot;
+
+/// A block of a feature natrium does not have yet: `{}`.
+#[derive(Serialize)]
+pub struct Empty {}
+
+/// Slow consumer / stale connection counts by connection kind.
+#[derive(Serialize, Default)]
+pub struct KindCounts {
+    clients: u64,
+    routes: u64,
+    gateways: u64,
+    leafs: u64,
+}
+
+#[derive(Serialize, Default)]
+struct DiskIoWait {
+    waiters: u64,
+    waits: u64,
+    wait_time: u64,
+    max_wait_time: u64,
+}
+
+#[derive(Serialize)]
+struct Varz {
+    server_id: String,
+    server_name: String,
+    version: String,
+    proto: u32,
+    git_commit: String,
+    go: String,
+    host: String,
+    port: u16,
+    max_connections: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_subscriptions: Option<usize>,
+    ping_interval: u64,
+    ping_max: u32,
+    http_host: String,
+    http_port: u16,
+    http_base_path: String,
+    https_port: i32,
+    #[serde(serialize_with = "go_float")]
+    auth_timeout: f64,
+    max_control_line: usize,
+    max_payload: usize,
+    max_pending: usize,
+    cluster: Empty,
+    gateway: Empty,
+    leaf: Empty,
+    mqtt: Empty,
+    websocket: Empty,
+    jetstream: Empty,
+    #[serde(serialize_with = "go_float")]
+    tls_timeout: f64,
+    write_deadline: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    write_timeout: Option<String>,
+    start: String,
+    now: String,
+    uptime: String,
+    mem: u64,
+    cores: usize,
+    gomaxprocs: usize,
+    #[serde(serialize_with = "go_float")]
+    cpu: f64,
+    connections: i64,
+    total_connections: u64,
+    routes: u64,
+    remotes: u64,
+    leafnodes: u64,
+    in_msgs: u64,
+    in_bytes: u64,
+    in_client_msgs: u64,
+    in_client_bytes: u64,
+    out_msgs: u64,
+    out_bytes: u64,
+    out_client_msgs: u64,
+    out_client_bytes: u64,
+    slow_consumers: u64,
+    stale_connections: u64,
+    stalled_clients: u64,
+    subscriptions: usize,
+    http_req_stats: BTreeMap<String, u64>,
+    config_load_time: String,
+    config_digest: String,
+    system_account: String,
+    slow_consumer_stats: KindCounts,
+    stale_connection_stats: KindCounts,
+    disk_io_wait_stats: DiskIoWait,
+}
+
+/// Server-wide totals summed over the shards' snapshots.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Totals {
+    /// Messages from clients.
+    pub in_msgs: u64,
+    /// Payload bytes from clients.
+    pub in_bytes: u64,
+    /// Messages to clients.
+    pub out_msgs: u64,
+    /// Payload bytes to clients.
+    pub out_bytes: u64,
+    /// Slow consumers.
+    pub slow_consumers: u64,
+    /// Subscriptions.
+    pub subscriptions: usize,
+    /// Connections accepted since start.
+    pub total_connections: u64,
+    /// Open connections seen in the snapshots.
+    pub connections: usize,
+}
+
+/// Sums the shards' counters.
+pub fn totals(snaps: &[ShardSnapshot]) -> Totals {
+    let mut t = Totals::default();
+    for s in snaps {
+        t.in_msgs += s.stats.in_msgs;
+        t.in_bytes += s.stats.in_bytes;
+        t.out_msgs += s.stats.out_msgs;
+        t.out_bytes += s.stats.out_bytes;
+        t.slow_consumers += s.stats.slow_consumers;
+        t.subscriptions += s.subscriptions;
+        t.total_connections += s.total_connections;
+        t.connections += s.conns.len();
+    }
+    t
+}
+
+/// Number of CPUs this process may run on.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+pub(super) fn varz(m: &Monitor) -> Response {
+    let server = &m.server;
+    let opts = &server.opts;
+    let snaps = m.snapshots(false);
+    let t = totals(&snaps);
+    let start = rfc3339(m.start);
+    let body = Varz {
+        server_id: server.server_id.clone(),
+        server_name: server.server_name.clone(),
+        version: COMPAT_VERSION.into(),
+        proto: 1,
+        git_commit: String::new(),
+        go: format!("natrium {VERSION}"),
+        host: opts.host.clone(),
+        port: server.port,
+        max_connections: opts.max_connections,
+        max_subscriptions: (opts.max_subscriptions > 0).then_some(opts.max_subscriptions),
+        ping_interval: opts.ping_interval.as_nanos() as u64,
+        ping_max: opts.ping_max,
+        http_host: m.http_host.clone(),
+        http_port: m.http_port,
+        http_base_path: opts.http_base_path.clone().unwrap_or_default(),
+        https_port: opts.https_port.max(0),
+        auth_timeout: secs(opts.auth_timeout),
+        max_control_line: opts.max_control_line,
+        max_payload: opts.max_payload,
+        max_pending: opts.max_pending,
+        cluster: Empty {},
+        gateway: Empty {},
+        leaf: Empty {},
+        mqtt: Empty {},
+        websocket: Empty {},
+        jetstream: Empty {},
+        tls_timeout: 2.0,
+        write_deadline: opts.write_deadline.as_nanos() as u64,
+        write_timeout: opts.write_timeout.clone(),
+        start: start.clone(),
+        now: rfc3339(SystemTime::now()),
+        uptime: uptime(m.uptime()),
+        mem: super::misc::process_rss(),
+        cores: cores(),
+        gomaxprocs: server.controls.len(),
+        cpu: m.cpu_percent(),
+        connections: server.connection_count(),
+        total_connections: t.total_connections,
+        routes: 0,
+        remotes: 0,
+        leafnodes: 0,
+        in_msgs: t.in_msgs,
+        in_bytes: t.in_bytes,
+        in_client_msgs: t.in_msgs,
+        in_client_bytes: t.in_bytes,
+        out_msgs: t.out_msgs,
+        out_bytes: t.out_bytes,
+        out_client_msgs: t.out_msgs,
+        out_client_bytes: t.out_bytes,
+        slow_consumers: t.slow_consumers,
+        stale_connections: 0,
+        stalled_clients: 0,
+        subscriptions: t.subscriptions,
+        http_req_stats: m.req_stats(),
+        config_load_time: start,
+        config_digest: opts.config_digest.clone().unwrap_or_default(),
+        system_account: "$SYS".into(),
+        slow_consumer_stats: KindCounts {
+            clients: t.slow_consumers,
+            ..Default::default()
+        },
+        stale_connection_stats: KindCounts::default(),
+        disk_io_wait_stats: DiskIoWait::default(),
+    };
+    Response::json(to_json(&body))
+}
