@@ -268,7 +268,10 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
     }
     // Auth (issue #5): nothing but CONNECT before authentication, except that
     // no_auth_user lets a client start without one.
-    if !client.auth.done.get() && !matches!(op, Op::Connect(_)) && ctx.auth().required() {
+    if !client.auth.done.get()
+        && !matches!(op, Op::Connect(_))
+        && ctx.auth.borrow().required()
+    {
         match crate::auth::no_auth_identity(&ctx.auth()) {
             Some(id) => {
                 client.auth.set_identity(id);
