@@ -20,19 +20,21 @@ use crate::client::Client;
 use crate::proto::connect::ConnectOpts;
 use crate::shard::ShardCtx;
 
-/// The authentication state of one connection.
+/// The authentication state of one connection. `repr(C)` with `hook` first: it is
+/// read on every delivery, next to the client's other hot fields.
 #[derive(Default)]
+#[repr(C)]
 pub struct ClientAuth {
-    /// The nonce sent in INFO (nkey users configured).
-    pub nonce: RefCell<Option<String>>,
+    /// Deliveries must go through [`ClientAuth::on_deliver`] (read per delivery).
+    pub hook: Cell<bool>,
     /// Authenticated (or no auth required and CONNECT seen).
     pub done: Cell<bool>,
+    /// The nonce sent in INFO (nkey users configured).
+    pub nonce: RefCell<Option<String>>,
     /// The user name or nkey the connection authenticated as.
     pub user: RefCell<Option<String>>,
     /// Permissions in force, with their caches.
     pub perms: RefCell<Option<Rc<ClientPerms>>>,
-    /// Deliveries must go through [`ClientAuth::on_deliver`] (read per delivery).
-    pub hook: Cell<bool>,
 }
 
 impl ClientAuth {
