@@ -28,7 +28,10 @@
 //!
 //! `Sublist` is deliberately `!Send` (`Rc`): one table per shard/account.
 
-use std::collections::HashMap;
+/// Maps keyed by subject bytes: foldhash is several times cheaper than SipHash on
+/// short keys (the match cache is looked up on every publish) and is seeded per map,
+/// so subjects chosen by a client cannot be made to collide.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -211,9 +214,9 @@ impl<T: Clone + Eq> Sublist<T> {
         Sublist {
             nodes: vec![Node::new()],
             free: Vec::new(),
-            edges: HashMap::new(),
+            edges: HashMap::default(),
             count: 0,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             cache_cap: n,
             empty: Rc::new(SublistResult::default()),
             stats: SublistStats::default(),
@@ -247,7 +250,7 @@ impl<T: Clone + Eq> Sublist<T> {
 
     /// Drops every cached match result.
     pub fn clear_cache(&mut self) {
-        self.cache = HashMap::new();
+        self.cache = HashMap::default();
     }
 
     /// Monitoring counters.
@@ -474,7 +477,7 @@ impl<T: Clone + Eq> Sublist<T> {
             self.nodes.truncate(1);
             self.nodes.shrink_to_fit();
             self.free = Vec::new();
-            self.edges = HashMap::new();
+            self.edges = HashMap::default();
         }
     }
 
