@@ -576,3 +576,141 @@ fn rejections_match_reference() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// allowed_connection_types, and auth_required in INFO after CONNECT and reload
+// ---------------------------------------------------------------------------------------
+
+/// natrium serves only plain client connections (`STANDARD`): a user whose
+/// `allowed_connection_types` leaves it out is refused like bad credentials, also
+/// through `no_auth_user`. Same bytes as nats-server.
+#[test]
+fn allowed_connection_types_without_standard_are_refused() {
+    let conf = "authorization {\n  users = [\n    {user: ws, password: p, allowed_connection_types: [\"WEBSOCKET\", \"mqtt\"]}\n    {user: std, password: p, allowed_connection_types: [\"STANDARD\", \"LEAFNODE\"]}\n    {user: lower, password: p, allowed_connection_types: \"standard\"}\n    {user: any, password: p, allowed_connection_types: []}\n    {user: leaf, password: p, allowed_connection_types: [\"LEAFNODE\"]}\n  ]\n}\nno_auth_user: leaf\n";
+    let dir = TempDir::new("conntypes");
+    let path = dir.write("a.conf", conf);
+    let ours = Server::natrium(&["-c", &path]);
+    let reference = nats_server_bin().map(|_| Server::nats_server(&["-c", &path]));
+    let cases: &[(&str, bool)] = &[
+        (r#"{"verbose":false,"user":"ws","pass":"p"}"#, false),
+        (r#"{"verbose":false,"user":"ws","pass":"wrong"}"#, false),
+        (r#"{"verbose":false,"user":"std","pass":"p"}"#, true),
+        (r#"{"verbose":false,"user":"lower","pass":"p"}"#, true),
+        (r#"{"verbose":false,"user":"any","pass":"p"}"#, true),
+        (r#"{"verbose":false}"#, false),
+    ];
+    for (connect, ok) in cases {
+        let bytes = format!("CONNECT {connect}\r\nPING\r\n");
+        let quiet = Duration::from_millis(300);
+        let got = reply_bytes(&ours.addr(), bytes.as_bytes(), quiet);
+        if *ok {
+            assert_eq!(got, (b"PONG\r\n".to_vec(), false), "{connect}");
+        } else {
+            assert_eq!(got, (VIOLATION.to_vec(), true), "{connect}");
+        }
+        if let Some(r) = &reference {
+            assert_eq!(
+                got,
+                reply_bytes(&r.addr(), bytes.as_bytes(), quiet),
+                "natrium vs nats-server for {connect}"
+            );
+        }
+    }
+    assert!(ours
+        .wait_log("authentication error - User \"ws\"", Duration::from_secs(3))
+        .is_some());
+    assert!(ours
+        .wait_log(
+            "authentication error - User \"leaf\"",
+            Duration::from_secs(3)
+        )
+        .is_some());
+}
+
+#[test]
+fn allowed_connection_types_config_errors_match_reference() {
+    let dir = TempDir::new("conntypes-check");
+    let cases = [
+        (
+            "authorization {\n  users: [\n    {user: a, password: b, allowed_connection_types: [\"foo\", \"Standard\", \"bar\"]}\n  ]\n}\n",
+            "3:28: invalid connection types [\"FOO\" \"BAR\"]",
+        ),
+        (
+            "authorization {\n  users: [\n    {user: a, password: b, allowed_connection_types: 5}\n  ]\n}\n",
+            "3:28: error parsing allowed connection types: unsupported type int64",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let path = dir.write(&format!("c{i}.conf"), text);
+        for bin in [Some(support::natrium_bin()), nats_server_bin()]
+            .into_iter()
+            .flatten()
+        {
+            let out = std::process::Command::new(&bin)
+                .args(["-t", "-c", &path])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{bin:?} accepted {text}");
+            assert!(err.contains(want), "{bin:?}: {err:?} lacks {want:?}");
+        }
+    }
+}
+
+/// Sends a protocol-1 CONNECT and PING; returns `auth_required` of the INFO that
+/// follows the PONG (connect_info).
+fn connect_info_auth_required(addr: &str, connect: &str) -> bool {
+    let mut c = RawConn::open(addr);
+    c.send(format!("CONNECT {connect}\r\nPING\r\n").as_bytes());
+    c.expect(b"PONG\r\n");
+    let line = String::from_utf8(c.read_line()).unwrap();
+    let json = line
+        .strip_prefix("INFO ")
+        .expect("connect_info INFO")
+        .trim();
+    let info: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(info["connect_info"], true, "{line}");
+    info.get("auth_required")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+/// The INFO sent after CONNECT says whether auth is required now: true with
+/// `no_auth_user` too (only the first INFO hides it), and after a reload that
+/// added or removed users. Same as nats-server.
+#[test]
+fn connect_info_auth_required_follows_config_and_reload() {
+    let kinds: &[support::Kind] = if nats_server_bin().is_some() {
+        &[support::Kind::Natrium, support::Kind::NatsServer]
+    } else {
+        &[support::Kind::Natrium]
+    };
+    let anon = r#"{"protocol":1,"verbose":false}"#;
+    let user = r#"{"protocol":1,"verbose":false,"user":"a","pass":"b"}"#;
+    for kind in kinds {
+        let dir = TempDir::new(&format!("ci-{kind:?}"));
+        let path = dir.write(
+            "a.conf",
+            "authorization { users: [{user: a, password: b}] }\nno_auth_user: a\n",
+        );
+        let server = Server::start(*kind, &["-c", &path]);
+        assert!(connect_info_auth_required(&server.addr(), anon), "{kind:?}");
+
+        dir.write("a.conf", "debug: false\n");
+        server.signal(libc::SIGHUP);
+        assert!(server
+            .wait_log("Reloaded server configuration", Duration::from_secs(5))
+            .is_some());
+        assert!(
+            !connect_info_auth_required(&server.addr(), anon),
+            "{kind:?}"
+        );
+
+        dir.write("a.conf", "authorization { user: a, password: b }\n");
+        server.signal(libc::SIGHUP);
+        assert!(server
+            .wait_log("Reloaded server configuration", Duration::from_secs(5))
+            .is_some());
+        assert!(connect_info_auth_required(&server.addr(), user), "{kind:?}");
+    }
+}

@@ -591,3 +591,287 @@ fn verify_and_map_selects_the_user() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Reload (SIGHUP) of the TLS settings, and the auth timeout that follows TLS
+// ---------------------------------------------------------------------------------------
+
+impl Pki {
+    /// A second CA and a server certificate for 127.0.0.1/localhost signed by it:
+    /// `ca2.pem`, `server2.pem`, `server2-key.pem`.
+    fn second_server(&self) {
+        let ca = make_ca("natrium test CA 2");
+        write(&self.dir, "ca2.pem", &ca.cert.pem());
+        let mut p =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "localhost");
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+        write(&self.dir, "server2.pem", &cert.pem());
+        write(&self.dir, "server2-key.pem", &key.serialize_pem());
+    }
+
+    /// Writes `name` with a `tls {}` block using `cert`/`key` (names in the PKI
+    /// directory) and `extra` lines, after `top`.
+    fn conf_with(&self, name: &str, cert: &str, key: &str, extra: &str, top: &str) -> String {
+        let text = format!(
+            "{top}\ntls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n{extra}\n}}\n",
+            self.p(cert),
+            self.p(key)
+        );
+        write(&self.dir, name, &text).display().to_string()
+    }
+}
+
+/// Sends SIGHUP and returns the reload's log lines (`Reloaded: ...`, or the
+/// failure), without the closing `Reloaded server configuration` line and the two
+/// lines printed on every reload.
+fn reload_lines(s: &Server) -> Vec<String> {
+    s.signal(libc::SIGHUP);
+    let mut out = Vec::new();
+    loop {
+        let line = s
+            .wait_log("eload", Duration::from_secs(5))
+            .expect("reload result in the log");
+        if line.contains("Reloaded server configuration") {
+            return out;
+        }
+        let text = line.rsplit("] ").next().unwrap_or(&line).to_string();
+        // Both servers print these two on every reload.
+        if text == "Reloaded: authorization users" || text == "Reloaded: accounts" {
+            continue;
+        }
+        let failed = text.starts_with("Failed to reload");
+        out.push(text);
+        if failed {
+            return out;
+        }
+    }
+}
+
+fn raw_tls_config(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Reads INFO, completes the TLS handshake, sends nothing and returns what the
+/// server sends until it closes, with the time from the handshake to the close.
+fn silent_after_handshake(addr: &str, ca: &Path) -> (Vec<u8>, Duration) {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    read_info(&mut tcp);
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(raw_tls_config(ca), name).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    let t = Instant::now();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    // natrium's first server PING (2s) may come before the CONNECT it never got;
+    // nats-server sends none: not what these tests are about.
+    if out.starts_with(b"PING\r\n") {
+        out.drain(..6);
+    }
+    (out, t.elapsed())
+}
+
+/// A reload that points `tls {}` at a certificate from another CA: new connections
+/// get the new certificate (a client trusting only the new CA connects, one trusting
+/// only the old CA does not); a connection made before keeps working.
+#[test]
+fn reload_swaps_the_server_certificate() {
+    let pki = Pki::new();
+    pki.second_server();
+    let conf = pki.conf_with("r.conf", "server.pem", "server-key.pem", "", "");
+    let s = Server::natrium(&["-c", &conf]);
+    let new_ca = || {
+        async_nats::ConnectOptions::new()
+            .require_tls(true)
+            .add_root_certificates(pki.path("ca2.pem"))
+    };
+    rt().block_on(async {
+        let old = tls_opts(&pki).connect(s.url()).await.unwrap();
+        let mut sub = old.subscribe("keep").await.unwrap();
+        old.flush().await.unwrap();
+        assert!(connect_fails(new_ca(), &s.url()).await);
+
+        pki.conf_with("r.conf", "server2.pem", "server2-key.pem", "", "");
+        assert_eq!(reload_lines(&s), ["Reloaded: tls = enabled"]);
+
+        roundtrip(new_ca(), &s.url()).await.unwrap();
+        assert!(connect_fails(tls_opts(&pki), &s.url()).await);
+        // The connection from before the reload is untouched.
+        old.publish("keep", "still here".into()).await.unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("message on the old connection")
+            .unwrap();
+        assert_eq!(&msg.payload[..], b"still here");
+    });
+}
+
+/// Reloads turning client verification on, TLS off and TLS on again: INFO follows
+/// (tls_verify, tls_required), new connections get the new rules, old ones stay.
+#[test]
+fn reload_turns_verify_and_tls_on_and_off() {
+    let pki = Pki::new();
+    let conf = pki.conf_with("v.conf", "server.pem", "server-key.pem", "", "");
+    let s = Server::natrium(&["-c", &conf]);
+    let rt = rt();
+    let old = rt.block_on(tls_opts(&pki).connect(s.url())).unwrap();
+
+    let verify = format!("  ca_file: \"{}\"\n  verify: true", pki.p("ca.pem"));
+    pki.conf_with("v.conf", "server.pem", "server-key.pem", &verify, "");
+    assert_eq!(reload_lines(&s), ["Reloaded: tls = enabled"]);
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    assert_eq!(tls_fields(&read_info(&mut raw)), (true, true, false));
+    assert!(rt.block_on(connect_fails(tls_opts(&pki), &s.url())));
+    let with_cert =
+        tls_opts(&pki).add_client_certificate(pki.path("client.pem"), pki.path("client-key.pem"));
+    rt.block_on(roundtrip(with_cert, &s.url())).unwrap();
+    rt.block_on(old.flush())
+        .expect("old connection still served");
+
+    // TLS removed: plain clients now, INFO says so; the TLS connection stays.
+    write(&pki.dir, "v.conf", "");
+    assert_eq!(
+        reload_lines(&s),
+        [
+            "Reloaded: authorization timeout = 2",
+            "Reloaded: tls = disabled"
+        ]
+    );
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    assert_eq!(tls_fields(&read_info(&mut raw)), (false, false, false));
+    rt.block_on(roundtrip(async_nats::ConnectOptions::new(), &s.url()))
+        .unwrap();
+    rt.block_on(old.flush())
+        .expect("old connection still served");
+
+    // And back on, with a handshake timeout that moves the auth timeout too.
+    pki.conf_with("v.conf", "server.pem", "server-key.pem", "  timeout: 4", "");
+    assert_eq!(
+        reload_lines(&s),
+        [
+            "Reloaded: authorization timeout = 5",
+            "Reloaded: tls timeout = 4",
+            "Reloaded: tls = enabled"
+        ]
+    );
+    let mut raw = TcpStream::connect(s.addr()).unwrap();
+    assert_eq!(tls_fields(&read_info(&mut raw)), (true, false, false));
+    rt.block_on(roundtrip(tls_opts(&pki), &s.url())).unwrap();
+}
+
+/// The reload log lines for TLS changes, and the refusals, against nats-server.
+#[test]
+fn reload_lines_match_reference() {
+    let Some(_) = nats_server_bin() else {
+        eprintln!("nats-server not on PATH: skipping");
+        return;
+    };
+    let pki = Pki::new();
+    pki.second_server();
+    let ca = format!("  ca_file: \"{}\"\n", pki.p("ca.pem"));
+    let steps: Vec<(&str, &str, String)> = vec![
+        ("server2.pem", "server2-key.pem", String::new()),
+        ("server2.pem", "server2-key.pem", "  timeout: 3".into()),
+        (
+            "server2.pem",
+            "server2-key.pem",
+            "  handshake_first: \"300ms\"".into(),
+        ),
+        (
+            "server2.pem",
+            "server2-key.pem",
+            "  handshake_first: true".into(),
+        ),
+        (
+            "server.pem",
+            "server-key.pem",
+            format!("{ca}  verify: true"),
+        ),
+        (
+            "server.pem",
+            "server-key.pem",
+            format!("{ca}  verify_and_map: true"),
+        ),
+        ("server.pem", "server-key.pem", "  timeout: 0".into()),
+    ];
+    let mut seen = Vec::new();
+    for kind in [Kind::Natrium, Kind::NatsServer] {
+        let name = format!("{kind:?}.conf");
+        let conf = pki.conf_with(&name, "server.pem", "server-key.pem", "", "");
+        let s = Server::start(kind, &["-c", &conf]);
+        let mut lines = Vec::new();
+        for (cert, key, extra) in &steps {
+            pki.conf_with(&name, cert, key, extra, "");
+            lines.push(reload_lines(&s));
+        }
+        // allow_non_tls cannot change.
+        pki.conf_with(
+            &name,
+            "server.pem",
+            "server-key.pem",
+            "",
+            "allow_non_tls: true",
+        );
+        lines.push(reload_lines(&s));
+        seen.push(lines);
+    }
+    assert_eq!(seen[0], seen[1], "natrium (left) vs nats-server (right)");
+}
+
+/// With TLS and no `authorization { timeout }`, the auth timeout is the TLS
+/// handshake timeout plus one second (nats-server); an explicit one wins.
+#[test]
+fn auth_timeout_follows_the_tls_timeout() {
+    let pki = Pki::new();
+    let kinds: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    let derived = pki.conf("t1.conf", "  timeout: 2", "authorization { token: t }");
+    let explicit = pki.conf(
+        "t2.conf",
+        "  timeout: 5",
+        "authorization { token: t, timeout: 1 }",
+    );
+    for kind in kinds {
+        let s = Server::start(*kind, &["-c", &derived]);
+        let (out, took) = silent_after_handshake(&s.addr(), &pki.path("ca.pem"));
+        assert_eq!(out, b"-ERR 'Authentication Timeout'\r\n", "{kind:?}");
+        assert!(
+            took >= Duration::from_millis(2700) && took < Duration::from_millis(4500),
+            "{kind:?}: {took:?} (expected 3s)"
+        );
+        let s = Server::start(*kind, &["-c", &explicit]);
+        let (out, took) = silent_after_handshake(&s.addr(), &pki.path("ca.pem"));
+        assert_eq!(out, b"-ERR 'Authentication Timeout'\r\n", "{kind:?}");
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_millis(2000),
+            "{kind:?}: {took:?} (expected 1s)"
+        );
+    }
+}

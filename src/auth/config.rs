@@ -43,6 +43,9 @@ pub struct User {
     pub nkey: Option<String>,
     /// Permissions (own, else the section's default).
     pub permissions: Option<Arc<Permissions>>,
+    /// `allowed_connection_types` lets plain client connections (`STANDARD`) in:
+    /// true when the list is empty or names it (natrium serves no other kind).
+    pub standard_allowed: bool,
 }
 
 impl fmt::Debug for User {
@@ -52,6 +55,7 @@ impl fmt::Debug for User {
             .field("password", &"[REDACTED]")
             .field("nkey", &self.nkey)
             .field("permissions", &self.permissions)
+            .field("standard_allowed", &self.standard_allowed)
             .finish()
     }
 }
@@ -193,6 +197,31 @@ pub fn check_entry(entry: &Entry, opts: &mut Options) -> Vec<String> {
     }
     errors
 }
+
+/// nats-server's default auth timeout, put into `opts` once TLS is known (call it
+/// after the `--tls*` flags are applied): without an explicit (non-zero)
+/// `authorization { timeout }`, it is the TLS handshake timeout plus one second when
+/// TLS is configured, else 2 seconds.
+pub fn apply_default_timeout(opts: &mut Options) {
+    let explicit = !opts.auth_timeout.is_zero()
+        && opts
+            .section("authorization")
+            .and_then(|item| item.value.as_map())
+            .is_some_and(|m| {
+                m.entries()
+                    .iter()
+                    .any(|e| e.key.eq_ignore_ascii_case("timeout"))
+            });
+    if !explicit {
+        opts.auth_timeout = match &opts.tls {
+            Some(tls) => tls.timeout + Duration::from_secs(1),
+            None => DEFAULT_AUTH_TIMEOUT,
+        };
+    }
+}
+
+/// nats-server's `AUTH_TIMEOUT` without TLS.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where an error is reported.
 #[derive(Clone)]
@@ -382,12 +411,76 @@ fn parse_users(e: &Entry, errors: &mut Errors) -> Vec<User> {
     out
 }
 
+/// Connection kinds `allowed_connection_types` may name (nats-server's list).
+const CONNECTION_TYPES: &[&str] = &[
+    "STANDARD",
+    "WEBSOCKET",
+    "LEAFNODE",
+    "LEAFNODE_WS",
+    "MQTT",
+    "MQTT_WS",
+    "IN_PROCESS",
+];
+
+/// A user's `allowed_connection_types` (a string or a list of them, any case):
+/// whether plain client connections (`STANDARD`) may use it. None after an error
+/// (an unknown kind, or a value that is not a string).
+fn parse_connection_types(e: &Entry, errors: &mut Errors) -> Option<bool> {
+    let at = || Some(Where::At(e.key_pos.clone()));
+    let names: Vec<String> = match &e.item.value {
+        Value::String(s) => vec![s.to_ascii_uppercase()],
+        Value::Array(items) => {
+            let mut names = Vec::new();
+            for i in items {
+                match &i.value {
+                    Value::String(s) => names.push(s.to_ascii_uppercase()),
+                    other => {
+                        errors.push((
+                            at(),
+                            format!(
+                                "error parsing allowed connection types: unsupported type {}",
+                                go_type(other)
+                            ),
+                        ));
+                        return None;
+                    }
+                }
+            }
+            names
+        }
+        other => {
+            errors.push((
+                at(),
+                format!(
+                    "error parsing allowed connection types: unsupported type {}",
+                    go_type(other)
+                ),
+            ));
+            return None;
+        }
+    };
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| !CONNECTION_TYPES.contains(&n.as_str()))
+        .map(|n| format!("{n:?}"))
+        .collect();
+    if !unknown.is_empty() {
+        errors.push((
+            at(),
+            format!("invalid connection types [{}]", unknown.join(" ")),
+        ));
+        return None;
+    }
+    Some(names.is_empty() || names.iter().any(|n| n == "STANDARD"))
+}
+
 fn parse_user(map: &Map, item: &Item, errors: &mut Errors) -> Option<User> {
     let mut u = User {
         name: String::new(),
         password: String::new(),
         nkey: None,
         permissions: None,
+        standard_allowed: true,
     };
     let mut last = item.pos.clone();
     let mut ok = true;
@@ -414,8 +507,14 @@ fn parse_user(map: &Map, item: &Item, errors: &mut Errors) -> Option<User> {
             "permission" | "permissions" | "authorization" => {
                 u.permissions = parse_permissions(e, errors).map(Arc::new);
             }
-            // Accepted and not enforced (only plain client connections exist here).
-            "allowed_connection_types" | "connection_types" | "clients" | "proxy_required" => {}
+            "allowed_connection_types" | "connection_types" | "clients" => {
+                match parse_connection_types(e, errors) {
+                    Some(standard) => u.standard_allowed = standard,
+                    None => ok = false,
+                }
+            }
+            // Accepted and not enforced (no proxies here).
+            "proxy_required" => {}
             "account" => errors.push((
                 at(),
                 "natrium does not support accounts yet: user \"account\" cannot be honoured".into(),

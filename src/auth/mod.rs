@@ -229,6 +229,18 @@ pub fn decide(cfg: &AuthConfig, opts: &ConnectOpts, nonce: Option<&str>) -> Deci
         }
     }
     if let Some((u, is_nkey)) = found {
+        // `allowed_connection_types` without STANDARD: checked before the
+        // credentials, as nats-server does (only plain client connections exist here).
+        if !u.standard_allowed {
+            return Decision::Fail(if via_no_auth {
+                match &u.nkey {
+                    Some(k) => Failure::Nkey(k.clone()),
+                    None => Failure::User(u.name.clone()),
+                }
+            } else {
+                failure(opts)
+            });
+        }
         let ident = Identity {
             user: Some(u.nkey.clone().unwrap_or_else(|| u.name.clone())),
             perms: u.permissions.clone(),

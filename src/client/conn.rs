@@ -268,10 +268,7 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
     }
     // Auth (issue #5): nothing but CONNECT before authentication, except that
     // no_auth_user lets a client start without one.
-    if !client.auth.done.get()
-        && !matches!(op, Op::Connect(_))
-        && ctx.auth.borrow().required()
-    {
+    if !client.auth.done.get() && !matches!(op, Op::Connect(_)) && ctx.auth.borrow().required() {
         match crate::auth::no_auth_identity(&ctx.auth()) {
             Some(id) => {
                 client.auth.set_identity(id);
@@ -441,6 +438,15 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     let verbose = opts.verbose;
     *client.opts.borrow_mut() = opts;
     client.connected.set(true);
+    // nats-server's first RTT estimate, without a PING: the time from accepting the
+    // connection to its CONNECT (INFO out, CONNECT back; TLS handshake included).
+    // The PINGs of ping_loop refine it later.
+    let since_accept = std::time::SystemTime::now()
+        .duration_since(client.start)
+        .unwrap_or_default();
+    client
+        .rtt
+        .set(Some(since_accept.max(Duration::from_micros(1))));
     if verbose {
         client.queue(encode::OK);
     }
@@ -822,7 +828,13 @@ async fn write_vectored(
 async fn ping_loop(ctx: Rc<ShardCtx>, client: Rc<Client>) {
     let opts = ctx.opts();
     let interval = opts.ping_interval;
-    glommio::timer::sleep(interval.min(Duration::from_secs(2))).await;
+    // The first PING comes soon after CONNECT (at most 2s); a client that has not
+    // sent CONNECT by then waits out a whole interval, as nats-server does.
+    let short = interval.min(Duration::from_secs(2));
+    glommio::timer::sleep(short).await;
+    if !client.connected.get() {
+        glommio::timer::sleep(interval.saturating_sub(short)).await;
+    }
     let mut first = true;
     loop {
         if client.is_closed() {

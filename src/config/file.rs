@@ -988,7 +988,10 @@ mod tests {
         assert!(r.unsupported[0].starts_with("t.conf:1:0: \"cluster\" is not supported"));
         let (o, r) = load_str("authorization { user: a, password: b }\ntls { cert_file: x }");
         // tls is parsed now (issue #5): a cert without key_file is an error.
-        assert_eq!(r.errors, ["t.conf:2:1: missing 'key_file' in TLS configuration"]);
+        assert_eq!(
+            r.errors,
+            ["t.conf:2:1: missing 'key_file' in TLS configuration"]
+        );
         assert!(o.section("authorization").unwrap().value.as_map().is_some());
         assert!(!load_str("jetstream: disabled").0.jetstream);
         assert!(!load_str("jetstream { enabled: false }").0.jetstream);

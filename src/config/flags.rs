@@ -42,8 +42,8 @@ Server Options:
     --ports_file_dir <dir>           Creates a ports file in the specified directory (<executable_name>_<pid>.ports)
     -c, --config <file>              Configuration file
     -t                               Test configuration and exit
-    -m, --http_port <port>           Use port for http monitoring (accepted; monitoring is not available yet)
-    -ms, --https_port <port>         Use port for https monitoring (accepted; monitoring is not available yet)
+    -m, --http_port <port>           Use port for http monitoring
+    -ms, --https_port <port>         Use port for https monitoring
     --client_advertise <host:port>   Client URL to advertise to other servers
     -js, --jetstream                 Accepted for compatibility; JetStream is not available
     -sd, --store_dir <dir>           Accepted for compatibility

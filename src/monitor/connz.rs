@@ -82,6 +82,10 @@ struct ConnInfo {
     #[serde(skip_serializing_if = "String::is_empty")]
     version: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    tls_version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    tls_cipher_suite: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     authorized_user: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     account: String,
@@ -193,6 +197,8 @@ fn info(c: &ConnSnapshot, now: SystemTime, subs: bool, detail: bool, auth: bool)
         name: c.name.clone(),
         lang: c.lang.clone(),
         version: c.version.clone(),
+        tls_version: c.tls_version.clone(),
+        tls_cipher_suite: c.tls_cipher.clone(),
         authorized_user: if auth { c.user.clone() } else { String::new() },
         account: String::new(),
         subscriptions_list: if subs {

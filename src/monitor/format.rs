@@ -139,6 +139,77 @@ pub fn rtt(d: Duration) -> String {
     }
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// One DER element at the start of `b`: (tag, contents, rest).
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, mut b) = b.split_first()?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || b.len() < n {
+            return None;
+        }
+        let len = b[..n]
+            .iter()
+            .fold(0usize, |acc, &x| (acc << 8) | x as usize);
+        b = &b[n..];
+        len
+    };
+    (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+}
+
+/// A DER UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
+fn der_time(tag: u8, v: &[u8]) -> Option<SystemTime> {
+    let s = std::str::from_utf8(v).ok()?.strip_suffix('Z')?;
+    let (year, rest) = match (tag, s.len()) {
+        (0x17, 12) => {
+            let yy: i64 = s[..2].parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &s[2..])
+        }
+        (0x18, 14) => (s[..4].parse().ok()?, &s[4..]),
+        _ => return None,
+    };
+    let num = |i: usize| rest.get(i..i + 2)?.parse::<u32>().ok();
+    let days = days_from_civil(year, num(0)?, num(2)?);
+    let secs = days * 86_400 + (num(4)? * 3600 + num(6)? * 60 + num(8)?) as i64;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// `notAfter` of the first certificate in a PEM file (`/varz` `tls_cert_not_after`).
+pub fn cert_not_after(path: &std::path::Path) -> Option<SystemTime> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).ok()?;
+    let cert = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .next()?
+        .ok()?;
+    let (_, cert, _) = der(cert.as_ref())?;
+    let (_, tbs, _) = der(cert)?;
+    let mut rest = tbs;
+    let (tag, _, r) = der(rest)?;
+    // [0] version (optional), serial, signature, issuer, then validity.
+    rest = if tag == 0xa0 { r } else { rest };
+    for _ in 0..3 {
+        rest = der(rest)?.2;
+    }
+    let (_, validity, _) = der(rest)?;
+    let (_, _, after) = der(validity)?;
+    let (tag, v, _) = der(after)?;
+    der_time(tag, v)
+}
+
 /// Serializes a float as Go's `encoding/json` does for typical values: whole numbers
 /// without a fraction (`2`, not `2.0`).
 pub fn go_float<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {

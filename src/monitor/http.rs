@@ -2,12 +2,18 @@
 //! acceptor thread, one short-lived thread per connection (bounded), request heads of
 //! at most 8 KB, a 5 s budget to send each head, keep-alive for bodiless requests.
 //! Nothing here touches a shard; data comes from snapshots the shards send.
+//!
+//! With `https`, each connection is wrapped in a rustls [`StreamOwned`] on its own
+//! thread; the handshake runs on the first read, under the same time budget as a
+//! request head.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use super::format::http_date;
 
@@ -95,8 +101,36 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A monitoring connection: plain TCP or TLS over it.
+trait Conn: Read + Write {
+    /// The socket underneath (timeouts).
+    fn tcp(&self) -> &TcpStream;
+    /// Ends the connection after the last response (TLS: close_notify first).
+    fn finish(&mut self);
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+    fn finish(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Conn for StreamOwned<ServerConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+    fn finish(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+}
+
 fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut dyn Conn,
     resp: &Response,
     head_only: bool,
     keep_alive: bool,
@@ -240,7 +274,7 @@ fn parse_head(head: &[u8]) -> Head {
 
 /// Reads one request head into `buf` (which may already hold pipelined bytes),
 /// consuming it. The whole head must arrive within [`IO_TIMEOUT`].
-fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Head {
+fn read_head(stream: &mut dyn Conn, buf: &mut Vec<u8>) -> Head {
     let deadline = Instant::now() + IO_TIMEOUT;
     let mut chunk = [0u8; 2048];
     loop {
@@ -255,7 +289,7 @@ fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Head {
             return Head::Fail(Response::text(431, "431 Request Header Fields Too Large"));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        if left.is_zero() || stream.tcp().set_read_timeout(Some(left)).is_err() {
             return Head::Fail(Response::text(408, "408 Request Timeout"));
         }
         match stream.read(&mut chunk) {
@@ -285,9 +319,28 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     })
 }
 
-fn serve_conn(mut stream: TcpStream, handler: &(dyn Fn(&Request) -> Response + Sync)) {
+fn serve_conn(
+    stream: TcpStream,
+    tls: Option<&Arc<ServerConfig>>,
+    handler: &(dyn Fn(&Request) -> Response + Sync),
+) {
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => {
+            let mut stream = stream;
+            serve_requests(&mut stream, handler);
+        }
+        Some(config) => {
+            let Ok(conn) = ServerConnection::new(config.clone()) else {
+                return;
+            };
+            serve_requests(&mut StreamOwned::new(conn, stream), handler);
+        }
+    }
+}
+
+fn serve_requests(stream: &mut dyn Conn, handler: &(dyn Fn(&Request) -> Response + Sync)) {
     let mut buf = Vec::new();
     for _ in 0..MAX_REQUESTS_PER_CONN {
         // Skip blank lines between requests.
@@ -296,26 +349,30 @@ fn serve_conn(mut stream: TcpStream, handler: &(dyn Fn(&Request) -> Response + S
             .position(|&c| c != b'\r' && c != b'\n')
             .unwrap_or(buf.len());
         buf.drain(..skip);
-        let (req, keep) = match read_head(&mut stream, &mut buf) {
+        let (req, keep) = match read_head(stream, &mut buf) {
             Head::Req(req, keep) => (req, keep),
             Head::Eof => return,
             Head::Fail(resp) => {
-                let _ = write_response(&mut stream, &resp, false, false);
-                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = write_response(stream, &resp, false, false);
+                stream.finish();
                 return;
             }
         };
         let resp = handler(&req);
-        if write_response(&mut stream, &resp, req.method == "HEAD", keep).is_err() || !keep {
-            let _ = stream.shutdown(std::net::Shutdown::Write);
+        if write_response(stream, &resp, req.method == "HEAD", keep).is_err() || !keep {
+            stream.finish();
             return;
         }
     }
 }
 
 /// Serves `listener` on the calling thread forever, handing each connection to a
-/// thread of its own (at most [`MAX_CONNS`] at once).
-pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&Request) -> Response + Send + Sync>) {
+/// thread of its own (at most [`MAX_CONNS`] at once), over TLS when `tls` is given.
+pub fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    handler: Arc<dyn Fn(&Request) -> Response + Send + Sync>,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let mut stream = match stream {
@@ -329,17 +386,21 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&Request) -> Response + 
         if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNS {
             active.fetch_sub(1, Ordering::AcqRel);
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let resp = Response::text(503, "too many monitoring connections\n");
-            let _ = write_response(&mut stream, &resp, false, false);
+            // Over TLS the answer would need a handshake: just close.
+            if tls.is_none() {
+                let resp = Response::text(503, "too many monitoring connections\n");
+                let _ = write_response(&mut stream, &resp, false, false);
+            }
             continue;
         }
         let handler = handler.clone();
+        let tls = tls.clone();
         let active_c = active.clone();
         let spawned = std::thread::Builder::new()
             .name("monitor-conn".into())
             .stack_size(1 << 20)
             .spawn(move || {
-                serve_conn(stream, &*handler);
+                serve_conn(stream, tls.as_ref(), &*handler);
                 active_c.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {

@@ -36,36 +36,71 @@ pub struct Bound {
     pub addr: SocketAddr,
     /// The host as configured (`0.0.0.0`, ...), for the log line and the ports file.
     pub host: String,
+    /// `https`: the rustls configuration the monitor serves with.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Bound {
-    /// `http://HOST:PORT` for the ports file (loopback for a wildcard host).
+    /// `http://HOST:PORT` (`https://` for `https`) for the ports file (loopback for a
+    /// wildcard host).
     pub fn url(&self) -> String {
         let host = match self.host.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1",
             h => h,
         };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         if host.contains(':') {
-            format!("http://[{host}]:{}", self.addr.port())
+            format!("{scheme}://[{host}]:{}", self.addr.port())
         } else {
-            format!("http://{host}:{}", self.addr.port())
+            format!("{scheme}://{host}:{}", self.addr.port())
         }
     }
 }
 
-/// Binds the monitoring port when `http`/`http_port`/`-m` is set, and logs
-/// `Starting http monitor on HOST:PORT`. A bind failure is fatal, as in nats-server.
+/// The rustls configuration for `https`: the client port's `tls {}` (certificate,
+/// cipher suites, curves) without client certificates, as nats-server's monitor
+/// never asks for one.
+fn https_config(tls: &crate::tls::TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
+    if !tls.verify {
+        return Ok(tls.server.clone());
+    }
+    let config = rustls::ServerConfig::builder_with_provider(tls.server.crypto_provider().clone())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(tls.server.cert_resolver.clone());
+    Ok(Arc::new(config))
+}
+
+/// Binds the monitoring port when `http`/`http_port`/`-m` (or `https`/`https_port`/
+/// `-ms`) is set, and logs `Starting http monitor on HOST:PORT` (`https`). A bind
+/// failure is fatal, as in nats-server, and so are both ports set, or `https`
+/// without `tls {}`.
 pub fn bind(opts: &crate::config::Options) -> Result<Option<Bound>, FatalError> {
-    if opts.http_port == 0 {
+    if opts.http_port != 0 && opts.https_port != 0 {
+        return Err(FatalError(format!(
+            "Can't start monitoring: can't specify both HTTP ({}) and HTTPs ({}) ports",
+            opts.http_port, opts.https_port
+        )));
+    }
+    let (port, tls) = if opts.https_port != 0 {
+        let Some(tls) = &opts.tls else {
+            return Err(FatalError(
+                "Can't start monitoring: TLS cert and key required for HTTPS".into(),
+            ));
+        };
+        let config =
+            https_config(tls).map_err(|e| FatalError(format!("Can't start monitoring: {e}")))?;
+        (opts.https_port, Some(config))
+    } else {
+        (opts.http_port, None)
+    };
+    if port == 0 {
         return Ok(None);
     }
     let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
-    let want = if opts.http_port < 0 {
-        0
-    } else {
-        opts.http_port as u16
-    };
-    let shown = format!("{host}:{}", opts.http_port.max(0));
+    let want = if port < 0 { 0 } else { port as u16 };
+    let shown = format!("{host}:{}", port.max(0));
     let fail = |e: String| {
         FatalError(format!(
             "Can't start monitoring: can't listen to the monitor port: listen tcp {shown}: {e}"
@@ -83,21 +118,29 @@ pub fn bind(opts: &crate::config::Options) -> Result<Option<Bound>, FatalError> 
         })
     })?;
     let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
-    crate::log_info!("Starting http monitor on {host}:{}", addr.port());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    crate::log_info!("Starting {scheme} monitor on {host}:{}", addr.port());
     Ok(Some(Bound {
         listener,
         addr,
         host,
+        tls,
     }))
 }
 
 /// Starts serving a bound monitoring port on a thread of its own.
 pub fn start(bound: Bound, server: Arc<ServerShared>) -> Result<(), FatalError> {
-    let monitor = Arc::new(Monitor::new(server, bound.addr.port(), bound.host.clone()));
+    let https = bound.tls.is_some();
+    let monitor = Arc::new(Monitor::new(
+        server,
+        bound.addr.port(),
+        bound.host.clone(),
+        https,
+    ));
     let handler = Arc::new(move |req: &Request| monitor.handle(req));
     std::thread::Builder::new()
         .name("monitor".into())
-        .spawn(move || http::serve(bound.listener, handler))
+        .spawn(move || http::serve(bound.listener, bound.tls, handler))
         .map(|_| ())
         .map_err(|e| FatalError(format!("Can't start the http monitor: {e}")))
 }
@@ -108,7 +151,10 @@ pub struct Monitor {
     /// When the server started (`start`, `config_load_time`).
     pub start: SystemTime,
     started: Instant,
+    /// The monitoring port (`http_port` or `https_port` in `/varz`).
     http_port: u16,
+    /// Served over TLS (`https`).
+    https: bool,
     http_host: String,
     base_path: String,
     req_stats: Mutex<BTreeMap<String, u64>>,
@@ -116,7 +162,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    fn new(server: Arc<ServerShared>, http_port: u16, http_host: String) -> Monitor {
+    fn new(server: Arc<ServerShared>, http_port: u16, http_host: String, https: bool) -> Monitor {
         let base_path = server
             .opts
             .http_base_path
@@ -134,6 +180,7 @@ impl Monitor {
             start: SystemTime::now(),
             started: Instant::now(),
             http_port,
+            https,
             http_host,
             base_path,
             req_stats: Mutex::new(BTreeMap::new()),

@@ -32,7 +32,12 @@ pub struct SublistStatz {
 pub fn sublist_stats(snaps: &[ShardSnapshot]) -> SublistStatz {
     let mut st = SublistStatz::default();
     let mut hits = 0u64;
+    let mut total_fanout = 0usize;
     for s in snaps {
+        // Each shard caches matches of its own clients' interest: the largest and the
+        // mean over all shards' cached results.
+        st.max_fanout = st.max_fanout.max(s.sublist.max_fanout as u32);
+        total_fanout += s.sublist.total_fanout;
         st.num_subscriptions += s.sublist.num_subs;
         st.num_cache += s.sublist.num_cache;
         st.num_inserts += s.sublist.num_inserts;
@@ -42,6 +47,9 @@ pub fn sublist_stats(snaps: &[ShardSnapshot]) -> SublistStatz {
     }
     if st.num_matches > 0 {
         st.cache_hit_rate = hits as f64 / st.num_matches as f64;
+    }
+    if st.num_cache > 0 {
+        st.avg_fanout = total_fanout as f64 / st.num_cache as f64;
     }
     st
 }

@@ -42,6 +42,12 @@ struct Varz {
     go: String,
     host: String,
     port: u16,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls_verify: bool,
     max_connections: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_subscriptions: Option<usize>,
@@ -99,6 +105,8 @@ struct Varz {
     slow_consumer_stats: KindCounts,
     stale_connection_stats: KindCounts,
     disk_io_wait_stats: DiskIoWait,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert_not_after: Option<String>,
 }
 
 /// Server-wide totals summed over the shards' snapshots.
@@ -147,7 +155,12 @@ pub fn cores() -> usize {
 
 pub(super) fn varz(m: &Monitor) -> Response {
     let server = &m.server;
-    let opts = &server.opts;
+    // The options in force: reloaded values (max_payload, ...) show at once.
+    let opts = server.current_opts();
+    // As the INFO sent to clients says them.
+    let auth_required = server.auth.info_auth_required();
+    let tls_required = opts.tls.is_some() && !opts.allow_non_tls;
+    let tls_verify = opts.tls.as_ref().is_some_and(|t| t.verify);
     let snaps = m.snapshots(false);
     let t = totals(&snaps);
     let start = rfc3339(m.start);
@@ -165,20 +178,23 @@ pub(super) fn varz(m: &Monitor) -> Response {
         ping_interval: opts.ping_interval.as_nanos() as u64,
         ping_max: opts.ping_max,
         http_host: m.http_host.clone(),
-        http_port: m.http_port,
+        http_port: if m.https { 0 } else { m.http_port },
         http_base_path: opts.http_base_path.clone().unwrap_or_default(),
-        https_port: opts.https_port.max(0),
+        https_port: if m.https { m.http_port as i32 } else { 0 },
         auth_timeout: secs(opts.auth_timeout),
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
         max_pending: opts.max_pending,
+        auth_required,
+        tls_required,
+        tls_verify,
         cluster: Empty {},
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
         websocket: Empty {},
         jetstream: Empty {},
-        tls_timeout: 2.0,
+        tls_timeout: opts.tls.as_ref().map_or(2.0, |t| secs(t.timeout)),
         write_deadline: opts.write_deadline.as_nanos() as u64,
         write_timeout: opts.write_timeout.clone(),
         start: start.clone(),
@@ -215,6 +231,11 @@ pub(super) fn varz(m: &Monitor) -> Response {
         },
         stale_connection_stats: KindCounts::default(),
         disk_io_wait_stats: DiskIoWait::default(),
+        tls_cert_not_after: opts
+            .tls
+            .as_ref()
+            .and_then(|t| super::format::cert_not_after(&t.cert_file))
+            .map(rfc3339),
     };
     Response::json(to_json(&body))
 }

@@ -275,6 +275,7 @@ impl Control<'_> {
         if let Some(tls) = new.tls_flags.build() {
             new.tls = Some(Arc::new(tls?));
         }
+        crate::auth::config::apply_default_timeout(&mut new);
         let lines = diff(&self.opts, &new)?;
         for line in &lines {
             log_info!("{line}");
@@ -285,8 +286,19 @@ impl Control<'_> {
             log_error!("{e}");
         }
         self.server.apply_reload(&new);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
         self.server
-            .tell_shards(|_| ShardCommand::Reload(new.clone()));
+            .tell_shards(|_| ShardCommand::Reload(new.clone(), done_tx.clone()));
+        drop(done_tx);
+        // Wait until every shard applied it (bounded: a stuck shard must not stop
+        // the control thread).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for _ in 0..self.server.controls.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done_rx.recv_timeout(left).is_err() {
+                break;
+            }
+        }
         self.opts = new;
         log_info!(
             "Reloaded server configuration ({})",
@@ -396,6 +408,67 @@ const SECTION_RELOAD: &[(&str, &str, bool)] = &[
     ("proxy_protocol", "ProxyProtocol", false),
 ];
 
+/// The client TLS part of a reload (issue #5), as nats-server reports it: the
+/// handshake timeout, the TLS configuration itself (`tls = enabled` when the
+/// certificate, key, CA, verification or cipher settings changed, `disabled` when
+/// TLS was removed) and `handshake_first`; `verify_and_map` and `allow_non_tls`
+/// cannot change. New connections use the new settings; open ones keep theirs.
+fn tls_diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
+    let refuse = |name: &str, a: bool, b: bool| {
+        if a == b {
+            Ok(())
+        } else {
+            Err(format!(
+                "config reload not supported for {name}: old={a}, new={b}"
+            ))
+        }
+    };
+    let map = |o: &Options| o.tls.as_ref().is_some_and(|t| t.map);
+    refuse("TLSMap", map(old), map(new))?;
+    refuse("AllowNonTLS", old.allow_non_tls, new.allow_non_tls)?;
+    let mut lines = Vec::new();
+    let timeout = |o: &Options| {
+        o.tls
+            .as_ref()
+            .map_or(crate::tls::DEFAULT_TIMEOUT, |t| t.timeout)
+    };
+    if timeout(old) != timeout(new) {
+        lines.push(format!(
+            "Reloaded: tls timeout = {}",
+            timeout(new).as_secs_f64()
+        ));
+    }
+    let print = |o: &Options| o.tls.as_ref().map(|t| t.fingerprint);
+    if print(old) != print(new) {
+        let state = if new.tls.is_some() {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        lines.push(format!("Reloaded: tls = {state}"));
+    }
+    let first = |o: &Options| o.tls.as_ref().is_some_and(|t| t.handshake_first);
+    if first(old) != first(new) {
+        lines.push(format!(
+            "Reloaded: Client TLS handshake first: {}",
+            first(new)
+        ));
+    }
+    let fallback = |o: &Options| {
+        o.tls
+            .as_ref()
+            .and_then(|t| t.first_fallback)
+            .unwrap_or_default()
+    };
+    if fallback(old) != fallback(new) {
+        lines.push(format!(
+            "Reloaded: Client TLS handshake first fallback delay: {}",
+            go_duration_string(fallback(new))
+        ));
+    }
+    Ok(lines)
+}
+
 /// What a reload from `old` to `new` changes, as nats-server's `Reloaded: ...` lines
 /// in its order; an error naming the first option that cannot change at run time.
 pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
@@ -478,6 +551,25 @@ pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
     // nats-server reports these on every reload.
     changed(true, "Reloaded: authorization users".into());
     changed(true, "Reloaded: accounts".into());
+    // The single user and the token (issue #5), field by field like nats-server.
+    let auth = |o: &Options| crate::auth::AuthConfig::from_options(o).unwrap_or_default();
+    let (old_auth, new_auth) = (auth(old), auth(new));
+    let (old_single, new_single) = (
+        old_auth.single.unwrap_or_default(),
+        new_auth.single.unwrap_or_default(),
+    );
+    changed(
+        old_single.0 != new_single.0,
+        "Reloaded: authorization username".into(),
+    );
+    changed(
+        old_single.1 != new_single.1,
+        "Reloaded: authorization password".into(),
+    );
+    changed(
+        old_auth.token != new_auth.token,
+        "Reloaded: authorization token".into(),
+    );
     changed(
         old.no_auth_user != new.no_auth_user,
         format!("Reloaded: no_auth_user = {}", show_opt(&new.no_auth_user)),
@@ -547,6 +639,10 @@ pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
         new.jetstream.to_string(),
     )?;
     for (key, name, reloadable) in SECTION_RELOAD {
+        if matches!(*key, "tls" | "allow_non_tls" | "authorization") {
+            // Compared on the options built from them.
+            continue;
+        }
         let same = match (old.section(key), new.section(key)) {
             (None, None) => true,
             (Some(a), Some(b)) => same_value(&a.value, &b.value),
@@ -598,6 +694,9 @@ pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
         old.remote_syslog != new.remote_syslog,
         format!("Reloaded: remote_syslog = {}", show_opt(&new.remote_syslog)),
     );
+    for line in tls_diff(old, new)? {
+        changed(true, line);
+    }
     changed(
         old.write_deadline != new.write_deadline,
         format!(

@@ -88,6 +88,13 @@ impl ServerShared {
             .store(opts.max_connections, Ordering::Relaxed);
         let mut info = self.info.write().unwrap_or_else(|e| e.into_inner());
         info.max_payload = opts.max_payload;
+        // TLS and auth (issue #5): what new connections and async INFOs show.
+        info.tls_required = opts.tls.is_some() && !opts.allow_non_tls;
+        info.tls_verify = opts.tls.as_ref().is_some_and(|t| t.verify);
+        info.tls_available = opts.tls.is_some() && opts.allow_non_tls;
+        if let Ok(auth) = crate::auth::AuthConfig::from_options(opts) {
+            info.auth_required = auth.required();
+        }
     }
 
     /// The async INFO telling a protocol-1 client that the server entered lame duck
@@ -258,6 +265,8 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     if let Some(tls) = opts.tls_flags.build() {
         opts.tls = Some(Arc::new(tls.map_err(FatalError)?));
     }
+    // Auth timeout default (issue #5): TLS timeout + 1s with TLS.
+    crate::auth::config::apply_default_timeout(&mut opts);
     if opts.jetstream {
         log_warn!("JetStream is not available in natrium; serving core NATS only");
     }
@@ -295,7 +304,10 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         host: opts.host.clone(),
         port,
         headers: !opts.no_header_support,
-        auth_required: auth.info_auth_required(),
+        // Auth (issue #5): the template (async INFOs such as connect_info) says
+        // whether auth is required at all; a new connection's INFO hides it when
+        // no_auth_user lets it in without credentials (`client_info_auth`).
+        auth_required: auth.required(),
         // TLS (issue #5): required unless allow_non_tls, which makes it available.
         tls_required: opts.tls.is_some() && !opts.allow_non_tls,
         tls_verify: opts.tls.as_ref().is_some_and(|t| t.verify),
@@ -356,7 +368,11 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     }
 
     if opts.tls.is_some() {
-        let how = if opts.allow_non_tls { "available" } else { "required" };
+        let how = if opts.allow_non_tls {
+            "available"
+        } else {
+            "required"
+        };
         log_info!("TLS {how} for client connections");
     }
     log_info!("Listening for client connections on {}:{}", opts.host, port);
@@ -371,7 +387,13 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         } else {
             &opts.host
         };
-        let mut doc = serde_json::json!({ "nats": [format!("nats://{host}:{port}")] });
+        // nats-server advertises tls:// when clients must use TLS.
+        let scheme = if opts.tls.is_some() && !opts.allow_non_tls {
+            "tls"
+        } else {
+            "nats"
+        };
+        let mut doc = serde_json::json!({ "nats": [format!("{scheme}://{host}:{port}")] });
         if let Some(url) = &monitor_url {
             doc["monitoring"] = serde_json::json!([url]);
         }

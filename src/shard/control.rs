@@ -28,8 +28,11 @@ pub enum ShardCommand {
         reply: crossbeam_channel::Sender<ShardSnapshot>,
     },
     /// Put reloaded options in force (new connections see them; existing ones keep
-    /// the parse limits, ping interval and write deadline they started with).
-    Reload(Arc<Options>),
+    /// the parse limits, ping interval and write deadline they started with), then
+    /// say so on the channel: a reload is complete when every shard has applied it
+    /// (a connection accepted after `Reloaded server configuration` gets the new TLS
+    /// and auth settings, as with nats-server).
+    Reload(Arc<Options>, crossbeam_channel::Sender<()>),
     /// Lame duck mode: stop accepting (close this shard's listener), send every
     /// protocol-1 client that got its connect_info INFO an INFO with `"ldm":true`,
     /// and reply with the ids of the connections open now.
@@ -66,7 +69,10 @@ pub async fn shard_main(
                 ShardCommand::Snapshot { subs, reply } => {
                     let _ = reply.send(ctx.snapshot(subs));
                 }
-                ShardCommand::Reload(opts) => ctx.apply_options(opts),
+                ShardCommand::Reload(opts, done) => {
+                    ctx.apply_options(opts);
+                    let _ = done.send(());
+                }
                 ShardCommand::LameDuck { reply } => {
                     // Dropping the accept task drops (closes) the listener.
                     drop(acceptor.take());

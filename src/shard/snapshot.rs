@@ -54,8 +54,14 @@ pub struct ConnSnapshot {
     pub num_subs: usize,
     /// Subscriptions (sorted by subject, then sid), when asked.
     pub subs: Vec<SubSnapshot>,
-    /// User named in CONNECT (empty when none).
+    /// nats-server's "raw auth user": the user or nkey it authenticated as (also
+    /// through `no_auth_user` or a mapped certificate), else the CONNECT user, else
+    /// `[REDACTED]` for a token; empty when none.
     pub user: String,
+    /// Negotiated TLS version (`1.3`), empty for plain connections.
+    pub tls_version: String,
+    /// Go's name of the negotiated cipher suite.
+    pub tls_cipher: String,
     /// CONNECT name, lang and version.
     pub name: String,
     /// Client library language.
@@ -116,6 +122,26 @@ impl ConnSnapshot {
         } else {
             Vec::new()
         };
+        let user = client
+            .auth
+            .user
+            .borrow()
+            .clone()
+            .or_else(|| opts.nkey.clone().filter(|k| !k.is_empty()))
+            .or_else(|| opts.user.clone().filter(|u| !u.is_empty()))
+            .or_else(|| {
+                opts.auth_token
+                    .as_ref()
+                    .filter(|t| !t.is_empty())
+                    .map(|_| "[REDACTED]".to_string())
+            })
+            .unwrap_or_default();
+        let (tls_version, tls_cipher) = client
+            .tls
+            .borrow()
+            .as_ref()
+            .map(|t| (t.version.to_string(), t.cipher.clone()))
+            .unwrap_or_default();
         ConnSnapshot {
             cid: client.cid,
             shard,
@@ -134,7 +160,9 @@ impl ConnSnapshot {
             name: opts.name.clone(),
             lang: opts.lang.clone(),
             version: opts.version.clone(),
-            user: opts.user.clone().unwrap_or_default(),
+            user,
+            tls_version,
+            tls_cipher,
             reason: String::new(),
             stop: None,
         }

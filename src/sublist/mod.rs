@@ -101,6 +101,11 @@ pub struct SublistStats {
     pub num_matches: u64,
     /// `match_subject` calls answered from the cache.
     pub cache_hits: u64,
+    /// Largest fanout among the cached results (as nats-server: plain subscriptions
+    /// plus one per queue group). Computed by [`Sublist::stats`], never per message.
+    pub max_fanout: usize,
+    /// Sum of the cached results' fanouts (`avg_fanout = total_fanout / num_cache`).
+    pub total_fanout: usize,
 }
 
 struct QueueEntries<T> {
@@ -253,11 +258,21 @@ impl<T: Clone + Eq> Sublist<T> {
         self.cache = HashMap::default();
     }
 
-    /// Monitoring counters.
+    /// Monitoring counters. The fanout figures scan the cache (at most its capacity),
+    /// so this is meant for snapshots, not for the message path.
     pub fn stats(&self) -> SublistStats {
+        let (mut max_fanout, mut total_fanout) = (0, 0);
+        for r in self.cache.values() {
+            let plain: usize = r.plain.iter().map(|&(_, n)| n as usize).sum();
+            let fanout = plain + r.queues.len();
+            max_fanout = max_fanout.max(fanout);
+            total_fanout += fanout;
+        }
         SublistStats {
             num_subs: self.count,
             num_cache: self.cache.len(),
+            max_fanout,
+            total_fanout,
             ..self.stats
         }
     }

@@ -44,6 +44,11 @@ pub struct TlsConfig {
     pub first_fallback: Option<Duration>,
     /// The rustls configuration built from the above.
     pub server: Arc<ServerConfig>,
+    /// Digest of what the rustls configuration was built from (certificate, key and
+    /// CA file contents, verification, versions, ciphers, curves): a reload that
+    /// changes it logs `Reloaded: tls = enabled`, as nats-server does when its
+    /// `tls.Config` differs.
+    pub fingerprint: u64,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -57,6 +62,7 @@ impl std::fmt::Debug for TlsConfig {
             .field("timeout", &self.timeout)
             .field("handshake_first", &self.handshake_first)
             .field("first_fallback", &self.first_fallback)
+            .field("fingerprint", &self.fingerprint)
             .finish()
     }
 }
@@ -169,6 +175,18 @@ impl Settings {
         let key_file = self.key_file.clone().unwrap_or_default();
         let cert_pem = read_file(&cert_file).map_err(BuildError::Pair)?;
         let key_pem = read_file(&key_file).map_err(BuildError::Pair)?;
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            cert_pem.hash(&mut h);
+            key_pem.hash(&mut h);
+            self.ca_file
+                .as_ref()
+                .map(|ca| std::fs::read(ca).unwrap_or_default())
+                .hash(&mut h);
+            (self.verify, self.min_tls13, &self.ciphers, &self.curves).hash(&mut h);
+            h.finish()
+        };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
             .filter_map(Result::ok)
             .collect();
@@ -241,6 +259,7 @@ impl Settings {
             handshake_first: self.handshake_first,
             first_fallback: self.first_fallback,
             server: Arc::new(server),
+            fingerprint,
         })
     }
 }
@@ -600,6 +619,10 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
             return None;
         }
         _ => {}
+    }
+    if s.timeout.is_zero() {
+        // nats-server: a zero (or unset) timeout means the default.
+        s.timeout = DEFAULT_TIMEOUT;
     }
     if s.verify && s.ca_file.is_none() {
         r.refused.push(format!(
