@@ -48,7 +48,7 @@ fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
 
 #[test]
 fn slow_consumer_is_closed_and_others_get_everything() {
-    let path = conf("slow", "max_pending: 1MB\n");
+    let path = conf("slow", "max_pending: 4MB\n");
     let server = Server::natrium(&["-c", path.to_str().unwrap()]);
     // The slow one subscribes and never reads again.
     let mut slow = connect(&server);
@@ -60,7 +60,7 @@ fn slow_consumer_is_closed_and_others_get_everything() {
     fast.write_all(b"CONNECT {\"verbose\":false}\r\nSUB big 1\r\nPING\r\n")
         .unwrap();
     assert!(read_until(&mut fast, b"PONG\r\n").ends_with(b"PONG\r\n"));
-    const N: usize = 400;
+    const N: usize = 800;
     const SIZE: usize = 60_000;
     let reader = std::thread::spawn(move || {
         let mut msgs = 0;
@@ -72,10 +72,7 @@ fn slow_consumer_is_closed_and_others_get_everything() {
             assert!(n > 0, "fast consumer was cut off after {msgs} messages");
             pending.extend_from_slice(&buf[..n]);
             // count complete frames: "MSG big 1 60000\r\n" + payload + "\r\n"
-            loop {
-                let Some(eol) = pending.windows(2).position(|w| w == b"\r\n") else {
-                    break;
-                };
+            while let Some(eol) = pending.windows(2).position(|w| w == b"\r\n") {
                 let line = std::str::from_utf8(&pending[..eol]).unwrap().to_string();
                 if line == "PING" {
                     fast.write_all(b"PONG\r\n").unwrap();

@@ -9,7 +9,7 @@ mod memlock;
 mod mesh;
 
 pub use memlock::raise_memlock_limit;
-pub use mesh::{Role, Shard};
+pub use mesh::{Pause, Role, Shard};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -10,6 +10,9 @@ use std::task::{Poll, Waker};
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::GlommioError;
 
+/// What a receive handler returns to stop reading its ring for a while.
+pub type Pause = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 /// Envelopes handled from one ring before the receive loop lets other tasks run.
 const RECV_BATCH: u32 = 256;
 
@@ -164,8 +167,10 @@ impl<M: Send + 'static> Shard<M> {
     }
 
     /// Spawns one task per peer that calls `handler(from, envelope)` for every envelope
-    /// received, in ring order. Call once; later calls do nothing.
-    pub fn on_receive(&self, handler: impl Fn(usize, M) + 'static) {
+    /// received, in ring order. When the handler returns a future, the ring from that
+    /// peer is not read again until it completes: this is how a receiver pushes back
+    /// (the ring fills, then the sender's backlog). Call once; later calls do nothing.
+    pub fn on_receive(&self, handler: impl Fn(usize, M) -> Option<Pause> + 'static) {
         let Some(mut receivers) = self.receivers.borrow_mut().take() else {
             return;
         };
@@ -175,7 +180,9 @@ impl<M: Send + 'static> Shard<M> {
             glommio::spawn_local(async move {
                 let mut since_yield = 0u32;
                 while let Some(msg) = rx.recv().await {
-                    handler(from, msg);
+                    if let Some(pause) = handler(from, msg) {
+                        pause.await;
+                    }
                     // A ring that never runs dry must not starve this shard's writers.
                     since_yield += 1;
                     if since_yield == RECV_BATCH {

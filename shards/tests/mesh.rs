@@ -40,6 +40,10 @@ fn run(cores: Vec<usize>, dedicated: Vec<usize>, ring_capacity: usize) -> (u64, 
                 assert_eq!(seq, next[from], "shard {me}: out of order from {from}");
                 next[from] += 1;
                 counter.fetch_add(1, Ordering::Relaxed);
+                // Now and then push back: the sender's backlog must absorb it in order.
+                (seq % 10_000 == 9_999).then(|| -> shards::Pause {
+                    Box::pin(glommio::timer::sleep(Duration::from_millis(2)))
+                })
             });
             for seq in 0..PER_PEER {
                 for peer in (0..shard.count()).filter(|&p| p != me) {

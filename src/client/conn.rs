@@ -233,6 +233,9 @@ async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
         rbuf[..filled].copy_from_slice(rest);
         drop(chunk);
 
+        // Fast producer, slow consumer: pause this publisher (bounded) while a consumer
+        // it fed is past 75% of max_pending, as nats-server stalls fast producers.
+        ctx.stall_for_slow_consumers().await;
         // Backpressure: stop reading while another shard's ring is far behind.
         for peer in 0..ctx.count {
             if ctx.mesh.backlog(peer) > BACKLOG_HIGH {

@@ -136,6 +136,8 @@ pub struct Client {
     /// Messages went to other shards since the last PONG: the next PONG waits until
     /// they are delivered there, so a PONG means "published everywhere" as on one server.
     pub routed_dirty: Cell<bool>,
+    /// Listed in the shard's stalled consumers (past 75% of max_pending).
+    pub stall_marked: Cell<bool>,
     /// Data arrived from the client since the last ping tick.
     pub active: Cell<bool>,
     /// When the connection was accepted.
@@ -173,6 +175,7 @@ impl Client {
             sent_connect_info: Cell::new(false),
             interest_dirty: Cell::new(false),
             routed_dirty: Cell::new(false),
+            stall_marked: Cell::new(false),
             active: Cell::new(false),
             writer: Cell::new(None),
             stats: ClientStats::default(),

@@ -20,6 +20,9 @@ use crate::server::ServerShared;
 use crate::sublist::{Sublist, SublistResult};
 pub use envelope::{Envelope, RoutedMsg};
 
+/// Longest a publisher (or a ring from another shard) pauses for slow consumers.
+pub const STALL_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The only account until accounts arrive; every key already carries it.
 pub const GLOBAL_ACCOUNT: u32 = 0;
 
@@ -92,6 +95,8 @@ pub struct ShardState {
     pub clients: HashMap<u64, Rc<Client>>,
     /// Counters.
     pub stats: ShardStats,
+    /// Consumers past 75% of max_pending since the publisher last looked.
+    pub stalled: Vec<Rc<Client>>,
     /// Recently closed connections for monitoring, oldest first (bounded).
     pub closed: std::collections::VecDeque<snapshot::ConnSnapshot>,
     next_cid: u64,
@@ -145,6 +150,7 @@ impl ShardCtx {
                 clients: HashMap::new(),
                 stats: ShardStats::default(),
                 closed: std::collections::VecDeque::new(),
+                stalled: Vec::new(),
                 next_cid: 0,
                 rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
                 targets: (0..count).map(|_| Target::default()).collect(),
@@ -167,7 +173,20 @@ impl ShardCtx {
 
     /// Applies one envelope from shard `from`. This is the shard's message pump for
     /// everything that comes from other shards.
-    pub fn on_envelope(self: &Rc<Self>, from: usize, env: Envelope) {
+    pub fn on_envelope(self: &Rc<Self>, from: usize, env: Envelope) -> Option<shards::Pause> {
+        self.apply_envelope(from, env);
+        // Deliveries from another shard pushed a consumer past 75% of max_pending:
+        // stop reading that ring for a moment, which in turn stops its publisher.
+        if self.state.borrow().stalled.is_empty() {
+            return None;
+        }
+        let ctx = self.clone();
+        Some(Box::pin(
+            async move { ctx.stall_for_slow_consumers().await },
+        ))
+    }
+
+    fn apply_envelope(self: &Rc<Self>, from: usize, env: Envelope) {
         match env {
             Envelope::Msg(m) => {
                 let mut st = self.state.borrow_mut();
@@ -224,6 +243,27 @@ impl ShardCtx {
                     }
                 }
             }
+        }
+    }
+
+    /// Pauses (at most [`STALL_MAX`]) while a consumer fed since the last call is past
+    /// 75% of max_pending, as nats-server stalls fast producers; then forgets them.
+    pub async fn stall_for_slow_consumers(&self) {
+        let stalled = std::mem::take(&mut self.state.borrow_mut().stalled);
+        if stalled.is_empty() {
+            return;
+        }
+        let limit = self.max_pending.get() / 4 * 3;
+        let deadline = std::time::Instant::now() + STALL_MAX;
+        while std::time::Instant::now() < deadline
+            && stalled
+                .iter()
+                .any(|c| !c.is_closed() && c.out.borrow().pending() > limit)
+        {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        for c in &stalled {
+            c.stall_marked.set(false);
         }
     }
 
@@ -600,6 +640,12 @@ impl ShardCtx {
         st.stats.out_msgs += 1;
         st.stats.out_bytes += size as u64;
         let max_pending = self.max_pending.get();
+        if pending > max_pending / 4 * 3 && pending <= max_pending && !c.stall_marked.replace(true)
+        {
+            // Past 75% of max_pending: the publisher pauses briefly (see the read loop)
+            // so a consumer that is only a little slower is not cut off.
+            st.stalled.push(sub.client.clone());
+        }
         if pending > max_pending {
             st.stats.slow_consumers += 1;
             crate::log_warn!(
