@@ -179,7 +179,7 @@ pub fn check_entry(entry: &Entry, opts: &mut Options) -> Vec<String> {
             &entry.key_pos,
             &format!(
                 "interface conversion: interface {{}} is {}, not map[string]interface {{}}",
-                go_type(&entry.item.value)
+                entry.item.value.go_type()
             ),
         )];
     }
@@ -233,30 +233,14 @@ enum Where {
 
 type Errors = Vec<(Option<Where>, String)>;
 
-fn go_type(v: &Value) -> &'static str {
-    match v {
-        Value::String(_) => "string",
-        Value::Int(_) => "int64",
-        Value::Float(_) => "float64",
-        Value::Bool(_) => "bool",
-        Value::Datetime(_) => "time.Time",
-        Value::Map(_) => "map[string]interface {}",
-        Value::Array(_) => "[]interface {}",
-    }
-}
-
-fn conv(v: &Value, want: &str) -> String {
-    format!(
-        "interface conversion: interface {{}} is {}, not {want}",
-        go_type(v)
-    )
-}
-
 fn string_at(e: &Entry, errors: &mut Errors) -> Option<String> {
     match &e.item.value {
         Value::String(s) => Some(s.clone()),
         other => {
-            errors.push((Some(Where::At(e.key_pos.clone())), conv(other, "string")));
+            errors.push((
+                Some(Where::At(e.key_pos.clone())),
+                other.conversion_error("string"),
+            ));
             None
         }
     }
@@ -286,7 +270,7 @@ fn parse_section(item: &Item, errors: &mut Errors) -> Section {
     let Some(map) = item.value.as_map() else {
         errors.push((
             Some(Where::Section),
-            conv(&item.value, "map[string]interface {}"),
+            item.value.conversion_error("map[string]interface {}"),
         ));
         return out;
     };
@@ -318,7 +302,7 @@ fn parse_section(item: &Item, errors: &mut Errors) -> Section {
                             at(),
                             format!(
                                 "error parsing authorization config, 'timeout' wrong type {}",
-                                go_type(other)
+                                other.go_type()
                             ),
                         ));
                         None
@@ -439,7 +423,7 @@ fn parse_connection_types(e: &Entry, errors: &mut Errors) -> Option<bool> {
                             at(),
                             format!(
                                 "error parsing allowed connection types: unsupported type {}",
-                                go_type(other)
+                                other.go_type()
                             ),
                         ));
                         return None;
@@ -453,7 +437,7 @@ fn parse_connection_types(e: &Entry, errors: &mut Errors) -> Option<bool> {
                 at(),
                 format!(
                     "error parsing allowed connection types: unsupported type {}",
-                    go_type(other)
+                    other.go_type()
                 ),
             ));
             return None;
@@ -569,7 +553,8 @@ fn parse_permissions(e: &Entry, errors: &mut Errors) -> Option<Permissions> {
                             "max" | "max_msgs" | "max_messages" | "max_responses" => {
                                 match re.item.value.as_int() {
                                     Some(n) => r.max = n,
-                                    None => errors.push((rat(), conv(&re.item.value, "int64"))),
+                                    None => errors
+                                        .push((rat(), re.item.value.conversion_error("int64"))),
                                 }
                             }
                             "expires" | "expiration" | "ttl" => match &re.item.value {
@@ -582,7 +567,7 @@ fn parse_permissions(e: &Entry, errors: &mut Errors) -> Option<Permissions> {
                                     Err(err) => errors
                                         .push((rat(), format!("error parsing expires: {err}"))),
                                 },
-                                other => errors.push((rat(), conv(other, "string"))),
+                                other => errors.push((rat(), other.conversion_error("string"))),
                             },
                             _ => errors.push((
                                 rat(),
@@ -659,7 +644,7 @@ fn parse_subjects(
                             at.clone(),
                             format!(
                                 "Subject in permissions array cannot be cast to string, got {}",
-                                go_type(other)
+                                other.go_type()
                             ),
                         ));
                         return None;
@@ -673,7 +658,7 @@ fn parse_subjects(
                 at,
                 format!(
                     "Expected subject permissions to be a subject, or array of subjects, got {}",
-                    go_type(other)
+                    other.go_type()
                 ),
             ));
             return None;

@@ -174,38 +174,18 @@ fn clean(p: &Path) -> PathBuf {
     }
 }
 
-/// Go's name for a config value's dynamic type.
-fn go_type(v: &Value) -> &'static str {
-    match v {
-        Value::String(_) => "string",
-        Value::Int(_) => "int64",
-        Value::Float(_) => "float64",
-        Value::Bool(_) => "bool",
-        Value::Datetime(_) => "time.Time",
-        Value::Map(_) => "map[string]interface {}",
-        Value::Array(_) => "[]interface {}",
-    }
-}
-
-fn conv(v: &Value, want: &str) -> String {
-    format!(
-        "interface conversion: interface {{}} is {}, not {want}",
-        go_type(v)
-    )
-}
-
 fn int(v: &Value) -> Result<i64, String> {
-    v.as_int().ok_or_else(|| conv(v, "int64"))
+    v.as_int().ok_or_else(|| v.conversion_error("int64"))
 }
 
 fn string(v: &Value) -> Result<String, String> {
     v.as_str()
         .map(str::to_string)
-        .ok_or_else(|| conv(v, "string"))
+        .ok_or_else(|| v.conversion_error("string"))
 }
 
 fn boolean(v: &Value) -> Result<bool, String> {
-    v.as_bool().ok_or_else(|| conv(v, "bool"))
+    v.as_bool().ok_or_else(|| v.conversion_error("bool"))
 }
 
 fn int_limited(v: &Value, name: &str) -> Result<usize, String> {
@@ -229,7 +209,7 @@ fn duration(e: &Entry, name: &str, int_seconds: bool, r: &mut Report) -> Result<
             .map_err(|err| format!("error parsing {name}: {err}"));
     }
     if !int_seconds {
-        return Err(conv(v, "string"));
+        return Err(v.conversion_error("string"));
     }
     r.warnings.push(render(
         &e.key_pos,
@@ -271,7 +251,7 @@ fn listen(v: &Value) -> Result<(Option<String>, i32), String> {
         }
         other => Err(format!(
             "expected port or host:port, got {}",
-            go_type(other)
+            other.go_type()
         )),
     }
 }

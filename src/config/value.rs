@@ -51,6 +51,27 @@ pub enum Value {
 }
 
 impl Value {
+    /// Go's name for this value's dynamic type, as nats-server's messages show it.
+    pub fn go_type(&self) -> &'static str {
+        match self {
+            Value::String(_) => "string",
+            Value::Int(_) => "int64",
+            Value::Float(_) => "float64",
+            Value::Bool(_) => "bool",
+            Value::Datetime(_) => "time.Time",
+            Value::Map(_) => "map[string]interface {}",
+            Value::Array(_) => "[]interface {}",
+        }
+    }
+
+    /// nats-server's message for a value of the wrong type (a failed Go type assertion).
+    pub fn conversion_error(&self, want: &str) -> String {
+        format!(
+            "interface conversion: interface {{}} is {}, not {want}",
+            self.go_type()
+        )
+    }
+
     /// Name of the value's type, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self {

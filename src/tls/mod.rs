@@ -399,7 +399,7 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
                 &e.key_pos,
                 &format!(
                     "interface conversion: interface {{}} is {}, not map[string]interface {{}}",
-                    go_type(other)
+                    other.go_type()
                 ),
             ));
             return None;
@@ -485,7 +485,7 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
                     format!(
                         "field \"{}\" should be a boolean or a string, got {}",
                         entry.key,
-                        go_type(other)
+                        other.go_type()
                     ),
                 ),
             },
@@ -509,7 +509,7 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
             }
             "cipher_suites" => {
                 let Some(items) = v.as_array() else {
-                    fail(r, conv(v, "[]interface {}"));
+                    fail(r, v.conversion_error("[]interface {}"));
                     continue;
                 };
                 let mut names = Vec::new();
@@ -539,7 +539,7 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
             }
             "curve_preferences" => {
                 let Some(items) = v.as_array() else {
-                    fail(r, conv(v, "[]interface {}"));
+                    fail(r, v.conversion_error("[]interface {}"));
                     continue;
                 };
                 let mut names = Vec::new();
@@ -664,32 +664,13 @@ fn at(pos: &crate::config::value::Pos) -> String {
     render(pos, "").trim_end_matches(": ").to_string()
 }
 
-fn go_type(v: &Value) -> &'static str {
-    match v {
-        Value::String(_) => "string",
-        Value::Int(_) => "int64",
-        Value::Float(_) => "float64",
-        Value::Bool(_) => "bool",
-        Value::Datetime(_) => "time.Time",
-        Value::Map(_) => "map[string]interface {}",
-        Value::Array(_) => "[]interface {}",
-    }
-}
-
-fn conv(v: &Value, want: &str) -> String {
-    format!(
-        "interface conversion: interface {{}} is {}, not {want}",
-        go_type(v)
-    )
-}
-
 /// Reads `allow_non_tls` (a bool, like nats-server).
 pub fn parse_allow_non_tls(e: &Entry, r: &mut Report) -> Option<bool> {
     match e.item.value.as_bool() {
         Some(b) => Some(b),
         None => {
             r.errors
-                .push(render(&e.key_pos, &conv(&e.item.value, "bool")));
+                .push(render(&e.key_pos, &e.item.value.conversion_error("bool")));
             None
         }
     }
