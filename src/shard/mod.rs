@@ -366,11 +366,11 @@ impl ShardCtx {
     pub fn has_interest(&self, subject: &[u8]) -> bool {
         let mut st = self.state.borrow_mut();
         let local = st.local.match_subject(subject);
-        if !local.plain.is_empty() || !local.queues.is_empty() {
+        if !local.is_empty() {
             return true;
         }
         let remote = st.remote.match_subject(subject);
-        !remote.plain.is_empty() || !remote.queues.is_empty()
+        !remote.is_empty()
     }
 
     /// Sends the 503 no-responders status to the publisher's own plain subscription on
@@ -419,7 +419,7 @@ impl ShardCtx {
         } = *msg;
         let local = st.local.match_subject(subject);
         let mut frame = std::mem::take(&mut st.frame);
-        if !local.plain.is_empty() || !local.queues.is_empty() {
+        if !local.is_empty() {
             // Share large payloads with the subscribers' queues (one refcount each)
             // instead of copying them once per subscriber.
             let shared = (payload.len() >= crate::proto::encode::SHARE_MIN
@@ -584,7 +584,7 @@ impl ShardCtx {
     /// whether anyone got it.
     fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) -> bool {
         let local = st.local.match_subject(&m.subject);
-        if local.plain.is_empty() && local.queues.is_empty() {
+        if local.is_empty() {
             return false;
         }
         let mut frame = std::mem::take(&mut st.frame);
