@@ -730,11 +730,17 @@ impl ShardCtx {
 /// on first touch: start loading the ones a few places ahead.
 #[inline(always)]
 fn prefetch_ahead(subs: &[(SubRef, u32)], i: usize) {
-    const AHEAD: usize = 4;
+    const AHEAD: usize = 8;
     if let Some((next, _)) = subs.get(i + AHEAD) {
         let sub: &Subscription = &next.0;
         prefetch(sub as *const Subscription as *const u8);
         prefetch(std::rc::Rc::as_ptr(&sub.client) as *const u8);
+    }
+    // Closer in, the client is loaded: also fetch where its next frame will be written.
+    if let Some((near, _)) = subs.get(i + AHEAD / 2) {
+        if let Ok(out) = near.0.client.out.try_borrow() {
+            prefetch(out.buf.as_ptr().wrapping_add(out.buf.len()));
+        }
     }
 }
 
