@@ -175,6 +175,10 @@ pub fn parse_onto(args: &[String], base: Options) -> Result<Command, FlagError> 
             }
             "T" | "logtime" => o.logtime = flag_bool(&inline)?,
             "js" | "jetstream" => o.jetstream = flag_bool(&inline)?,
+            "no_advertise" => {
+                flag_bool(&inline)?;
+                o.cluster_flags.push("no_advertise".into());
+            }
             "t" => o.check_config = flag_bool(&inline)?,
             "logtime_utc" => o.logtime_utc = flag_bool(&inline)?,
             "s" | "syslog" => o.syslog = flag_bool(&inline)?,
@@ -266,6 +270,12 @@ fn apply_value(o: &mut Options, name: &str, v: String) -> Result<(), FlagError> 
         "l" | "log" => o.log_file = Some(PathBuf::from(v)),
         "c" | "config" => o.config_file = Some(PathBuf::from(v)),
         "sd" | "store_dir" => {}
+        "cluster" | "cluster_listen" | "routes" | "cluster_name" | "connect_retries" => {
+            if name == "connect_retries" {
+                parse_int::<i64>(name, &v)?;
+            }
+            o.cluster_flags.push(format!("{name}={v}"));
+        }
         "r" | "remote_syslog" => o.remote_syslog = Some(v),
         "m" | "http_port" => o.http_port = parse_int(name, &v)?,
         "ms" | "https_port" => o.https_port = parse_int(name, &v)?,
@@ -329,6 +339,32 @@ mod tests {
         let o = run(&["-D", "--trace=true"]);
         assert!(o.debug && o.trace);
         assert!(parse(&["-D=maybe".to_string()]).is_err());
+    }
+
+    #[test]
+    fn cluster_flags_are_accepted_and_kept() {
+        let o = run(&[
+            "--cluster",
+            "nats://127.0.0.1:6222",
+            "--routes=nats://127.0.0.1:6223",
+            "--cluster_name",
+            "c1",
+            "--no_advertise",
+            "--connect_retries",
+            "3",
+        ]);
+        assert_eq!(
+            o.cluster_flags,
+            [
+                "cluster=nats://127.0.0.1:6222",
+                "routes=nats://127.0.0.1:6223",
+                "cluster_name=c1",
+                "no_advertise",
+                "connect_retries=3"
+            ]
+        );
+        let e = parse(&["--connect_retries".to_string(), "x".to_string()]);
+        assert!(e.is_err());
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct Options {
     pub no_header_support: bool,
     /// JetStream was asked for (accepted for compatibility, not available).
     pub jetstream: bool,
+    /// Cluster flags given on the command line (`--cluster`, `--routes`,
+    /// `--cluster_name`, `--no_advertise`, `--connect_retries`), kept for the
+    /// clustering issue; until then they only produce a warning.
+    pub cluster_flags: Vec<String>,
     /// Config file given with `-c`.
     pub config_file: Option<PathBuf>,
     /// `-t`: check the config file and exit.
@@ -156,6 +160,7 @@ impl Default for Options {
             spin_us: 0,
             no_header_support: false,
             jetstream: false,
+            cluster_flags: Vec::new(),
             config_file: None,
             check_config: false,
             config_digest: None,

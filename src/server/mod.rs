@@ -270,6 +270,12 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     if opts.jetstream {
         log_warn!("JetStream is not available in natrium; serving core NATS only");
     }
+    if !opts.cluster_flags.is_empty() {
+        log_warn!(
+            "Clustering is not available in natrium yet; ignoring {}",
+            opts.cluster_flags.join(", ")
+        );
+    }
     let io_memory = 64 << 10;
     let cores = shard_cores(&opts);
     shards::raise_memlock_limit(8 << 20);
