@@ -234,3 +234,24 @@ fn garbage_on_many_connections_leaves_the_server_serving() {
         4
     );
 }
+
+/// Signals are blocked in every thread but the control thread, monitoring threads
+/// included: a SIGHUP or SIGUSR1 must never run its default action (terminate).
+#[test]
+fn signals_never_kill_a_server_with_monitoring() {
+    let path = conf("sig", "ping_interval: \"2m\"\n");
+    let mut server = Server::natrium(&["-c", path.to_str().unwrap(), "-m", "-1"]);
+    for _ in 0..10 {
+        server.signal(libc::SIGHUP);
+        server.signal(libc::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        server.wait_exit(Duration::from_millis(300)).is_none(),
+        "server died from a signal"
+    );
+    let mut c = connect(&server);
+    c.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .unwrap();
+    assert!(read_until(&mut c, b"PONG\r\n").ends_with(b"PONG\r\n"));
+}

@@ -261,6 +261,10 @@ fn block_signals() -> libc::sigset_t {
 
 /// Runs the server until SIGINT/SIGTERM (orderly) or SIGQUIT (immediate).
 pub fn run(mut opts: Options) -> Result<(), FatalError> {
+    // Before any thread exists (glommio's helpers, the monitor): threads inherit the
+    // mask, so a signal can only reach the control thread's sigwait and never runs
+    // its default action (SIGHUP, SIGUSR1/2 would terminate the process).
+    let sigset = block_signals();
     // `--tls*` flags replace the config file's `tls {}`.
     if let Some(tls) = opts.tls_flags.build() {
         opts.tls = Some(Arc::new(tls.map_err(FatalError)?));
@@ -350,7 +354,6 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         crate::monitor::start(bound, server.clone())?;
     }
 
-    let sigset = block_signals();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<()>();
     let fds = Arc::new(fds);
     let cfg = shards::RuntimeConfig {
