@@ -195,6 +195,73 @@ impl Frame {
     }
 }
 
+/// A message ready to be written for its subscribers: encoded once for many
+/// ([`Frame`]), or written straight from the published bytes when it has a single
+/// subscriber here (one copy instead of two).
+#[derive(Clone, Copy)]
+pub enum Encoded<'a> {
+    /// Pre-encoded for several subscribers.
+    Frame(&'a Frame),
+    /// The parts of a message with one subscriber on this shard.
+    Once {
+        /// Subject.
+        subject: &'a [u8],
+        /// Reply subject, empty when none.
+        reply: &'a [u8],
+        /// Header bytes at the start of `payload`.
+        hdr_len: usize,
+        /// Headers and body.
+        payload: &'a [u8],
+    },
+}
+
+impl Encoded<'_> {
+    /// The message's subject.
+    pub fn subject(&self) -> &[u8] {
+        match self {
+            Encoded::Frame(f) => f.subject(),
+            Encoded::Once { subject, .. } => subject,
+        }
+    }
+
+    /// The message's reply subject (empty when none).
+    pub fn reply(&self) -> &[u8] {
+        match self {
+            Encoded::Frame(f) => f.reply(),
+            Encoded::Once { reply, .. } => reply,
+        }
+    }
+
+    /// Appends the message for subscription `sid`; returns the payload bytes delivered.
+    #[inline]
+    pub fn write(&self, out: &mut Outbound, sid: &[u8], client_headers: bool) -> usize {
+        match *self {
+            Encoded::Frame(f) => f.write(out, sid, client_headers),
+            Encoded::Once {
+                subject,
+                reply,
+                hdr_len,
+                payload,
+            } => {
+                msg(
+                    &mut out.buf,
+                    subject,
+                    sid,
+                    reply,
+                    hdr_len,
+                    payload,
+                    client_headers,
+                );
+                if hdr_len > 0 && !client_headers {
+                    payload.len() - hdr_len.min(payload.len())
+                } else {
+                    payload.len()
+                }
+            }
+        }
+    }
+}
+
 /// Appends `-ERR '<text>'\r\n`.
 pub fn err(out: &mut BytesMut, text: &str) {
     out.put_slice(b"-ERR '");

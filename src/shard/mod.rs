@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use crate::client::{Client, SubRef, Subscription};
 use crate::config::Options;
-use crate::proto::encode::Frame;
+use crate::proto::encode::{Encoded, Frame};
 use crate::server::ServerShared;
 use crate::sublist::{Sublist, SublistResult};
 pub use envelope::{Envelope, RoutedMsg};
@@ -395,9 +395,13 @@ impl ShardCtx {
         hdr.extend_from_slice(subject);
         hdr.extend_from_slice(b"\r\n\r\n");
         let sub = sub.0.clone();
-        let mut frame = Frame::default();
-        frame.build(reply, b"", hdr.len(), &hdr);
-        self.deliver(st, &sub, &frame, 0);
+        let once = Encoded::Once {
+            subject: reply,
+            reply: b"",
+            hdr_len: hdr.len(),
+            payload: &hdr,
+        };
+        self.deliver(st, &sub, &once, 0);
     }
 
     /// Delivers locally and sends one envelope per interested shard. Returns whether
@@ -418,16 +422,31 @@ impl ShardCtx {
             payload,
         } = *msg;
         let local = st.local.match_subject(subject);
-        let mut frame = std::mem::take(&mut st.frame);
-        if !local.is_empty() {
-            // Share large payloads with the subscribers' queues (one refcount each)
-            // instead of copying them once per subscriber.
-            let shared = (payload.len() >= crate::proto::encode::SHARE_MIN
-                && local.plain.len() + local.queues.len() > 1)
-                .then(|| chunk.slice_ref(payload));
-            frame.build_from(subject, reply, hdr_len, payload, shared.as_ref());
+        // One delivery here (one plain subscriber, or one queue group's member): write
+        // it straight from the read buffer. Several: encode once, copy per subscriber.
+        if local.plain.len() + local.queues.len() <= 1 {
+            let once = Encoded::Once {
+                subject,
+                reply,
+                hdr_len,
+                payload,
+            };
+            return self.route_framed(st, &once, &local, publisher, msg, want_status);
         }
-        let any = self.route_framed(st, &frame, &local, publisher, msg, want_status);
+        let mut frame = std::mem::take(&mut st.frame);
+        // Share large payloads with the subscribers' queues (one refcount each)
+        // instead of copying them once per subscriber.
+        let shared =
+            (payload.len() >= crate::proto::encode::SHARE_MIN).then(|| chunk.slice_ref(payload));
+        frame.build_from(subject, reply, hdr_len, payload, shared.as_ref());
+        let any = self.route_framed(
+            st,
+            &Encoded::Frame(&frame),
+            &local,
+            publisher,
+            msg,
+            want_status,
+        );
         st.frame = frame;
         any
     }
@@ -435,7 +454,7 @@ impl ShardCtx {
     fn route_framed(
         &self,
         st: &mut ShardState,
-        frame: &Frame,
+        frame: &Encoded<'_>,
         local: &SublistResult<SubRef>,
         publisher: &Client,
         msg: &Published<'_>,
@@ -565,7 +584,7 @@ impl ShardCtx {
         &self,
         st: &mut ShardState,
         members: &[(SubRef, u32)],
-        frame: &Frame,
+        frame: &Encoded<'_>,
         publisher: u64,
     ) -> bool {
         if members.is_empty() {
@@ -589,23 +608,33 @@ impl ShardCtx {
             return false;
         }
         let mut frame = std::mem::take(&mut st.frame);
-        frame.build_from(
-            &m.subject,
-            &m.reply,
-            m.hdr_len as usize,
-            &m.payload,
-            Some(&m.payload),
-        );
+        let encoded = if local.plain.len() + local.queues.len() <= 1 {
+            Encoded::Once {
+                subject: &m.subject,
+                reply: &m.reply,
+                hdr_len: m.hdr_len as usize,
+                payload: &m.payload,
+            }
+        } else {
+            frame.build_from(
+                &m.subject,
+                &m.reply,
+                m.hdr_len as usize,
+                &m.payload,
+                Some(&m.payload),
+            );
+            Encoded::Frame(&frame)
+        };
         let mut any = false;
         if m.plain {
             for (i, (sub, _)) in local.plain.iter().enumerate() {
                 prefetch_ahead(&local.plain, i);
-                any |= self.deliver(st, &sub.0, &frame, 0);
+                any |= self.deliver(st, &sub.0, &encoded, 0);
             }
         }
         for name in m.queue.iter().chain(m.more_queues.iter()) {
             if let Some(q) = local.queues.iter().find(|q| q.name == name) {
-                any |= self.deliver_queue_local(st, &q.members, &frame, 0);
+                any |= self.deliver_queue_local(st, &q.members, &encoded, 0);
             }
         }
         st.frame = frame;
@@ -620,7 +649,7 @@ impl ShardCtx {
         &self,
         st: &mut ShardState,
         sub: &Rc<Subscription>,
-        frame: &Frame,
+        frame: &Encoded<'_>,
         publisher: u64,
     ) -> bool {
         let c = &sub.client;
