@@ -6,45 +6,17 @@
 mod shards;
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
 use shards::{split_by_shard, RawConn};
-use support::{nats_server_bin, Server};
+use support::{nats_server_bin, Server, TempDir};
 
 const VIOLATION: &[u8] = b"-ERR 'Authorization Violation'\r\n";
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "natrium-auth-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn start(tag: &str, conf: &str) -> (Server, TempDir) {
     let dir = TempDir::new(tag);
-    let path = dir.write("auth.conf", conf);
+    let path = dir.write_string("auth.conf", conf);
     (Server::natrium(&["-c", &path]), dir)
 }
 
@@ -454,7 +426,7 @@ fn allow_responses_across_shards() {
 #[test]
 fn reload_applies_to_open_connections() {
     let dir = TempDir::new("reload");
-    let path = dir.write(
+    let path = dir.write_string(
         "auth.conf",
         "authorization {\n  users = [\n    {user: alice, password: a, permissions: {subscribe: [\"foo.>\", \"bar\"], publish: \">\"}}\n    {user: dave, password: d}\n  ]\n}\n",
     );
@@ -469,7 +441,7 @@ fn reload_applies_to_open_connections() {
         &server.addr(),
         r#"{"verbose":false,"user":"dave","pass":"d"}"#,
     );
-    dir.write(
+    dir.write_string(
         "auth.conf",
         "authorization {\n  users = [\n    {user: alice, password: a, permissions: {subscribe: [\"foo.>\"], publish: \">\"}}\n  ]\n}\n",
     );
@@ -509,7 +481,7 @@ fn check_reports_authorization_errors_with_positions() {
         ("authorization { foo: 1 }\n", "1:16: unknown field \"foo\""),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
-        let path = dir.write(&format!("c{i}.conf"), text);
+        let path = dir.write_string(&format!("c{i}.conf"), text);
         for bin in [Some(support::natrium_bin()), nats_server_bin()]
             .into_iter()
             .flatten()
@@ -528,7 +500,7 @@ fn check_reports_authorization_errors_with_positions() {
 #[test]
 fn no_auth_user_must_exist() {
     let dir = TempDir::new("noauth-missing");
-    let path = dir.write(
+    let path = dir.write_string(
         "a.conf",
         "no_auth_user: zed\nauthorization { users: [{user: a, password: b}] }\n",
     );
@@ -553,7 +525,7 @@ fn rejections_match_reference() {
     }
     let conf = "authorization {\n  users = [\n    {user: alice, password: secret, permissions: {publish: {allow: [\"foo.>\"], deny: [\"foo.secret\"]}, subscribe: {allow: [\"foo.>\", \"bar q1\"], deny: \"foo.secret\"}}}\n  ]\n}\n";
     let dir = TempDir::new("diff");
-    let path = dir.write("a.conf", conf);
+    let path = dir.write_string("a.conf", conf);
     let ours = Server::start(support::Kind::Natrium, &["-c", &path]);
     let reference = Server::nats_server(&["-c", &path]);
     let cases: &[&[u8]] = &[
@@ -588,7 +560,7 @@ fn rejections_match_reference() {
 fn allowed_connection_types_without_standard_are_refused() {
     let conf = "authorization {\n  users = [\n    {user: ws, password: p, allowed_connection_types: [\"WEBSOCKET\", \"mqtt\"]}\n    {user: std, password: p, allowed_connection_types: [\"STANDARD\", \"LEAFNODE\"]}\n    {user: lower, password: p, allowed_connection_types: \"standard\"}\n    {user: any, password: p, allowed_connection_types: []}\n    {user: leaf, password: p, allowed_connection_types: [\"LEAFNODE\"]}\n  ]\n}\nno_auth_user: leaf\n";
     let dir = TempDir::new("conntypes");
-    let path = dir.write("a.conf", conf);
+    let path = dir.write_string("a.conf", conf);
     let ours = Server::natrium(&["-c", &path]);
     let reference = nats_server_bin().map(|_| Server::nats_server(&["-c", &path]));
     let cases: &[(&str, bool)] = &[
@@ -641,7 +613,7 @@ fn allowed_connection_types_config_errors_match_reference() {
         ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
-        let path = dir.write(&format!("c{i}.conf"), text);
+        let path = dir.write_string(&format!("c{i}.conf"), text);
         for bin in [Some(support::natrium_bin()), nats_server_bin()]
             .into_iter()
             .flatten()
@@ -689,14 +661,14 @@ fn connect_info_auth_required_follows_config_and_reload() {
     let user = r#"{"protocol":1,"verbose":false,"user":"a","pass":"b"}"#;
     for kind in kinds {
         let dir = TempDir::new(&format!("ci-{kind:?}"));
-        let path = dir.write(
+        let path = dir.write_string(
             "a.conf",
             "authorization { users: [{user: a, password: b}] }\nno_auth_user: a\n",
         );
         let server = Server::start(*kind, &["-c", &path]);
         assert!(connect_info_auth_required(&server.addr(), anon), "{kind:?}");
 
-        dir.write("a.conf", "debug: false\n");
+        dir.write_string("a.conf", "debug: false\n");
         server.signal(libc::SIGHUP);
         assert!(server
             .wait_log("Reloaded server configuration", Duration::from_secs(5))
@@ -706,7 +678,7 @@ fn connect_info_auth_required_follows_config_and_reload() {
             "{kind:?}"
         );
 
-        dir.write("a.conf", "authorization { user: a, password: b }\n");
+        dir.write_string("a.conf", "authorization { user: a, password: b }\n");
         server.signal(libc::SIGHUP);
         assert!(server
             .wait_log("Reloaded server configuration", Duration::from_secs(5))

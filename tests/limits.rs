@@ -6,18 +6,9 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::Server;
-
-fn conf(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("natrium-limits-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("n.conf");
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use support::{Server, TempDir};
 
 fn connect(server: &Server) -> TcpStream {
     let mut s = TcpStream::connect(server.addr()).unwrap();
@@ -48,7 +39,8 @@ fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
 
 #[test]
 fn slow_consumer_is_closed_and_others_get_everything() {
-    let path = conf("slow", "max_pending: 4MB\n");
+    let dir = TempDir::new("slow");
+    let path = dir.write("n.conf", "max_pending: 4MB\n");
     let server = Server::natrium(&["-c", path.to_str().unwrap()]);
     // The slow one subscribes and never reads again.
     let mut slow = connect(&server);
@@ -132,7 +124,8 @@ fn slow_consumer_is_closed_and_others_get_everything() {
 
 #[test]
 fn max_connections_and_max_subscriptions() {
-    let path = conf("max", "max_connections: 2\nmax_subscriptions: 3\n");
+    let dir = TempDir::new("max");
+    let path = dir.write("n.conf", "max_connections: 2\nmax_subscriptions: 3\n");
     let server = Server::natrium(&["-c", path.to_str().unwrap()]);
     let mut a = connect(&server);
     let _b = connect(&server);
@@ -239,7 +232,8 @@ fn garbage_on_many_connections_leaves_the_server_serving() {
 /// included: a SIGHUP or SIGUSR1 must never run its default action (terminate).
 #[test]
 fn signals_never_kill_a_server_with_monitoring() {
-    let path = conf("sig", "ping_interval: \"2m\"\n");
+    let dir = TempDir::new("sig");
+    let path = dir.write("n.conf", "ping_interval: \"2m\"\n");
     let mut server = Server::natrium(&["-c", path.to_str().unwrap(), "-m", "-1"]);
     for _ in 0..10 {
         server.signal(libc::SIGHUP);

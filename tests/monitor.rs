@@ -9,12 +9,12 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shards::{raw_by_shard, RawConn};
-use support::{Kind, Server};
+use support::{Kind, Server, TempDir};
 
 const QUIET: &str = r#"{"verbose":false,"name":"mon","lang":"raw","version":"1.2.3"}"#;
 
@@ -23,26 +23,6 @@ struct Monitored {
     server: Server,
     http: u16,
     _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "natrium-monitor-{tag}-{}-{:?}",
-            std::process::id(),
-            Instant::now()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn start(kind: Kind, extra: &[&str]) -> Monitored {
