@@ -162,6 +162,31 @@ impl Frame {
             .unwrap_or_default()
     }
 
+    /// Prepares a message for `targets` deliveries on this shard: a single one is
+    /// written straight from `payload` later; several share one encoding here, and a
+    /// large payload is shared by reference (`owner` is the buffer it lies in).
+    pub fn encode<'a>(
+        &'a mut self,
+        targets: usize,
+        subject: &'a [u8],
+        reply: &'a [u8],
+        hdr_len: usize,
+        payload: &'a [u8],
+        owner: &Bytes,
+    ) -> Encoded<'a> {
+        if targets <= 1 {
+            return Encoded::Once {
+                subject,
+                reply,
+                hdr_len,
+                payload,
+            };
+        }
+        let shared = (payload.len() >= SHARE_MIN).then(|| owner.slice_ref(payload));
+        self.build_from(subject, reply, hdr_len, payload, shared.as_ref());
+        Encoded::Frame(self)
+    }
+
     /// Appends this message for subscription `sid`; `client_headers` picks `HMSG` or
     /// `MSG` with the headers stripped. Returns the payload bytes delivered.
     #[inline]

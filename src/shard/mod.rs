@@ -106,8 +106,6 @@ pub struct ShardState {
     next_barrier: u64,
     statuses: HashMap<u64, PendingStatus>,
     next_status: u64,
-    /// Scratch encoding of the message being delivered (reused, no allocation).
-    frame: Frame,
 }
 
 /// A shard: its id, its links to the others, the server-wide settings and its state.
@@ -126,6 +124,9 @@ pub struct ShardCtx {
     pub max_pending: std::cell::Cell<usize>,
     /// Mutable state; never borrowed across an await.
     pub state: RefCell<ShardState>,
+    /// Scratch encoding of the message being delivered (reused, no allocation; outside
+    /// `state` so it is borrowed alongside it rather than moved out and back).
+    frame: RefCell<Frame>,
     /// Client authentication in force on this shard (issue #5; replaced on reload).
     pub auth: RefCell<Arc<crate::auth::AuthConfig>>,
 }
@@ -144,6 +145,7 @@ impl ShardCtx {
             opts: RefCell::new(opts),
             auth: RefCell::new(server.auth.clone()),
             server,
+            frame: RefCell::new(Frame::default()),
             state: RefCell::new(ShardState {
                 local: Sublist::new(),
                 remote: Sublist::new(),
@@ -158,7 +160,6 @@ impl ShardCtx {
                 next_barrier: 0,
                 statuses: HashMap::new(),
                 next_status: 0,
-                frame: Frame::default(),
             }),
         })
     }
@@ -422,33 +423,10 @@ impl ShardCtx {
             payload,
         } = *msg;
         let local = st.local.match_subject(subject);
-        // One delivery here (one plain subscriber, or one queue group's member): write
-        // it straight from the read buffer. Several: encode once, copy per subscriber.
-        if local.plain.len() + local.queues.len() <= 1 {
-            let once = Encoded::Once {
-                subject,
-                reply,
-                hdr_len,
-                payload,
-            };
-            return self.route_framed(st, &once, &local, publisher, msg, want_status);
-        }
-        let mut frame = std::mem::take(&mut st.frame);
-        // Share large payloads with the subscribers' queues (one refcount each)
-        // instead of copying them once per subscriber.
-        let shared =
-            (payload.len() >= crate::proto::encode::SHARE_MIN).then(|| chunk.slice_ref(payload));
-        frame.build_from(subject, reply, hdr_len, payload, shared.as_ref());
-        let any = self.route_framed(
-            st,
-            &Encoded::Frame(&frame),
-            &local,
-            publisher,
-            msg,
-            want_status,
-        );
-        st.frame = frame;
-        any
+        let mut frame = self.frame.borrow_mut();
+        let targets = local.plain.len() + local.queues.len();
+        let encoded = frame.encode(targets, subject, reply, hdr_len, payload, chunk);
+        self.route_framed(st, &encoded, &local, publisher, msg, want_status)
     }
 
     fn route_framed(
@@ -607,24 +585,16 @@ impl ShardCtx {
         if local.is_empty() {
             return false;
         }
-        let mut frame = std::mem::take(&mut st.frame);
-        let encoded = if local.plain.len() + local.queues.len() <= 1 {
-            Encoded::Once {
-                subject: &m.subject,
-                reply: &m.reply,
-                hdr_len: m.hdr_len as usize,
-                payload: &m.payload,
-            }
-        } else {
-            frame.build_from(
-                &m.subject,
-                &m.reply,
-                m.hdr_len as usize,
-                &m.payload,
-                Some(&m.payload),
-            );
-            Encoded::Frame(&frame)
-        };
+        let mut frame = self.frame.borrow_mut();
+        let targets = local.plain.len() + local.queues.len();
+        let encoded = frame.encode(
+            targets,
+            &m.subject,
+            &m.reply,
+            m.hdr_len as usize,
+            &m.payload,
+            &m.payload,
+        );
         let mut any = false;
         if m.plain {
             for (i, (sub, _)) in local.plain.iter().enumerate() {
@@ -637,7 +607,6 @@ impl ShardCtx {
                 any |= self.deliver_queue_local(st, &q.members, &encoded, 0);
             }
         }
-        st.frame = frame;
         any
     }
 
