@@ -16,7 +16,7 @@ mod subsz;
 mod varz;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -99,27 +99,18 @@ pub fn bind(opts: &crate::config::Options) -> Result<Option<Bound>, FatalError> 
         return Ok(None);
     }
     let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
-    let want = if port < 0 { 0 } else { port as u16 };
-    let shown = format!("{host}:{}", port.max(0));
     let fail = |e: String| {
         FatalError(format!(
-            "Can't start monitoring: can't listen to the monitor port: listen tcp {shown}: {e}"
+            "Can't start monitoring: can't listen to the monitor port: {e}"
         ))
     };
-    let addr = (host.as_str(), want)
-        .to_socket_addrs()
-        .map_err(|e| fail(e.to_string()))?
-        .next()
-        .ok_or_else(|| fail("no address".into()))?;
-    let listener = TcpListener::bind(addr).map_err(|e| {
-        fail(match e.kind() {
-            std::io::ErrorKind::AddrInUse => "bind: address already in use".into(),
-            _ => e.to_string(),
-        })
-    })?;
+    let listener = crate::server::listen::bind_tcp(&host, port.into()).map_err(fail)?;
     let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    crate::log_info!("Starting {scheme} monitor on {host}:{}", addr.port());
+    crate::log_info!(
+        "Starting {scheme} monitor on {}",
+        crate::server::listen::host_port(&host, addr.port())
+    );
     Ok(Some(Bound {
         listener,
         addr,

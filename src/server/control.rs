@@ -54,6 +54,7 @@ pub struct Control<'a> {
 pub fn run(
     server: &Arc<ServerShared>,
     runtime: shards::Runtime,
+    mut acceptor: super::acceptor::Acceptor,
     sigset: libc::sigset_t,
     ports_file: Option<PathBuf>,
 ) {
@@ -99,7 +100,7 @@ pub fn run(
             }
             Some(libc::SIGUSR2) => {
                 log_info!("Trapped \"user defined signal 2\" signal");
-                if ctl.ldm.is_none() && !ctl.enter_lame_duck() {
+                if ctl.ldm.is_none() && !ctl.enter_lame_duck(&mut acceptor) {
                     break;
                 }
             }
@@ -112,6 +113,7 @@ pub fn run(
         }
     }
     log_info!("Initiating Shutdown...");
+    acceptor.stop();
     server.shutdown.store(true, Ordering::SeqCst);
     server.tell_shards(|_| ShardCommand::Shutdown);
     let _ = runtime.join();
@@ -171,8 +173,9 @@ impl Control<'_> {
     /// Enters lame duck mode: stop accepting, tell protocol-1 clients (`"ldm":true`),
     /// then (after the grace period) close clients spread over the lame duck
     /// duration. Returns false when there is nobody to wait for (shut down now).
-    pub fn enter_lame_duck(&mut self) -> bool {
+    pub fn enter_lame_duck(&mut self, acceptor: &mut super::acceptor::Acceptor) -> bool {
         log_info!("Entering lame duck mode, stop accepting new clients");
+        acceptor.stop();
         self.server.lame_duck.store(true, Ordering::SeqCst);
         let (tx, rx) = crossbeam_channel::unbounded();
         self.server

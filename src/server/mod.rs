@@ -1,16 +1,16 @@
 //! Wiring: binds the client port, starts the shards, and runs the control thread
 //! (signals, shutdown) until the server stops.
 
+pub mod acceptor;
 pub mod control;
+pub mod listen;
 
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{IntoRawFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Options;
 use crate::proto::info::Info;
@@ -175,53 +175,14 @@ fn shard_cores(opts: &Options) -> Vec<usize> {
     (0..n).map(|i| cores[i % cores.len()]).collect()
 }
 
-fn bind_error(addr: &str, e: std::io::Error) -> FatalError {
-    FatalError(format!(
-        "Error listening on port: {addr}, \"listen tcp {addr}: bind: {}\"",
-        match e.kind() {
-            std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
-            _ => e.to_string(),
-        }
-    ))
-}
-
-/// Binds `n` listening sockets sharing the client port (SO_REUSEPORT; the kernel
-/// spreads connections over them). A first plain bind detects a port in use, which
-/// SO_REUSEPORT alone would hide.
-fn bind_listeners(host: &str, port: i32, n: usize) -> Result<(Vec<RawFd>, u16), FatalError> {
-    let want = if port < 0 { 0 } else { port as u16 };
-    let shown = format!("{host}:{}", port.max(0));
-    let addr: SocketAddr = (host, want)
-        .to_socket_addrs()
-        .map_err(|e| FatalError(format!("Error listening on port: {shown}, \"{e}\"")))?
-        .next()
-        .ok_or_else(|| FatalError(format!("Error listening on port: {shown}, \"no address\"")))?;
-    let domain = Domain::for_address(addr);
-    let probe = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
-        .map_err(|e| bind_error(&shown, e))?;
-    probe.set_reuse_address(true).ok();
-    probe
-        .bind(&addr.into())
-        .map_err(|e| bind_error(&shown, e))?;
-    let port = probe
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map(|a| a.port())
-        .unwrap_or(want);
-    drop(probe);
-    let addr = SocketAddr::new(addr.ip(), port);
-    let mut fds = Vec::with_capacity(n);
-    for _ in 0..n {
-        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
-            .map_err(|e| bind_error(&shown, e))?;
-        s.set_reuse_address(true).ok();
-        s.set_reuse_port(true).map_err(|e| bind_error(&shown, e))?;
-        s.bind(&addr.into()).map_err(|e| bind_error(&shown, e))?;
-        s.listen(1024).map_err(|e| bind_error(&shown, e))?;
-        fds.push(s.into_raw_fd());
-    }
-    Ok((fds, port))
+/// Opens the client port; the error is nats-server's `[FTL]` text.
+fn bind_client_port(host: &str, port: i32) -> Result<std::net::TcpListener, FatalError> {
+    listen::bind_tcp(host, port.into()).map_err(|e| {
+        FatalError(format!(
+            "Error listening on port: {}, \"{e}\"",
+            listen::host_port(host, port.max(0))
+        ))
+    })
 }
 
 fn ports_file_path(dir: &std::path::Path) -> PathBuf {
@@ -299,7 +260,8 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
 
     let monitor = crate::monitor::bind(&opts)?;
     let monitor_url = monitor.as_ref().map(|m| m.url());
-    let (fds, port) = bind_listeners(&opts.host, opts.port, cores.len())?;
+    let listener = bind_client_port(&opts.host, opts.port)?;
+    let port = listen::bound_port(&listener);
     let auth = Arc::new(crate::auth::AuthConfig::from_options(&opts).map_err(FatalError)?);
     if auth.has_plaintext_passwords() {
         log_warn!("Plaintext passwords detected, use nkeys or bcrypt");
@@ -355,7 +317,17 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     }
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<()>();
-    let fds = Arc::new(fds);
+    // One socket pair per shard: the acceptor writes accepted descriptors into one
+    // end, the shard reads the other.
+    let mut handoff = Vec::with_capacity(cores.len());
+    let mut shard_ends = Vec::with_capacity(cores.len());
+    for _ in 0..cores.len() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
+        handoff.push(ours);
+        shard_ends.push(theirs.into_raw_fd());
+    }
+    let fds = Arc::new(shard_ends);
     let cfg = shards::RuntimeConfig {
         cores: cores.clone(),
         spin_before_park: (opts.spin_us > 0).then(|| Duration::from_micros(opts.spin_us)),
@@ -384,17 +356,22 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         };
         log_info!("TLS {how} for client connections");
     }
-    log_info!("Listening for client connections on {}:{}", opts.host, port);
+    let acceptor = acceptor::Acceptor::start(listener, handoff)
+        .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?;
+    log_info!(
+        "Listening for client connections on {}",
+        listen::host_port(&opts.host, port)
+    );
     if let Some(pid_file) = &opts.pid_file {
         if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
             return Err(FatalError(format!("Could not write pidfile: {e}")));
         }
     }
     let ports_file = opts.ports_file_dir.as_ref().map(|dir| {
-        let host = if opts.host == "0.0.0.0" || opts.host == "::" {
-            "127.0.0.1"
+        let host = if listen::is_wildcard(&opts.host) {
+            "127.0.0.1".to_string()
         } else {
-            &opts.host
+            listen::url_host(&opts.host)
         };
         // nats-server advertises tls:// when clients must use TLS.
         let scheme = if opts.tls.is_some() && !opts.allow_non_tls {
@@ -414,7 +391,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     });
     log_info!("Server is ready");
 
-    control::run(&server, runtime, sigset, ports_file);
+    control::run(&server, runtime, acceptor, sigset, ports_file);
     Ok(())
 }
 

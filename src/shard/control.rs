@@ -3,7 +3,6 @@
 //! milliseconds so that no lock or channel sits on the message path.
 
 use std::os::fd::{FromRawFd, RawFd};
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +32,7 @@ pub enum ShardCommand {
     /// (a connection accepted after `Reloaded server configuration` gets the new TLS
     /// and auth settings, as with nats-server).
     Reload(Arc<Options>, crossbeam_channel::Sender<()>),
-    /// Lame duck mode: stop accepting (close this shard's listener), send every
+    /// Lame duck mode (the control thread has stopped accepting): send every
     /// protocol-1 client that got its connect_info INFO an INFO with `"ldm":true`,
     /// and reply with the ids of the connections open now.
     LameDuck {
@@ -44,12 +43,13 @@ pub enum ShardCommand {
     CloseClient(u64),
 }
 
-/// One shard's life: accept connections on its own listener, apply envelopes from the
-/// other shards, and close everything on shutdown.
+/// One shard's life: serve the connections the acceptor hands it over its socket pair
+/// (`handoff[id]`), apply envelopes from the other shards, and close everything on
+/// shutdown.
 pub async fn shard_main(
     mesh: shards::Shard<Envelope>,
     server: Arc<ServerShared>,
-    fds: Arc<Vec<RawFd>>,
+    handoff: Arc<Vec<RawFd>>,
     ready: crossbeam_channel::Sender<()>,
 ) {
     let id = mesh.id();
@@ -57,9 +57,15 @@ pub async fn shard_main(
     let pump = ctx.clone();
     ctx.mesh
         .on_receive(move |from, env| pump.on_envelope(from, env));
-    // SAFETY: each shard takes ownership of exactly one listening fd.
-    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fds[id]) };
-    let mut acceptor = Some(glommio::spawn_local(accept_loop(ctx.clone(), listener)));
+    // SAFETY: each shard takes ownership of exactly one socket pair end.
+    let wake = unsafe { glommio::net::UnixStream::from_raw_fd(handoff[id]) };
+    let serve = ctx.clone();
+    let acceptor = glommio::spawn_local(crate::server::acceptor::read_accepted(
+        wake,
+        move |stream| {
+            glommio::spawn_local(crate::client::serve(serve.clone(), stream)).detach();
+        },
+    ));
     let _ = ready.send(());
     let commands = server.commands_for(id);
     'run: loop {
@@ -74,8 +80,6 @@ pub async fn shard_main(
                     let _ = done.send(());
                 }
                 ShardCommand::LameDuck { reply } => {
-                    // Dropping the accept task drops (closes) the listener.
-                    drop(acceptor.take());
                     let _ = reply.send(lame_duck(&ctx));
                 }
                 ShardCommand::CloseClient(cid) => {
@@ -118,18 +122,4 @@ fn lame_duck(ctx: &ShardCtx) -> Vec<u64> {
         }
     }
     clients.iter().map(|c| c.cid).collect()
-}
-
-async fn accept_loop(ctx: Rc<ShardCtx>, listener: glommio::net::TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(crate::client::serve(ctx.clone(), stream)).detach();
-            }
-            Err(e) => {
-                crate::log_error!("Error accepting client connection: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
 }
