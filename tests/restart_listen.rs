@@ -109,7 +109,16 @@ fn default_listen_is_dual_stack() {
         eprintln!("no IPv6 loopback on this host: IPv4 checked only");
     }
     let server = Server::natrium(&["-a", "0.0.0.0"]);
-    assert!(read_info(&server.addr()).starts_with(b"INFO {"));
+    let info = String::from_utf8_lossy(&read_info(&server.addr())).into_owned();
+    assert!(info.starts_with("INFO {"), "{info}");
+    // IPv4 clients of the dual-stack socket are shown as IPv4, as nats-server does.
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    let mut line = vec![0u8; 4096];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = s.read(&mut line).unwrap();
+    let line = String::from_utf8_lossy(&line[..n]).into_owned();
+    assert!(line.contains("\"client_ip\":\"127.0.0.1\""), "{line}");
+    assert!(line.contains("\"api_lvl\":5"), "{line}");
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
         assert!(read_info(&format!("[::1]:{}", server.port)).starts_with(b"INFO {"));
     }

@@ -38,7 +38,12 @@ enum Next {
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
-    let peer = tcp.peer_addr().ok();
+    // IPv4 clients of the dual-stack listener arrive as `::ffff:a.b.c.d`; nats-server
+    // shows them as plain IPv4 (INFO client_ip, /connz, logs).
+    let peer = tcp
+        .peer_addr()
+        .ok()
+        .map(|a| std::net::SocketAddr::new(a.ip().to_canonical(), a.port()));
     let _ = tcp.set_nodelay(true);
     let opts = ctx.opts();
     let _ = tcp.set_write_timeout(Some(opts.write_deadline));

@@ -59,6 +59,14 @@ pub struct Info {
     /// Account the client is bound to (with connect_info).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub remote_account: String,
+    /// API level of the server's features (nats-server 2.15.1 sends 5); clients
+    /// read it to decide what they may ask for.
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    pub api_lvl: i32,
+}
+
+fn is_zero_i32(v: &i32) -> bool {
+    *v == 0
 }
 
 fn is_zero(v: &u64) -> bool {

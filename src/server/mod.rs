@@ -20,6 +20,10 @@ use crate::{log_fatal, log_info, log_warn};
 
 /// nats-server version whose behaviour natrium follows; clients read it from INFO.
 pub const COMPAT_VERSION: &str = "2.15.1";
+/// The commit natrium was built from (empty outside a git checkout).
+pub const GIT_COMMIT: &str = env!("NATRIUM_GIT_COMMIT");
+/// The feature API level nats-server 2.15.1 announces in INFO (`api_lvl`).
+pub const API_LEVEL: i32 = 5;
 /// natrium's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -271,7 +275,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         server_name: server_name.clone(),
         version: COMPAT_VERSION.into(),
         proto: 1,
-        git_commit: String::new(),
+        git_commit: GIT_COMMIT.into(),
         go: format!("natrium {VERSION}"),
         host: opts.host.clone(),
         port,
@@ -292,6 +296,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         ldm: false,
         connect_info: false,
         remote_account: String::new(),
+        api_lvl: API_LEVEL,
     };
     let (controls, command_rx): (Vec<_>, Vec<_>) = (0..cores.len())
         .map(|_| crossbeam_channel::unbounded())
