@@ -44,16 +44,9 @@ impl Bound {
     /// `http://HOST:PORT` (`https://` for `https`) for the ports file (loopback for a
     /// wildcard host).
     pub fn url(&self) -> String {
-        let host = match self.host.as_str() {
-            "0.0.0.0" | "::" | "" => "127.0.0.1",
-            h => h,
-        };
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        if host.contains(':') {
-            format!("{scheme}://[{host}]:{}", self.addr.port())
-        } else {
-            format!("{scheme}://{host}:{}", self.addr.port())
-        }
+        let at = crate::server::listen::local_host_port(&self.host, self.addr.port());
+        format!("{scheme}://{at}")
     }
 }
 

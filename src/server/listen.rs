@@ -16,11 +16,21 @@ pub fn host_port(host: &str, port: impl std::fmt::Display) -> String {
 }
 
 /// A host as it stands in a URL (`[::1]` for IPv6 hosts).
-pub fn url_host(host: &str) -> String {
+fn url_host(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
     } else {
         host.to_string()
+    }
+}
+
+/// `HOST:PORT` a client on this machine uses to reach a listener on `host`: loopback
+/// for a wildcard host (ports file URLs).
+pub fn local_host_port(host: &str, port: u16) -> String {
+    if is_wildcard(host) {
+        host_port("127.0.0.1", port)
+    } else {
+        host_port(host, port)
     }
 }
 
@@ -174,21 +184,20 @@ mod tests {
 
     #[test]
     fn bad_hosts() {
-        assert_eq!(
-            bind_tcp("[::1]", 4333).unwrap_err(),
-            "listen tcp: address [[::1]]:4333: missing port in address"
-        );
-        assert_eq!(
-            bind_tcp("nosuchhost.invalid", 4333).unwrap_err(),
-            "listen tcp: lookup nosuchhost.invalid: no such host"
-        );
-        assert_eq!(
-            bind_tcp("0.0.0.0", 99999).unwrap_err(),
-            "listen tcp: address 99999: invalid port"
-        );
-        assert_eq!(
-            bind_tcp("nosuchhost.invalid", 4333).unwrap_err(),
-            "listen tcp: lookup nosuchhost.invalid: no such host"
-        );
+        for (host, port, want) in [
+            (
+                "[::1]",
+                4333,
+                "listen tcp: address [[::1]]:4333: missing port in address",
+            ),
+            (
+                "nosuchhost.invalid",
+                4333,
+                "listen tcp: lookup nosuchhost.invalid: no such host",
+            ),
+            ("0.0.0.0", 99999, "listen tcp: address 99999: invalid port"),
+        ] {
+            assert_eq!(bind_tcp(host, port).unwrap_err(), want, "{host}");
+        }
     }
 }

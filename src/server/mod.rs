@@ -373,18 +373,15 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         }
     }
     let ports_file = opts.ports_file_dir.as_ref().map(|dir| {
-        let host = if listen::is_wildcard(&opts.host) {
-            "127.0.0.1".to_string()
-        } else {
-            listen::url_host(&opts.host)
-        };
         // nats-server advertises tls:// when clients must use TLS.
         let scheme = if opts.tls.is_some() && !opts.allow_non_tls {
             "tls"
         } else {
             "nats"
         };
-        let mut doc = serde_json::json!({ "nats": [format!("{scheme}://{host}:{port}")] });
+        let mut doc = serde_json::json!({
+            "nats": [format!("{scheme}://{}", listen::local_host_port(&opts.host, port))]
+        });
         if let Some(url) = &monitor_url {
             doc["monitoring"] = serde_json::json!([url]);
         }
