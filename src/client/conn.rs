@@ -238,6 +238,14 @@ async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
         rbuf[..filled].copy_from_slice(rest);
         drop(chunk);
 
+        // Queue members this client unsubscribed leave the table once no other shard
+        // can still be choosing them.
+        if !client.leaving.borrow().is_empty() {
+            client.interest_dirty.set(false);
+            ctx.barrier().await;
+            ctx.finish_leaving(client);
+        }
+
         // Fast producer, slow consumer: pause this publisher (bounded) while a consumer
         // it fed is past 75% of max_pending, as nats-server stalls fast producers.
         ctx.stall_for_slow_consumers().await;
@@ -294,6 +302,7 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
     if client.interest_dirty.get() && !matches!(op, Op::Sub { .. } | Op::Unsub { .. }) {
         client.interest_dirty.set(false);
         ctx.barrier().await;
+        ctx.finish_leaving(client);
     }
     // A 503 answered right here must not overtake this client's earlier messages to
     // other shards (its publish, then its failed request, then a peer acting on it).
@@ -529,6 +538,7 @@ fn on_sub(
         max: Default::default(),
         delivered: Default::default(),
         removed: Default::default(),
+        leaving: Default::default(),
     });
     client
         .subs
@@ -546,7 +556,7 @@ fn on_unsub(ctx: &ShardCtx, client: &Client, sid: &[u8], max: Option<u64>) -> Ne
             Some(max) if max > sub.delivered.get() => sub.max.set(max),
             _ => {
                 client.subs.borrow_mut().remove(sid);
-                ctx.remove_sub(&mut ctx.state.borrow_mut(), &sub);
+                ctx.begin_leave(&mut ctx.state.borrow_mut(), &sub);
             }
         }
     }

@@ -33,6 +33,10 @@ pub struct Subscription {
     pub delivered: Cell<u64>,
     /// Removed from the table; late deliveries are skipped.
     pub removed: Cell<bool>,
+    /// A queue member after UNSUB, until the other shards confirm they stopped choosing
+    /// it: messages they chose for it before that still reach it, as they would have
+    /// on one server where they were queued before the UNSUB was read.
+    pub leaving: Cell<bool>,
 }
 
 /// A subscription as an entry of the interest table: compared by identity.
@@ -125,6 +129,9 @@ pub struct Client {
     pub connected: Cell<bool>,
     /// Subscriptions by sid.
     pub subs: RefCell<HashMap<Bytes, Rc<Subscription>>>,
+    /// Queue subscriptions unsubscribed but still in the shard's table (see
+    /// [`Subscription::leaving`]); removed after the next barrier.
+    pub leaving: RefCell<Vec<Rc<Subscription>>>,
     /// Why the connection ended, for the log.
     pub close_reason: Cell<&'static str>,
     /// Unanswered server PINGs.
@@ -168,6 +175,7 @@ impl Client {
             connected: Cell::new(false),
             out: RefCell::new(Outbound::default()),
             subs: RefCell::new(HashMap::new()),
+            leaving: RefCell::new(Vec::new()),
             closing: Cell::new(false),
             dead: Cell::new(false),
             close_reason: Cell::new("Client Closed"),

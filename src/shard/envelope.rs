@@ -25,6 +25,15 @@ pub struct RoutedMsg {
     /// Non-zero when the publisher wants a no-responders status and nobody on its own
     /// shard took the message: the destination answers with [`Envelope::Delivered`].
     pub status_token: u64,
+    /// The publisher's shard, which awaits the [`Envelope::Delivered`] answer (the
+    /// sender differs when a queue message was handed on).
+    pub origin: u16,
+    /// Shards (bit `i` for shard `i < 64`) that had no member left to take this queue
+    /// message, so a hand-over does not send it back there.
+    pub tried: u64,
+    /// Times this message was handed on to another shard (bounds hand-overs where
+    /// `tried` has no bit for a shard).
+    pub hops: u8,
 }
 
 /// Every kind of envelope between shards.
@@ -53,5 +62,8 @@ pub enum Envelope {
         token: u64,
         /// Someone got it.
         any: bool,
+        /// Queue messages this shard handed on to other shards instead, each of which
+        /// answers in turn (carrying the same token).
+        more: u32,
     },
 }

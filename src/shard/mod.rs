@@ -191,33 +191,20 @@ impl ShardCtx {
         match env {
             Envelope::Msg(m) => {
                 let mut st = self.state.borrow_mut();
-                let any = self.deliver_routed(&mut st, &m);
+                let (any, more) = self.deliver_routed(&mut st, &m);
                 if m.status_token != 0 {
-                    self.mesh.send(
-                        from,
-                        Envelope::Delivered {
-                            token: m.status_token,
-                            any,
-                        },
-                    );
+                    let token = m.status_token;
+                    let origin = m.origin as usize;
+                    if origin == self.id {
+                        self.on_delivered(&mut st, token, any, more);
+                    } else {
+                        self.mesh
+                            .send(origin, Envelope::Delivered { token, any, more });
+                    }
                 }
             }
-            Envelope::Delivered { token, any } => {
-                let mut st = self.state.borrow_mut();
-                let Some(p) = st.statuses.get_mut(&token) else {
-                    return;
-                };
-                p.remaining -= 1;
-                p.delivered |= any;
-                if p.remaining == 0 {
-                    let p = st.statuses.remove(&token).expect("present");
-                    if p.delivered {
-                        return;
-                    }
-                    if let Some(client) = st.clients.get(&p.cid).cloned() {
-                        self.send_no_responders(&mut st, &client, &p.subject, &p.reply);
-                    }
-                }
+            Envelope::Delivered { token, any, more } => {
+                self.on_delivered(&mut self.state.borrow_mut(), token, any, more);
             }
             Envelope::Interest {
                 account: _,
@@ -243,6 +230,25 @@ impl ShardCtx {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// One answer about a routed request: once every shard it went to (and every shard
+    /// those handed it on to) has answered and nobody took it, the publisher gets a 503.
+    fn on_delivered(&self, st: &mut ShardState, token: u64, any: bool, more: u32) {
+        let Some(p) = st.statuses.get_mut(&token) else {
+            return;
+        };
+        p.remaining = p.remaining - 1 + more as usize;
+        p.delivered |= any;
+        if p.remaining == 0 {
+            let p = st.statuses.remove(&token).expect("present");
+            if p.delivered {
+                return;
+            }
+            if let Some(client) = st.clients.get(&p.cid).cloned() {
+                self.send_no_responders(st, &client, &p.subject, &p.reply);
             }
         }
     }
@@ -334,7 +340,37 @@ impl ShardCtx {
         }
         st.local
             .remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
+        if !sub.leaving.get() {
+            self.broadcast_interest(&sub.subject, &sub.queue, false);
+        }
+    }
+
+    /// UNSUB of a local subscription. A queue member with members on other shards
+    /// stops being chosen there at once, but stays in this shard's table (taking only
+    /// what they already chose for it) until [`ShardCtx::finish_leaving`], after a
+    /// barrier: so nothing chosen for it in the meantime is lost.
+    pub fn begin_leave(&self, st: &mut ShardState, sub: &Rc<Subscription>) {
+        if self.count < 2 || sub.queue.is_none() || sub.removed.get() || sub.leaving.get() {
+            self.remove_sub(st, sub);
+            return;
+        }
+        sub.leaving.set(true);
         self.broadcast_interest(&sub.subject, &sub.queue, false);
+        sub.client.leaving.borrow_mut().push(sub.clone());
+        sub.client.interest_dirty.set(true);
+    }
+
+    /// Removes a client's leaving queue members; call after a barrier that followed
+    /// their UNSUB (every other shard then knows they are gone).
+    pub fn finish_leaving(&self, client: &Client) {
+        if client.leaving.borrow().is_empty() {
+            return;
+        }
+        let leaving = std::mem::take(&mut *client.leaving.borrow_mut());
+        let mut st = self.state.borrow_mut();
+        for sub in &leaving {
+            self.remove_sub(&mut st, sub);
+        }
     }
 
     fn rand_below(st: &mut ShardState, n: u32) -> u32 {
@@ -452,7 +488,7 @@ impl ShardCtx {
         }
         if self.count < 2 {
             for q in &local.queues {
-                any |= self.deliver_queue_local(st, &q.members, frame, publisher.cid);
+                any |= self.deliver_queue_local(st, &q.members, frame, publisher.cid, false);
             }
             return any;
         }
@@ -467,7 +503,7 @@ impl ShardCtx {
             let remote_total = rq.map_or(0, |r| r.total);
             let pick = Self::rand_below(st, q.total + remote_total);
             if pick < q.total {
-                if self.deliver_queue_local(st, &q.members, frame, publisher.cid) {
+                if self.deliver_queue_local(st, &q.members, frame, publisher.cid, false) {
                     any = true;
                     continue;
                 }
@@ -537,6 +573,9 @@ impl ShardCtx {
                         queue: t.queue,
                         more_queues: t.more_queues,
                         status_token,
+                        origin: self.id as u16,
+                        tried: 0,
+                        hops: 0,
                     }),
                 );
             }
@@ -556,58 +595,143 @@ impl ShardCtx {
     }
 
     /// Delivers to one member of a local queue group, starting at a random member and
-    /// trying the next when one cannot take it.
-    #[allow(clippy::too_many_arguments)]
+    /// trying the next when one cannot take it. Members that are leaving (UNSUB seen)
+    /// are skipped unless `take_leaving` (a message another shard chose before it knew)
+    /// and no other member took it.
     fn deliver_queue_local(
         &self,
         st: &mut ShardState,
         members: &[(SubRef, u32)],
         frame: &Encoded<'_>,
         publisher: u64,
+        take_leaving: bool,
     ) -> bool {
         if members.is_empty() {
             return false;
         }
         let start = Self::rand_below(st, members.len() as u32) as usize;
+        let mut saw_leaving = false;
         for i in 0..members.len() {
             let sub = &members[(start + i) % members.len()].0 .0;
+            if sub.leaving.get() {
+                saw_leaving = true;
+                continue;
+            }
             if self.deliver(st, sub, frame, publisher) {
+                return true;
+            }
+        }
+        if !(take_leaving && saw_leaving) {
+            return false;
+        }
+        for i in 0..members.len() {
+            let sub = &members[(start + i) % members.len()].0 .0;
+            if sub.leaving.get() && self.deliver(st, sub, frame, publisher) {
                 return true;
             }
         }
         false
     }
 
-    /// Delivers an envelope from another shard to this shard's subscribers; returns
-    /// whether anyone got it.
-    fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) -> bool {
+    /// Delivers an envelope from another shard to this shard's subscribers. Returns
+    /// whether anyone here got it, and how many queue messages were handed on to other
+    /// shards because no member here could take them.
+    fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) -> (bool, u32) {
         let local = st.local.match_subject(&m.subject);
-        if local.is_empty() {
+        let mut any = false;
+        let mut handed_on = 0;
+        if !local.is_empty() {
+            let mut frame = self.frame.borrow_mut();
+            let targets = local.plain.len() + local.queues.len();
+            let encoded = frame.encode(
+                targets,
+                &m.subject,
+                &m.reply,
+                m.hdr_len as usize,
+                &m.payload,
+                &m.payload,
+            );
+            if m.plain {
+                for (i, (sub, _)) in local.plain.iter().enumerate() {
+                    prefetch_ahead(&local.plain, i);
+                    any |= self.deliver(st, &sub.0, &encoded, 0);
+                }
+            }
+            for name in m.queue.iter().chain(m.more_queues.iter()) {
+                let taken = local
+                    .queues
+                    .iter()
+                    .find(|q| q.name == name)
+                    .is_some_and(|q| self.deliver_queue_local(st, &q.members, &encoded, 0, true));
+                if taken {
+                    any = true;
+                } else if self.hand_on(st, m, name) {
+                    handed_on += 1;
+                }
+            }
+        } else {
+            for name in m.queue.iter().chain(m.more_queues.iter()) {
+                if self.hand_on(st, m, name) {
+                    handed_on += 1;
+                }
+            }
+        }
+        (any, handed_on)
+    }
+
+    /// A queue message arrived for a group with no member left here that can take it
+    /// (it left, hit its auto-unsubscribe limit, disconnected or may not receive it):
+    /// send it to another shard that has members, as far as this shard knows, and has
+    /// not tried yet. False when there is none: the group is gone everywhere.
+    fn hand_on(&self, st: &mut ShardState, m: &RoutedMsg, name: &Bytes) -> bool {
+        if m.hops as usize >= self.count {
             return false;
         }
-        let mut frame = self.frame.borrow_mut();
-        let targets = local.plain.len() + local.queues.len();
-        let encoded = frame.encode(
-            targets,
-            &m.subject,
-            &m.reply,
-            m.hdr_len as usize,
-            &m.payload,
-            &m.payload,
+        let tried = m.tried | shard_bit(self.id);
+        let remote = st.remote.match_subject(&m.subject);
+        let Some(rq) = remote.queues.iter().find(|q| q.name == name) else {
+            return false;
+        };
+        let open = |shard: u16| shard as usize != self.id && tried & shard_bit(shard as usize) == 0;
+        let total: u32 = rq
+            .members
+            .iter()
+            .filter(|(s, _)| open(*s))
+            .map(|(_, w)| w)
+            .sum();
+        if total == 0 {
+            return false;
+        }
+        let mut pick = Self::rand_below(st, total);
+        let mut target = None;
+        for (shard, weight) in rq.members.iter().filter(|(s, _)| open(*s)) {
+            if pick < *weight {
+                target = Some(*shard);
+                break;
+            }
+            pick -= weight;
+        }
+        let Some(target) = target else {
+            return false;
+        };
+        self.mesh.send(
+            target as usize,
+            Envelope::Msg(RoutedMsg {
+                account: m.account,
+                subject: m.subject.clone(),
+                reply: m.reply.clone(),
+                hdr_len: m.hdr_len,
+                payload: m.payload.clone(),
+                plain: false,
+                queue: Some(name.clone()),
+                more_queues: Vec::new(),
+                status_token: m.status_token,
+                origin: m.origin,
+                tried,
+                hops: m.hops.saturating_add(1),
+            }),
         );
-        let mut any = false;
-        if m.plain {
-            for (i, (sub, _)) in local.plain.iter().enumerate() {
-                prefetch_ahead(&local.plain, i);
-                any |= self.deliver(st, &sub.0, &encoded, 0);
-            }
-        }
-        for name in m.queue.iter().chain(m.more_queues.iter()) {
-            if let Some(q) = local.queues.iter().find(|q| q.name == name) {
-                any |= self.deliver_queue_local(st, &q.members, &encoded, 0);
-            }
-        }
-        any
+        true
     }
 
     /// Appends one message for one subscription to its client's outbound buffer.
@@ -671,7 +795,8 @@ impl ShardCtx {
     /// Drops every subscription of a client.
     pub fn remove_all_subs(&self, client: &Client) {
         let mut st = self.state.borrow_mut();
-        let subs: Vec<_> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
+        let mut subs: Vec<_> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
+        subs.append(&mut client.leaving.borrow_mut());
         for sub in &subs {
             self.remove_sub(&mut st, sub);
         }
@@ -721,6 +846,16 @@ impl ShardCtx {
     /// Client authentication in force on this shard.
     pub fn auth(&self) -> Arc<crate::auth::AuthConfig> {
         self.auth.borrow().clone()
+    }
+}
+
+/// The bit of `shard` in [`RoutedMsg::tried`] (none for shards past 63: `hops` bounds
+/// those).
+fn shard_bit(shard: usize) -> u64 {
+    if shard < 64 {
+        1 << shard
+    } else {
+        0
     }
 }
 
