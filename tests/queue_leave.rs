@@ -176,55 +176,73 @@ fn auto_unsubscribe_member_hands_over_the_rest() {
     }
 }
 
-/// Several members on both shards drain one after another while a publisher on each
-/// shard publishes; the last member stays. Every message reaches one member.
+/// Members come and go while one publisher publishes: six members on both shards
+/// drain one after another, one more joins halfway and stays with the first stayer.
+/// Every message reaches exactly one member, in publish order for each.
 #[test]
-fn many_members_leaving_in_turn_lose_nothing() {
+fn members_coming_and_going_lose_nothing() {
     let server = Server::natrium(&[]);
-    let [mut s0, mut s1] = raw_by_shard(&server, [4, 4], QUIET);
+    let [mut s0, mut s1] = raw_by_shard(&server, [5, 4], QUIET);
     let mut publ = s0.pop().unwrap();
+    let mut joiner = s1.pop().unwrap();
     let mut members: Vec<RawConn> = Vec::new();
     for _ in 0..3 {
         members.push(s1.remove(0));
         members.push(s0.remove(0));
     }
+    members.push(s0.remove(0));
     let stay = members.len() - 1;
+    for c in members.iter_mut().chain([&mut joiner]) {
+        // Stayers learn the run is over from a plain subscription.
+        c.send(b"SUB done 2\r\n");
+    }
     for c in members.iter_mut() {
         c.send(b"SUB many q 1\r\n");
         c.ping();
     }
+    joiner.ping();
     let n = 3000;
+    let (join_tx, join_rx) = std::sync::mpsc::channel::<()>();
     let got: Vec<Vec<u32>> = std::thread::scope(|s| {
-        let handles: Vec<_> = members
-            .iter_mut()
-            .enumerate()
-            .map(|(k, c)| {
-                s.spawn(move || {
-                    let mut got = Vec::new();
-                    if k == stay {
-                        // The stayer reads until the publisher's sentinel.
-                        loop {
-                            let frame = c.read_frame();
-                            let v = payload_of(&frame);
-                            if v == u32::MAX {
-                                return got;
-                            }
-                            got.push(v);
-                        }
-                    }
-                    // Leavers drain after a number of messages that grows with k.
-                    let leave_after = 1 + k * 40;
-                    while got.len() < leave_after {
-                        got.push(payload_of(&c.read_frame()));
-                    }
-                    c.send(b"UNSUB 1\r\nPING\r\n");
-                    until_pong(c, &mut got);
-                    got
-                })
-            })
-            .collect();
-        // Slow enough that every leaver reaches its threshold while messages flow.
+        let stayer_loop = |c: &mut RawConn| {
+            let mut got = Vec::new();
+            loop {
+                let frame = c.read_frame();
+                if frame.starts_with(b"MSG done ") {
+                    return got;
+                }
+                got.push(payload_of(&frame));
+            }
+        };
+        let mut leavers = Vec::new();
+        let mut stayer = None;
+        for (k, c) in members.iter_mut().enumerate() {
+            if k == stay {
+                stayer = Some(s.spawn(move || stayer_loop(c)));
+                continue;
+            }
+            leavers.push(s.spawn(move || {
+                // Each drains after a number of messages that grows with k.
+                let leave_after = 1 + k * 40;
+                let mut got = Vec::new();
+                while got.len() < leave_after {
+                    got.push(payload_of(&c.read_frame()));
+                }
+                c.send(b"UNSUB 1\r\nPING\r\n");
+                until_pong(c, &mut got);
+                got
+            }));
+        }
+        let joined = s.spawn(move || {
+            join_rx.recv().unwrap();
+            joiner.send(b"SUB many q 1\r\n");
+            stayer_loop(&mut joiner)
+        });
+        // Slow enough that leavers leave and the joiner joins while messages flow.
         for chunk in 0..30 {
+            if chunk == 15 {
+                join_tx.send(()).unwrap();
+            }
             let mut out = Vec::new();
             for i in chunk * 100..(chunk + 1) * 100 {
                 let body = i.to_string();
@@ -233,25 +251,19 @@ fn many_members_leaving_in_turn_lose_nothing() {
             publ.send(&out);
             std::thread::sleep(Duration::from_millis(2));
         }
-        publ.ping();
-        // Every leaver has drained by now or will with what is in flight; the sentinel
-        // goes to whoever is left, which is the stayer once the others are gone.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut handles = handles;
-        let stayer = handles.pop().unwrap();
-        let mut out: Vec<Vec<u32>> = Vec::new();
-        for h in handles {
-            assert!(Instant::now() < deadline);
-            out.push(h.join().unwrap());
-        }
-        let body = u32::MAX.to_string();
-        publ.send(format!("PUB many {}\r\n{body}\r\nPING\r\n", body.len()).as_bytes());
+        let mut out: Vec<Vec<u32>> = leavers.into_iter().map(|h| h.join().unwrap()).collect();
+        publ.send(b"PUB done 0\r\n\r\nPING\r\n");
         publ.expect(b"PONG\r\n");
-        out.push(stayer.join().unwrap());
+        out.push(stayer.unwrap().join().unwrap());
+        out.push(joined.join().unwrap());
         out
     });
+    assert!(
+        !got.last().unwrap().is_empty(),
+        "the member that joined halfway got nothing"
+    );
     let refs: Vec<&[u32]> = got.iter().map(|v| v.as_slice()).collect();
-    assert_exactly_once(n, &refs, "many members");
+    assert_exactly_once(n, &refs, "members coming and going");
 }
 
 /// `/connz?state=closed` out_msgs of one closed connection, polled until it is listed.
