@@ -2,7 +2,9 @@
 
 pub mod logging;
 
+pub mod account;
 pub mod auth;
+pub mod bus;
 pub mod client;
 pub mod config;
 pub mod monitor;

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
 
 use super::{Client, Subscription};
+use crate::bus::{Message, Origin};
 use crate::proto::encode;
 use crate::proto::parser::{self, Limits, Op, Parsed, ProtoError};
 use crate::shard::ShardCtx;
@@ -314,7 +315,7 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
     {
         if client.routed_dirty.get()
             && client.opts.borrow().no_responders
-            && !ctx.has_interest(subject)
+            && !ctx.has_interest(client.account.get(), subject)
         {
             client.routed_dirty.set(false);
             ctx.barrier().await;
@@ -662,14 +663,11 @@ fn on_pub(
     st.stats.in_msgs += 1;
     st.stats.in_bytes += payload.len() as u64;
     let want_status = no_responders && !reply.is_empty();
-    let msg = crate::shard::Published {
-        chunk,
-        subject,
-        reply,
-        hdr_len,
-        payload,
-    };
-    ctx.publish(&mut st, client, &msg, want_status);
+    let msg = Message::in_buffer(chunk, subject, reply, hdr_len, payload);
+    let origin = Origin::Client(client.cid);
+    if ctx.publish(&mut st, client.account.get(), &msg, origin, want_status) {
+        client.routed_dirty.set(true);
+    }
     Next::Continue
 }
 

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bus::Envelope;
 use crate::config::Options;
 use crate::proto::info::Info;
 use crate::shard::control::ShardCommand;
-use crate::shard::Envelope;
 use crate::{log_fatal, log_info, log_warn};
 
 /// nats-server version whose behaviour natrium follows; clients read it from INFO.

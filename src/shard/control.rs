@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::snapshot::ShardSnapshot;
-use super::{Envelope, ShardCtx};
+use super::ShardCtx;
+use crate::bus::Envelope;
 use crate::config::Options;
 use crate::server::ServerShared;
 

@@ -2,7 +2,6 @@
 //! applies every envelope from the other shards. All state here belongs to one executor.
 
 pub mod control;
-pub mod envelope;
 pub mod snapshot;
 
 use std::cell::RefCell;
@@ -13,18 +12,16 @@ use std::task::Waker;
 
 use bytes::Bytes;
 
+use crate::account::AccountId;
+use crate::bus::{Envelope, Message, Origin, RoutedMsg};
 use crate::client::{Client, SubRef, Subscription};
 use crate::config::Options;
 use crate::proto::encode::{Encoded, Frame};
 use crate::server::ServerShared;
 use crate::sublist::{Sublist, SublistResult};
-pub use envelope::{Envelope, RoutedMsg};
 
 /// Longest a publisher (or a ring from another shard) pauses for slow consumers.
 pub const STALL_MAX: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// The only account until accounts arrive; every key already carries it.
-pub const GLOBAL_ACCOUNT: u32 = 0;
 
 /// Per-shard counters, read by monitoring.
 #[derive(Debug, Default, Clone)]
@@ -39,21 +36,6 @@ pub struct ShardStats {
     pub out_bytes: u64,
     /// Connections closed as slow consumers.
     pub slow_consumers: u64,
-}
-
-/// A message a client of this shard published, borrowed from its read buffer.
-#[derive(Clone, Copy)]
-pub struct Published<'a> {
-    /// The read buffer the slices below point into (other shards get zero-copy slices).
-    pub chunk: &'a Bytes,
-    /// Subject.
-    pub subject: &'a [u8],
-    /// Reply subject, empty when none.
-    pub reply: &'a [u8],
-    /// Bytes of `payload` that are the header block.
-    pub hdr_len: usize,
-    /// Header block and body.
-    pub payload: &'a [u8],
 }
 
 /// Where one published message goes on one other shard.
@@ -73,6 +55,7 @@ impl Target {
 /// A request routed to other shards whose publisher wants a 503 if nobody answers.
 struct PendingStatus {
     cid: u64,
+    account: AccountId,
     subject: Bytes,
     reply: Bytes,
     remaining: usize,
@@ -84,13 +67,20 @@ struct PendingBarrier {
     waker: Option<Waker>,
 }
 
-/// Mutable state of a shard.
-pub struct ShardState {
-    /// This shard's own subscriptions.
+/// One account's interest as one shard sees it.
+#[derive(Default)]
+pub struct AccountTables {
+    /// This shard's own subscriptions in the account.
     pub local: Sublist<SubRef>,
     /// Compact replica of the other shards' interest: the item is the shard id, the
     /// count how many subscriptions it has on that subject and queue.
     pub remote: Sublist<u16>,
+}
+
+/// Mutable state of a shard.
+pub struct ShardState {
+    /// Per-account interest, indexed by [`AccountId`]; grown as accounts appear.
+    accounts: Vec<AccountTables>,
     /// Connections owned by this shard.
     pub clients: HashMap<u64, Rc<Client>>,
     /// Counters.
@@ -106,6 +96,22 @@ pub struct ShardState {
     next_barrier: u64,
     statuses: HashMap<u64, PendingStatus>,
     next_status: u64,
+}
+
+impl ShardState {
+    /// The tables of `account`, created empty the first time it is seen here.
+    pub fn tables(&mut self, account: AccountId) -> &mut AccountTables {
+        let i = account.index();
+        if i >= self.accounts.len() {
+            self.accounts.resize_with(i + 1, AccountTables::default);
+        }
+        &mut self.accounts[i]
+    }
+
+    /// Every account's tables, by id.
+    pub fn all_tables(&self) -> &[AccountTables] {
+        &self.accounts
+    }
 }
 
 /// A shard: its id, its links to the others, the server-wide settings and its state.
@@ -147,8 +153,7 @@ impl ShardCtx {
             server,
             frame: RefCell::new(Frame::default()),
             state: RefCell::new(ShardState {
-                local: Sublist::new(),
-                remote: Sublist::new(),
+                accounts: vec![AccountTables::default()],
                 clients: HashMap::new(),
                 stats: ShardStats::default(),
                 closed: std::collections::VecDeque::new(),
@@ -207,16 +212,17 @@ impl ShardCtx {
                 self.on_delivered(&mut self.state.borrow_mut(), token, any, more);
             }
             Envelope::Interest {
-                account: _,
+                account,
                 subject,
                 queue,
                 add,
             } => {
                 let mut st = self.state.borrow_mut();
+                let remote = &mut st.tables(account).remote;
                 if add {
-                    st.remote.insert(&subject, queue.as_deref(), from as u16);
+                    remote.insert(&subject, queue.as_deref(), from as u16);
                 } else {
-                    st.remote.remove(&subject, queue.as_deref(), &(from as u16));
+                    remote.remove(&subject, queue.as_deref(), &(from as u16));
                 }
             }
             Envelope::Barrier(token) => self.mesh.send(from, Envelope::BarrierAck(token)),
@@ -247,9 +253,7 @@ impl ShardCtx {
             if p.delivered {
                 return;
             }
-            if let Some(client) = st.clients.get(&p.cid).cloned() {
-                self.send_no_responders(st, &client, &p.subject, &p.reply);
-            }
+            self.send_no_responders(st, p.account, p.cid, &p.subject, &p.reply);
         }
     }
 
@@ -312,12 +316,18 @@ impl ShardCtx {
     }
 
     /// Tells every other shard about one subscription gained or lost.
-    pub fn broadcast_interest(&self, subject: &Bytes, queue: &Option<Bytes>, add: bool) {
+    pub fn broadcast_interest(
+        &self,
+        account: AccountId,
+        subject: &Bytes,
+        queue: &Option<Bytes>,
+        add: bool,
+    ) {
         for peer in (0..self.count).filter(|&p| p != self.id) {
             self.mesh.send(
                 peer,
                 Envelope::Interest {
-                    account: GLOBAL_ACCOUNT,
+                    account,
                     subject: subject.clone(),
                     queue: queue.clone(),
                     add,
@@ -328,9 +338,12 @@ impl ShardCtx {
 
     /// Adds a subscription of a local client.
     pub fn add_sub(&self, st: &mut ShardState, sub: Rc<Subscription>) {
-        st.local
-            .insert(&sub.subject, sub.queue.as_deref(), SubRef(sub.clone()));
-        self.broadcast_interest(&sub.subject, &sub.queue, true);
+        st.tables(sub.account()).local.insert(
+            &sub.subject,
+            sub.queue.as_deref(),
+            SubRef(sub.clone()),
+        );
+        self.broadcast_interest(sub.account(), &sub.subject, &sub.queue, true);
     }
 
     /// Removes a subscription of a local client (idempotent).
@@ -338,10 +351,13 @@ impl ShardCtx {
         if sub.removed.replace(true) {
             return;
         }
-        st.local
-            .remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
+        st.tables(sub.account()).local.remove(
+            &sub.subject,
+            sub.queue.as_deref(),
+            &SubRef(sub.clone()),
+        );
         if !sub.leaving.get() {
-            self.broadcast_interest(&sub.subject, &sub.queue, false);
+            self.broadcast_interest(sub.account(), &sub.subject, &sub.queue, false);
         }
     }
 
@@ -355,7 +371,7 @@ impl ShardCtx {
             return;
         }
         sub.leaving.set(true);
-        self.broadcast_interest(&sub.subject, &sub.queue, false);
+        self.broadcast_interest(sub.account(), &sub.subject, &sub.queue, false);
         sub.client.leaving.borrow_mut().push(sub.clone());
         sub.client.interest_dirty.set(true);
     }
@@ -383,31 +399,49 @@ impl ShardCtx {
         ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % n as u64) as u32
     }
 
-    /// Routes a message published by a client of this shard (the hot path). `chunk` is
-    /// the read buffer the slices point into, so other shards get zero-copy `Bytes`.
-    /// When `want_status` (a request from a no_responders client) and nobody takes the
-    /// message, here or on the shards it was routed to, the publisher gets a 503.
+    /// Publishes `msg` in `account` (the hot path): delivers to this shard's
+    /// subscribers and sends one envelope to each other shard with interest. When
+    /// `want_status` (a request from a no_responders client) and nobody takes the
+    /// message, here or on the shards it went to, the publisher gets a 503. Returns
+    /// whether envelopes went to other shards (a later PONG to the publisher must wait
+    /// for them).
     pub fn publish(
         &self,
         st: &mut ShardState,
-        publisher: &Rc<Client>,
-        msg: &Published<'_>,
+        account: AccountId,
+        msg: &Message<'_>,
+        origin: Origin,
         want_status: bool,
-    ) {
-        if !self.route(st, publisher, msg, want_status) && want_status {
-            self.send_no_responders(st, publisher, msg.subject, msg.reply);
+    ) -> bool {
+        let tables = st.tables(account);
+        let local = tables.local.match_subject(msg.subject);
+        let mut frame = self.frame.borrow_mut();
+        let targets = local.plain.len() + local.queues.len();
+        let encoded = frame.encode(
+            targets,
+            msg.subject,
+            msg.reply,
+            msg.hdr_len,
+            msg.payload,
+            msg.payload_owner(),
+        );
+        let (any, routed) =
+            self.route_framed(st, account, &encoded, &local, msg, origin, want_status);
+        drop(frame);
+        if !any && want_status {
+            if let Origin::Client(cid) = origin {
+                self.send_no_responders(st, account, cid, msg.subject, msg.reply);
+            }
         }
+        routed
     }
 
     /// Whether anyone, on this shard or another, has interest in `subject`.
-    pub fn has_interest(&self, subject: &[u8]) -> bool {
+    pub fn has_interest(&self, account: AccountId, subject: &[u8]) -> bool {
         let mut st = self.state.borrow_mut();
-        let local = st.local.match_subject(subject);
-        if !local.is_empty() {
-            return true;
-        }
-        let remote = st.remote.match_subject(subject);
-        !remote.is_empty()
+        let tables = st.tables(account);
+        !tables.local.match_subject(subject).is_empty()
+            || !tables.remote.match_subject(subject).is_empty()
     }
 
     /// Sends the 503 no-responders status to the publisher's own plain subscription on
@@ -415,16 +449,13 @@ impl ShardCtx {
     pub fn send_no_responders(
         &self,
         st: &mut ShardState,
-        client: &Rc<Client>,
+        account: AccountId,
+        cid: u64,
         subject: &[u8],
         reply: &[u8],
     ) {
-        let matched = st.local.match_subject(reply);
-        let Some((sub, _)) = matched
-            .plain
-            .iter()
-            .find(|(s, _)| Rc::ptr_eq(&s.0.client, client))
-        else {
+        let matched = st.tables(account).local.match_subject(reply);
+        let Some((sub, _)) = matched.plain.iter().find(|(s, _)| s.0.client.cid == cid) else {
             return;
         };
         let mut hdr = Vec::with_capacity(32 + subject.len());
@@ -441,58 +472,33 @@ impl ShardCtx {
         self.deliver(st, &sub, &once, 0);
     }
 
-    /// Delivers locally and sends one envelope per interested shard. Returns whether
-    /// anyone took the message here, or it was routed (and, if `want_status`, a status
-    /// is awaited from the shards it went to).
-    fn route(
-        &self,
-        st: &mut ShardState,
-        publisher: &Client,
-        msg: &Published<'_>,
-        want_status: bool,
-    ) -> bool {
-        let Published {
-            chunk,
-            subject,
-            reply,
-            hdr_len,
-            payload,
-        } = *msg;
-        let local = st.local.match_subject(subject);
-        let mut frame = self.frame.borrow_mut();
-        let targets = local.plain.len() + local.queues.len();
-        let encoded = frame.encode(targets, subject, reply, hdr_len, payload, chunk);
-        self.route_framed(st, &encoded, &local, publisher, msg, want_status)
-    }
-
+    /// Delivers locally and picks the shards to send one envelope each. Returns
+    /// whether anyone took the message here or it was routed, and whether it was
+    /// routed (if `want_status`, a status is then awaited from the shards it went to).
+    #[allow(clippy::too_many_arguments)]
     fn route_framed(
         &self,
         st: &mut ShardState,
+        account: AccountId,
         frame: &Encoded<'_>,
         local: &SublistResult<SubRef>,
-        publisher: &Client,
-        msg: &Published<'_>,
+        msg: &Message<'_>,
+        origin: Origin,
         want_status: bool,
-    ) -> bool {
-        let Published {
-            chunk,
-            subject,
-            reply,
-            hdr_len,
-            payload,
-        } = *msg;
+    ) -> (bool, bool) {
+        let publisher = origin.cid();
         let mut any = false;
         for (i, (sub, _)) in local.plain.iter().enumerate() {
             prefetch_ahead(&local.plain, i);
-            any |= self.deliver(st, &sub.0, frame, publisher.cid);
+            any |= self.deliver(st, &sub.0, frame, publisher);
         }
         if self.count < 2 {
             for q in &local.queues {
-                any |= self.deliver_queue_local(st, &q.members, frame, publisher.cid, false);
+                any |= self.deliver_queue_local(st, &q.members, frame, publisher, false);
             }
-            return any;
+            return (any, false);
         }
-        let remote = st.remote.match_subject(subject);
+        let remote = st.tables(account).remote.match_subject(msg.subject);
         let mut routed = false;
         for (shard, _) in &remote.plain {
             st.targets[*shard as usize].plain = true;
@@ -503,7 +509,7 @@ impl ShardCtx {
             let remote_total = rq.map_or(0, |r| r.total);
             let pick = Self::rand_below(st, q.total + remote_total);
             if pick < q.total {
-                if self.deliver_queue_local(st, &q.members, frame, publisher.cid, false) {
+                if self.deliver_queue_local(st, &q.members, frame, publisher, false) {
                     any = true;
                     continue;
                 }
@@ -526,61 +532,53 @@ impl ShardCtx {
             st.targets[shard as usize].add_queue(&rq.name);
             routed = true;
         }
-        if routed {
-            let mut status_token = 0;
-            if want_status && !any {
-                st.next_status += 1;
-                status_token = st.next_status;
-                let shards = st.targets.iter().filter(|t| !t.is_empty()).count();
-                st.statuses.insert(
-                    status_token,
-                    PendingStatus {
-                        cid: publisher.cid,
-                        subject: Bytes::copy_from_slice(subject),
-                        reply: Bytes::copy_from_slice(reply),
-                        remaining: shards,
-                        delivered: false,
-                    },
-                );
-            }
-            any = true;
-            publisher.routed_dirty.set(true);
-            let subject_b = chunk.slice_ref(subject);
-            let reply_b = if reply.is_empty() {
-                Bytes::new()
-            } else {
-                chunk.slice_ref(reply)
-            };
-            let payload_b = if payload.is_empty() {
-                Bytes::new()
-            } else {
-                chunk.slice_ref(payload)
-            };
-            for shard in 0..self.count {
-                if st.targets[shard].is_empty() {
-                    continue;
-                }
-                let t = std::mem::take(&mut st.targets[shard]);
-                self.mesh.send(
-                    shard,
-                    Envelope::Msg(RoutedMsg {
-                        account: GLOBAL_ACCOUNT,
-                        subject: subject_b.clone(),
-                        reply: reply_b.clone(),
-                        hdr_len: hdr_len as u32,
-                        payload: payload_b.clone(),
-                        plain: t.plain,
-                        queue: t.queue,
-                        more_queues: t.more_queues,
-                        status_token,
-                        origin: self.id as u16,
-                        tried: 0,
-                        hops: 0,
-                    }),
-                );
-            }
+        if !routed {
+            return (any, false);
         }
-        any
+        let mut status_token = 0;
+        if want_status && !any {
+            st.next_status += 1;
+            status_token = st.next_status;
+            let shards = st.targets.iter().filter(|t| !t.is_empty()).count();
+            st.statuses.insert(
+                status_token,
+                PendingStatus {
+                    cid: publisher,
+                    account,
+                    subject: Bytes::copy_from_slice(msg.subject),
+                    reply: Bytes::copy_from_slice(msg.reply),
+                    remaining: shards,
+                    delivered: false,
+                },
+            );
+        }
+        let subject = msg.shared_subject();
+        let reply = msg.shared_reply();
+        let payload = msg.shared_payload();
+        for shard in 0..self.count {
+            if st.targets[shard].is_empty() {
+                continue;
+            }
+            let t = std::mem::take(&mut st.targets[shard]);
+            self.mesh.send(
+                shard,
+                Envelope::Msg(RoutedMsg {
+                    account,
+                    subject: subject.clone(),
+                    reply: reply.clone(),
+                    hdr_len: msg.hdr_len as u32,
+                    payload: payload.clone(),
+                    plain: t.plain,
+                    queue: t.queue,
+                    more_queues: t.more_queues,
+                    status_token,
+                    origin: self.id as u16,
+                    tried: 0,
+                    hops: 0,
+                }),
+            );
+        }
+        (true, true)
     }
 
     fn pick_weighted(st: &mut ShardState, members: &[(u16, u32)], total: u32) -> u16 {
@@ -637,7 +635,7 @@ impl ShardCtx {
     /// whether anyone here got it, and how many queue messages were handed on to other
     /// shards because no member here could take them.
     fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) -> (bool, u32) {
-        let local = st.local.match_subject(&m.subject);
+        let local = st.tables(m.account).local.match_subject(&m.subject);
         let mut any = false;
         let mut handed_on = 0;
         if !local.is_empty() {
@@ -688,7 +686,7 @@ impl ShardCtx {
             return false;
         }
         let tried = m.tried | shard_bit(self.id);
-        let remote = st.remote.match_subject(&m.subject);
+        let remote = st.tables(m.account).remote.match_subject(&m.subject);
         let Some(rq) = remote.queues.iter().find(|q| q.name == name) else {
             return false;
         };

@@ -183,10 +183,15 @@ impl ShardCtx {
             id: self.id,
             core: self.mesh.core(),
             stats: st.stats.clone(),
-            subscriptions: st.local.len(),
-            remote_interest: st.remote.len(),
+            subscriptions: st.all_tables().iter().map(|t| t.local.len()).sum(),
+            remote_interest: st.all_tables().iter().map(|t| t.remote.len()).sum(),
             total_connections: st.next_cid,
-            sublist: st.local.stats(),
+            sublist: st
+                .all_tables()
+                .iter()
+                .map(|t| t.local.stats())
+                .reduce(|a, b| a.merge(&b))
+                .unwrap_or_default(),
             conns,
             closed: st.closed.iter().cloned().collect(),
         }

@@ -108,6 +108,23 @@ pub struct SublistStats {
     pub total_fanout: usize,
 }
 
+impl SublistStats {
+    /// The counters of two tables together (one shard's accounts): sums, and the
+    /// larger max fanout.
+    pub fn merge(&self, other: &SublistStats) -> SublistStats {
+        SublistStats {
+            num_subs: self.num_subs + other.num_subs,
+            num_cache: self.num_cache + other.num_cache,
+            num_inserts: self.num_inserts + other.num_inserts,
+            num_removes: self.num_removes + other.num_removes,
+            num_matches: self.num_matches + other.num_matches,
+            cache_hits: self.cache_hits + other.cache_hits,
+            max_fanout: self.max_fanout.max(other.max_fanout),
+            total_fanout: self.total_fanout + other.total_fanout,
+        }
+    }
+}
+
 struct QueueEntries<T> {
     name: Bytes,
     members: Vec<(T, u32)>,
