@@ -100,12 +100,19 @@ pub struct ShardState {
 
 impl ShardState {
     /// The tables of `account`, created empty the first time it is seen here.
+    #[inline]
     pub fn tables(&mut self, account: AccountId) -> &mut AccountTables {
         let i = account.index();
         if i >= self.accounts.len() {
-            self.accounts.resize_with(i + 1, AccountTables::default);
+            self.add_tables(i);
         }
         &mut self.accounts[i]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_tables(&mut self, i: usize) {
+        self.accounts.resize_with(i + 1, AccountTables::default);
     }
 
     /// Every account's tables, by id.
