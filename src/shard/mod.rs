@@ -483,6 +483,7 @@ impl ShardCtx {
     /// whether anyone took the message here or it was routed, and whether it was
     /// routed (if `want_status`, a status is then awaited from the shards it went to).
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn route_framed(
         &self,
         st: &mut ShardState,
