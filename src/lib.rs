@@ -8,6 +8,7 @@ pub mod bus;
 pub mod client;
 pub mod config;
 pub mod monitor;
+pub mod net;
 pub mod proto;
 pub mod server;
 pub mod shard;

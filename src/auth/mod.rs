@@ -2,77 +2,20 @@
 //! `no_auth_user`) and authorization (per-user publish/subscribe permissions), with
 //! nats-server's order of evaluation and error texts.
 //!
-//! Everything per connection lives on the connection's shard; bcrypt comparisons run
-//! on glommio's blocking thread pool, never on the executor thread.
+//! Pure decisions: credentials (CONNECT, nonce) in, an identity or a failure out. This
+//! module knows no connection and no shard (their side is `client::auth`); bcrypt
+//! comparisons run on glommio's blocking thread pool, never on the executor thread.
 
 pub mod config;
 pub mod nkey;
 pub mod permissions;
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::sync::Arc;
 
 pub use config::{AuthConfig, User};
 pub use permissions::{ClientPerms, Permissions};
 
-use crate::client::Client;
 use crate::proto::connect::ConnectOpts;
-use crate::shard::ShardCtx;
-
-/// The authentication state of one connection. `repr(C)` with `hook` first: it is
-/// read on every delivery, next to the client's other hot fields.
-#[derive(Default)]
-#[repr(C)]
-pub struct ClientAuth {
-    /// Deliveries must go through [`ClientAuth::on_deliver`] (read per delivery).
-    pub hook: Cell<bool>,
-    /// Authenticated (or no auth required and CONNECT seen).
-    pub done: Cell<bool>,
-    /// The nonce sent in INFO (nkey users configured).
-    pub nonce: RefCell<Option<String>>,
-    /// The user name or nkey the connection authenticated as.
-    pub user: RefCell<Option<String>>,
-    /// Permissions in force, with their caches.
-    pub perms: RefCell<Option<Rc<ClientPerms>>>,
-}
-
-impl ClientAuth {
-    /// Puts an authenticated identity in force.
-    pub fn set_identity(&self, id: Identity) {
-        *self.user.borrow_mut() = id.user;
-        *self.perms.borrow_mut() = id.perms.map(|p| Rc::new(ClientPerms::new(p)));
-        self.done.set(true);
-        self.refresh_hook();
-    }
-
-    /// Recomputes [`ClientAuth::hook`].
-    pub fn refresh_hook(&self) {
-        let on = self
-            .perms
-            .borrow()
-            .as_ref()
-            .is_some_and(|p| p.needs_delivery_hook());
-        self.hook.set(on);
-    }
-
-    /// `"$G/user:name"` for log lines, once known.
-    pub fn label(&self) -> String {
-        match self.user.borrow().as_deref() {
-            Some(u) => format!(" - \"$G/user:{u}\""),
-            None => String::new(),
-        }
-    }
-
-    /// Checked for each delivery when [`ClientAuth::hook`] is set: false when the
-    /// subscriber's deny list filters the subject; records reply permissions.
-    pub fn on_deliver(&self, subject: &[u8], reply: &[u8]) -> bool {
-        match self.perms.borrow().as_ref() {
-            Some(p) => p.on_deliver(subject, reply),
-            None => true,
-        }
-    }
-}
 
 /// Who a connection authenticated as.
 #[derive(Clone, Debug, Default)]
@@ -113,7 +56,8 @@ fn given(s: &Option<String>) -> Option<&str> {
 }
 
 /// What the client offered, for the failure log line.
-fn failure(opts: &ConnectOpts) -> Failure {
+/// The failure to report for a CONNECT whose credentials did not pass.
+pub fn failure(opts: &ConnectOpts) -> Failure {
     if let Some(k) = given(&opts.nkey) {
         Failure::Nkey(k.to_string())
     } else if let Some(u) = given(&opts.user) {
@@ -304,124 +248,6 @@ pub fn no_auth_identity(cfg: &AuthConfig) -> Option<Identity> {
         user: Some(u.nkey.clone().unwrap_or_else(|| u.name.clone())),
         perms: u.permissions.clone(),
     })
-}
-
-/// The INFO for a new connection on `ctx`'s shard: `auth_required` and, when nkey
-/// users exist, a fresh nonce (remembered for the signature check).
-pub fn client_info(ctx: &ShardCtx, client: &Client) -> Vec<u8> {
-    let auth = ctx.auth();
-    let nonce = auth.needs_nonce().then(nkey::new_nonce);
-    let line = ctx.server.client_info_auth(
-        client.cid,
-        client.peer,
-        auth.info_auth_required(),
-        nonce.as_deref(),
-    );
-    *client.auth.nonce.borrow_mut() = nonce;
-    line
-}
-
-/// Starts the auth timer when auth is required: a client not authenticated within
-/// `authorization.timeout` gets `-ERR 'Authentication Timeout'` and is closed.
-/// Dropping the task cancels the timer.
-pub fn start_timer(ctx: &Rc<ShardCtx>, client: &Rc<Client>) -> Option<glommio::Task<()>> {
-    if !ctx.auth().required() || client.is_closed() {
-        return None;
-    }
-    let timeout = ctx.opts().auth_timeout;
-    let client = client.clone();
-    Some(glommio::spawn_local(async move {
-        glommio::timer::sleep(timeout).await;
-        if !client.auth.done.get() && !client.is_closed() {
-            crate::log_debug!(
-                "{} - cid:{} - Authentication Timeout",
-                peer_text(&client),
-                client.cid
-            );
-            client.close(Some("Authentication Timeout"), "Authentication Timeout");
-        }
-    }))
-}
-
-fn peer_text(client: &Client) -> String {
-    client.peer.map(|p| p.to_string()).unwrap_or_default()
-}
-
-/// After a reload changed the auth config: every authenticated connection of this
-/// shard is checked again with the credentials it sent. One that no longer passes is
-/// closed; otherwise the new permissions apply, and subscriptions they no longer
-/// allow are removed with `Permissions Violation for Subscription to "s" (sid "x")`.
-pub fn recheck_clients(ctx: &ShardCtx, auth: &AuthConfig) {
-    let clients: Vec<Rc<Client>> = ctx.state.borrow().clients.values().cloned().collect();
-    for c in clients {
-        if c.is_closed() || !c.auth.done.get() {
-            continue;
-        }
-        let opts = c.opts.borrow().clone();
-        let nonce = c.auth.nonce.borrow().clone();
-        match decide(auth, &opts, nonce.as_deref()) {
-            Decision::Fail(why) => revoke(&c, &why),
-            Decision::Ok(ident) => apply_identity(ctx, &c, ident),
-            Decision::Bcrypt { hash, pass, ident } => {
-                apply_identity(ctx, &c, ident);
-                let client = c.clone();
-                glommio::spawn_local(async move {
-                    if !compare_passwords(&hash, &pass).await {
-                        revoke(&client, &failure(&client.opts.borrow()));
-                    }
-                })
-                .detach();
-            }
-        }
-    }
-}
-
-fn revoke(c: &Client, why: &Failure) {
-    crate::log_debug!(
-        "{} - cid:{}{} - Closing after reload: {}",
-        peer_text(c),
-        c.cid,
-        c.auth.label(),
-        why.log_text()
-    );
-    c.close(None, "Client Closed");
-}
-
-fn apply_identity(ctx: &ShardCtx, c: &Client, ident: Identity) {
-    c.auth.set_identity(ident);
-    let perms = c.auth.perms.borrow().clone();
-    let Some(perms) = perms else {
-        return;
-    };
-    let mut subs: Vec<_> = c.subs.borrow().values().cloned().collect();
-    subs.sort_by_key(|s| s.sid.clone());
-    for sub in subs {
-        if perms.can_subscribe(&sub.subject, sub.queue.as_deref()) {
-            continue;
-        }
-        c.subs.borrow_mut().remove(&sub.sid);
-        ctx.remove_sub(&mut ctx.state.borrow_mut(), &sub);
-        let subject = String::from_utf8_lossy(&sub.subject);
-        let sid = String::from_utf8_lossy(&sub.sid);
-        let text = match &sub.queue {
-            Some(q) => format!(
-                "Permissions Violation for Subscription to \"{subject}\" using queue \"{}\" \
-                 (sid \"{sid}\")",
-                String::from_utf8_lossy(q)
-            ),
-            None => {
-                format!("Permissions Violation for Subscription to \"{subject}\" (sid \"{sid}\")")
-            }
-        };
-        crate::log_error!(
-            "{} - cid:{}{} - {text}",
-            peer_text(c),
-            c.cid,
-            c.auth.label()
-        );
-        c.send_err(&text);
-    }
-    c.auth.refresh_hook();
 }
 
 /// A CONNECT argument with the values of `pass`, `auth_token` and `sig` replaced by

@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::future::poll_fn;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
@@ -13,6 +12,9 @@ use glommio::net::TcpStream;
 
 use super::{Client, Subscription};
 use crate::bus::{Message, Origin};
+use crate::net::writer::{
+    flush, read_some, shutdown, write_all, write_pieces, write_vectored, Stream,
+};
 use crate::proto::encode;
 use crate::proto::parser::{self, Limits, Op, Parsed, ProtoError};
 use crate::shard::ShardCtx;
@@ -26,9 +28,6 @@ const BACKLOG_HIGH: usize = 8192;
 const BACKLOG_LOW: usize = 1024;
 /// The writer gives a buffer that grew past this back to the allocator after a flush.
 const KEEP_OUT_CAPACITY: usize = 1 << 20;
-
-/// The connection's stream, shared by the read loop and the writer (plain or TLS).
-type Stream = Rc<RefCell<super::stream::ConnStream>>;
 
 /// What the read loop does after an op.
 enum Next {
@@ -52,7 +51,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     let client = Rc::new(Client::new(cid, peer));
 
     // Auth (issue #5): auth_required and the nkey nonce.
-    let info = crate::auth::client_info(&ctx, &client);
+    let info = super::auth::client_info(&ctx, &client);
     // With TLS, INFO goes out during negotiation (plaintext, or inside TLS with
     // handshake_first), except to a client refused for max_connections.
     let tls = opts.tls.clone();
@@ -73,14 +72,14 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
 
     // ----- TLS negotiation (issue #5) -----
     let stream = match tls {
-        None => super::stream::ConnStream::Plain(tcp),
+        None => crate::net::stream::ConnStream::Plain(tcp),
         Some(_) if !admitted => {
             client.queue(&info);
-            super::stream::ConnStream::Plain(tcp)
+            crate::net::stream::ConnStream::Plain(tcp)
         }
         Some(tls) => {
             let who = format!("{} - cid:{}", show(peer), cid);
-            match super::stream::negotiate(&tls, opts.allow_non_tls, tcp, &info, &who).await {
+            match crate::net::stream::negotiate(&tls, opts.allow_non_tls, tcp, &info, &who).await {
                 Ok(n) => {
                     if !n.info_sent {
                         client.queue(&info);
@@ -101,7 +100,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     let stream: Stream = Rc::new(RefCell::new(stream));
     let writer = glommio::spawn_local(write_loop(client.clone(), stream.clone()));
     let pinger = glommio::spawn_local(ping_loop(ctx.clone(), client.clone()));
-    let _auth_timer = crate::auth::start_timer(&ctx, &client); // Auth (issue #5)
+    let _auth_timer = super::auth::start_timer(&ctx, &client); // Auth (issue #5)
     if admitted {
         read_loop(&ctx, &client, &stream).await;
     }
@@ -123,45 +122,6 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
 
 fn show(peer: Option<std::net::SocketAddr>) -> String {
     peer.map(|p| p.to_string()).unwrap_or_default()
-}
-
-async fn read_some(stream: &Stream, buf: &mut [u8]) -> std::io::Result<usize> {
-    poll_fn(|cx| stream.borrow_mut().poll_read(cx, buf)).await
-}
-
-/// Writes all of `buf` (for TLS: and sends the records).
-async fn write_all(stream: &Stream, buf: &[u8]) -> std::io::Result<()> {
-    write_some_all(stream, buf).await?;
-    flush(stream).await
-}
-
-async fn write_some_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        let n = poll_fn(|cx| stream.borrow_mut().poll_write(cx, buf)).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
-}
-
-/// Sends what TLS buffered (nothing to do for plain TCP).
-#[inline]
-async fn flush(stream: &Stream) -> std::io::Result<()> {
-    if !stream.borrow().is_tls() {
-        return Ok(());
-    }
-    poll_fn(|cx| stream.borrow_mut().poll_flush(cx)).await
-}
-
-fn shutdown(stream: &Stream) {
-    // A plain syscall: the read loop may be parked in a read on this socket.
-    let fd = stream.borrow().as_raw_fd();
-    // SAFETY: shutting down a socket we own; it stays open until the stream drops.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-    }
 }
 
 /// Reads, parses and acts until the connection closes. The read buffer is frozen into
@@ -738,106 +698,6 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
     }
     client.dead.set(true);
     shutdown(&stream);
-}
-
-/// Writes a queue with shared payloads piece by piece through the stream (TLS).
-async fn write_pieces(
-    stream: &Stream,
-    buf: &[u8],
-    shared: &[(usize, Bytes)],
-) -> std::io::Result<()> {
-    for i in 0..2 * shared.len() + 1 {
-        write_some_all(stream, piece(buf, shared, i)).await?;
-    }
-    flush(stream).await
-}
-
-/// The `i`-th piece of an outbound queue: buffer runs alternate with shared payloads.
-fn piece<'a>(buf: &'a [u8], shared: &'a [(usize, Bytes)], i: usize) -> &'a [u8] {
-    let k = i / 2;
-    if i % 2 == 1 {
-        return &shared[k].1;
-    }
-    let start = if k == 0 { 0 } else { shared[k - 1].0 };
-    let end = shared.get(k).map_or(buf.len(), |s| s.0);
-    &buf[start..end]
-}
-
-/// Sends a queue with shared payloads using `sendmsg` on the raw socket (glommio's
-/// stream has no vectored write); when the socket is full, the current piece goes
-/// through the stream, which waits for room, and vectored sending resumes.
-async fn write_vectored(
-    stream: &Stream,
-    buf: &[u8],
-    shared: &[(usize, Bytes)],
-) -> std::io::Result<()> {
-    const MAX_IOV: usize = 1024;
-    debug_assert!(!stream.borrow().is_tls(), "sendmsg would bypass TLS");
-    let fd = stream.borrow().as_raw_fd();
-    let pieces = 2 * shared.len() + 1;
-    let (mut i, mut off) = (0usize, 0usize);
-    while i < pieces {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
-        let mut n_iov = 0;
-        let mut j = i;
-        while j < pieces && n_iov < MAX_IOV {
-            let p = piece(buf, shared, j);
-            let p = if j == i { &p[off..] } else { p };
-            if !p.is_empty() {
-                iov[n_iov] = libc::iovec {
-                    iov_base: p.as_ptr() as *mut libc::c_void,
-                    iov_len: p.len(),
-                };
-                n_iov += 1;
-            }
-            j += 1;
-        }
-        if n_iov == 0 {
-            return Ok(());
-        }
-        // SAFETY: the iovecs point into `buf` and `shared`, alive for this call.
-        let sent = unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = n_iov as _;
-            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-        };
-        if sent < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.kind() {
-                std::io::ErrorKind::WouldBlock => {
-                    let p = &piece(buf, shared, i)[off..];
-                    write_all(stream, p).await?;
-                    i += 1;
-                    off = 0;
-                    continue;
-                }
-                std::io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            }
-        }
-        // Advance past what was sent.
-        let mut left = sent as usize;
-        while left > 0 && i < pieces {
-            let rest = piece(buf, shared, i).len() - off;
-            if left >= rest {
-                left -= rest;
-                i += 1;
-                off = 0;
-            } else {
-                off += left;
-                left = 0;
-            }
-        }
-        // Skip empty pieces at the cursor.
-        while i < pieces && off == 0 && piece(buf, shared, i).is_empty() {
-            i += 1;
-        }
-    }
-    Ok(())
 }
 
 /// Sends PINGs every ping_interval and closes a connection that stopped answering.

@@ -1,8 +1,8 @@
 //! One client connection: its state, its outbound buffer and its tasks (read loop,
 //! writer, pinger). Everything here runs on the shard that accepted the connection.
 
+pub mod auth;
 mod conn;
-pub mod stream;
 pub(crate) mod trace;
 
 pub use conn::serve;
@@ -16,6 +16,7 @@ use std::task::Waker;
 use bytes::{Bytes, BytesMut};
 
 use crate::account::AccountId;
+use crate::net::Outbound;
 use crate::proto::connect::ConnectOpts;
 
 /// A subscription, owned by its client and listed in its shard's interest table.
@@ -61,40 +62,6 @@ impl PartialEq for SubRef {
 
 impl Eq for SubRef {}
 
-/// Bytes waiting to be written to the socket.
-#[derive(Debug, Default)]
-pub struct Outbound {
-    /// Frames appended since the writer last took them.
-    pub buf: BytesMut,
-    /// Large payloads referenced instead of copied: each goes at its offset in `buf`
-    /// (the writer sends them with one vectored write).
-    pub shared: Vec<(usize, Bytes)>,
-    /// Bytes held in `shared`.
-    pub shared_len: usize,
-    /// The writer's buffers, kept to avoid reallocating.
-    pub spare: BytesMut,
-    /// The writer's segment list, kept to avoid reallocating.
-    pub spare_shared: Vec<(usize, Bytes)>,
-}
-
-impl Outbound {
-    /// Bytes queued, copied and referenced.
-    pub fn pending(&self) -> usize {
-        self.buf.len() + self.shared_len
-    }
-
-    /// Nothing queued.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty() && self.shared.is_empty()
-    }
-
-    /// Queues `bytes` by reference at the current end of the buffer.
-    pub fn push_shared(&mut self, bytes: Bytes) {
-        self.shared_len += bytes.len();
-        self.shared.push((self.buf.len(), bytes));
-    }
-}
-
 /// Per-connection message counters.
 #[derive(Debug, Default)]
 pub struct ClientStats {
@@ -130,7 +97,7 @@ pub struct Client {
     /// Message counters.
     pub stats: ClientStats,
     /// Authentication state, user and permissions (issue #5).
-    pub auth: crate::auth::ClientAuth,
+    pub auth: auth::ClientAuth,
     /// The account it publishes and subscribes in (set by authentication). Read once
     /// per op, not per delivery: it stays out of the hot fields above.
     pub account: Cell<AccountId>,
@@ -172,7 +139,7 @@ pub struct Client {
     /// `verify_and_map`, auth reads the client certificate's identity here:
     /// `tls.peer.map_user(user names)` runs nats-server's whole mapping, and
     /// `tls.peer.identities` lists the plain-string candidates in order.
-    pub tls: RefCell<Option<Rc<stream::TlsState>>>,
+    pub tls: RefCell<Option<Rc<crate::net::stream::TlsState>>>,
 }
 
 impl Client {

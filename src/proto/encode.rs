@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::client::Outbound;
+use crate::net::Outbound;
 
 /// Payloads at least this large are queued by reference, not copied, per subscriber.
 pub const SHARE_MIN: usize = 512;

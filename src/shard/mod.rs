@@ -841,7 +841,7 @@ impl ShardCtx {
                 let changed = **self.auth.borrow() != *auth;
                 *self.auth.borrow_mut() = auth.clone();
                 if changed {
-                    crate::auth::recheck_clients(self, &auth);
+                    crate::client::auth::recheck_clients(self, &auth);
                 }
             }
             Err(e) => crate::log_error!("Reload: authorization not changed: {e}"),
