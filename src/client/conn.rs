@@ -211,7 +211,7 @@ async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
         // it fed is past 75% of max_pending, as nats-server stalls fast producers.
         ctx.stall_for_slow_consumers().await;
         // Backpressure: stop reading while another shard's ring is far behind.
-        for peer in 0..ctx.count {
+        for &peer in &ctx.peers {
             if ctx.mesh.backlog(peer) > BACKLOG_HIGH {
                 ctx.mesh.wait_backlog(peer, BACKLOG_LOW).await;
             }

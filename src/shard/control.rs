@@ -53,8 +53,8 @@ pub async fn shard_main(
     handoff: Arc<Vec<RawFd>>,
     ready: crossbeam_channel::Sender<()>,
 ) {
-    let id = mesh.id();
     let ctx = ShardCtx::new(mesh, server.clone());
+    let id = ctx.index;
     let pump = ctx.clone();
     ctx.mesh
         .on_receive(move |from, env| pump.on_envelope(from, env));

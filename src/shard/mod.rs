@@ -123,10 +123,16 @@ impl ShardState {
 
 /// A shard: its id, its links to the others, the server-wide settings and its state.
 pub struct ShardCtx {
-    /// Shard index.
+    /// This executor's place in the mesh (the ring index other executors send to).
     pub id: usize,
+    /// This shard's place among the client shards (`0..count`): it owns the cids
+    /// with `cid % count == index`, and the acceptor hand-off and command channel of
+    /// that number.
+    pub index: usize,
     /// Number of client shards.
     pub count: usize,
+    /// Mesh ids of the other client shards: where interest and barriers go.
+    pub peers: Vec<usize>,
     /// Links to the other shards.
     pub mesh: shards::Shard<Envelope>,
     /// Server-wide settings and counters.
@@ -148,11 +154,14 @@ impl ShardCtx {
     /// A shard with empty tables.
     pub fn new(mesh: shards::Shard<Envelope>, server: Arc<ServerShared>) -> Rc<ShardCtx> {
         let id = mesh.id();
-        let count = mesh.count();
+        let layout = Layout::of(id, mesh.roles());
+        let executors = mesh.count();
         let opts = Arc::new(server.opts.clone());
         Rc::new(ShardCtx {
             id,
-            count,
+            index: layout.index,
+            count: layout.count,
+            peers: layout.peers,
             mesh,
             max_pending: std::cell::Cell::new(opts.max_pending),
             opts: RefCell::new(opts),
@@ -167,7 +176,7 @@ impl ShardCtx {
                 stalled: Vec::new(),
                 next_cid: 0,
                 rng: 0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
-                targets: (0..count).map(|_| Target::default()).collect(),
+                targets: (0..executors).map(|_| Target::default()).collect(),
                 barriers: HashMap::new(),
                 next_barrier: 0,
                 statuses: HashMap::new(),
@@ -181,7 +190,7 @@ impl ShardCtx {
     pub fn alloc_cid(&self) -> u64 {
         let mut st = self.state.borrow_mut();
         st.next_cid += 1;
-        st.next_cid * self.count as u64 + self.id as u64
+        st.next_cid * self.count as u64 + self.index as u64
     }
 
     /// Applies one envelope from shard `from`. This is the shard's message pump for
@@ -287,7 +296,7 @@ impl ShardCtx {
 
     /// Waits until every other shard has applied everything this shard sent it so far.
     pub async fn barrier(&self) {
-        if self.count < 2 {
+        if self.peers.is_empty() {
             return;
         }
         let token = {
@@ -297,13 +306,13 @@ impl ShardCtx {
             st.barriers.insert(
                 token,
                 PendingBarrier {
-                    remaining: self.count - 1,
+                    remaining: self.peers.len(),
                     waker: None,
                 },
             );
             token
         };
-        for peer in (0..self.count).filter(|&p| p != self.id) {
+        for &peer in &self.peers {
             self.mesh.send(peer, Envelope::Barrier(token));
         }
         std::future::poll_fn(|cx| {
@@ -330,7 +339,7 @@ impl ShardCtx {
         queue: &Option<Bytes>,
         add: bool,
     ) {
-        for peer in (0..self.count).filter(|&p| p != self.id) {
+        for &peer in &self.peers {
             self.mesh.send(
                 peer,
                 Envelope::Interest {
@@ -373,7 +382,7 @@ impl ShardCtx {
     /// what they already chose for it) until [`ShardCtx::finish_leaving`], after a
     /// barrier: so nothing chosen for it in the meantime is lost.
     pub fn begin_leave(&self, st: &mut ShardState, sub: &Rc<Subscription>) {
-        if self.count < 2 || sub.queue.is_none() || sub.removed.get() || sub.leaving.get() {
+        if self.peers.is_empty() || sub.queue.is_none() || sub.removed.get() || sub.leaving.get() {
             self.remove_sub(st, sub);
             return;
         }
@@ -500,7 +509,7 @@ impl ShardCtx {
             prefetch_ahead(&local.plain, i);
             any |= self.deliver(st, &sub.0, frame, publisher);
         }
-        if self.count < 2 {
+        if self.peers.is_empty() {
             for q in &local.queues {
                 any |= self.deliver_queue_local(st, &q.members, frame, publisher, false);
             }
@@ -563,7 +572,7 @@ impl ShardCtx {
         let subject = msg.shared_subject();
         let reply = msg.shared_reply();
         let payload = msg.shared_payload();
-        for shard in 0..self.count {
+        for shard in 0..st.targets.len() {
             if st.targets[shard].is_empty() {
                 continue;
             }
@@ -811,7 +820,7 @@ impl ShardCtx {
     /// Drops every subscription of a closing client and forgets it (keeping a record
     /// for monitoring's closed connections).
     pub fn remove_client(&self, client: &Client) {
-        let mut record = snapshot::ConnSnapshot::of(client, self.id, true);
+        let mut record = snapshot::ConnSnapshot::of(client, self.index, true);
         record.reason = client.close_reason.get().to_string();
         record.stop = Some(std::time::SystemTime::now());
         self.remove_all_subs(client);
@@ -852,6 +861,33 @@ impl ShardCtx {
     /// Client authentication in force on this shard.
     pub fn auth(&self) -> Arc<crate::auth::AuthConfig> {
         self.auth.borrow().clone()
+    }
+}
+
+/// Where one client shard sits among the executors, from the mesh's roles (dedicated
+/// executors such as the cluster core may have any mesh id, before or between the
+/// client shards).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Place among the client shards.
+    pub index: usize,
+    /// Number of client shards.
+    pub count: usize,
+    /// Mesh ids of the other client shards.
+    pub peers: Vec<usize>,
+}
+
+impl Layout {
+    /// The layout of the client shard with mesh id `id`.
+    pub fn of(id: usize, roles: &[shards::Role]) -> Layout {
+        let clients: Vec<usize> = (0..roles.len().max(1))
+            .filter(|&i| roles.get(i).is_none_or(|r| *r == shards::Role::Client))
+            .collect();
+        Layout {
+            index: clients.iter().position(|&i| i == id).unwrap_or(0),
+            count: clients.len().max(1),
+            peers: clients.into_iter().filter(|&i| i != id).collect(),
+        }
     }
 }
 
@@ -901,5 +937,69 @@ impl Target {
         } else {
             self.more_queues.push(name.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Layout;
+    use shards::Role::{Client as C, Dedicated as D};
+
+    #[test]
+    fn client_shards_are_numbered_around_dedicated_executors() {
+        // A lone shard (no mesh): index 0 of 1, nobody to talk to.
+        assert_eq!(
+            Layout::of(0, &[]),
+            Layout {
+                index: 0,
+                count: 1,
+                peers: vec![]
+            }
+        );
+        assert_eq!(
+            Layout::of(1, &[C, C]),
+            Layout {
+                index: 1,
+                count: 2,
+                peers: vec![0]
+            }
+        );
+        // The cluster core took mesh id 0: clients are 1 and 2, numbered 0 and 1.
+        let roles = [D, C, C];
+        assert_eq!(
+            Layout::of(1, &roles),
+            Layout {
+                index: 0,
+                count: 2,
+                peers: vec![2]
+            }
+        );
+        assert_eq!(
+            Layout::of(2, &roles),
+            Layout {
+                index: 1,
+                count: 2,
+                peers: vec![1]
+            }
+        );
+        // Between them.
+        let roles = [C, D, C];
+        assert_eq!(
+            Layout::of(2, &roles),
+            Layout {
+                index: 1,
+                count: 2,
+                peers: vec![0]
+            }
+        );
+        // One client shard beside the cluster core: no barriers, no interest to send.
+        assert_eq!(
+            Layout::of(1, &[D, C]),
+            Layout {
+                index: 0,
+                count: 1,
+                peers: vec![]
+            }
+        );
     }
 }

@@ -176,11 +176,11 @@ impl ShardCtx {
         let mut conns: Vec<ConnSnapshot> = st
             .clients
             .values()
-            .map(|c| ConnSnapshot::of(c, self.id, subs))
+            .map(|c| ConnSnapshot::of(c, self.index, subs))
             .collect();
         conns.sort_by_key(|c| c.cid);
         ShardSnapshot {
-            id: self.id,
+            id: self.index,
             core: self.mesh.core(),
             stats: st.stats.clone(),
             subscriptions: st.all_tables().iter().map(|t| t.local.len()).sum(),
