@@ -46,6 +46,8 @@ pub struct User {
     /// `allowed_connection_types` lets plain client connections (`STANDARD`) in:
     /// true when the list is empty or names it (natrium serves no other kind).
     pub standard_allowed: bool,
+    /// The account it is listed in (`accounts { A { users } }`); `None` = `$G`.
+    pub account: Option<Arc<str>>,
 }
 
 impl fmt::Debug for User {
@@ -56,6 +58,7 @@ impl fmt::Debug for User {
             .field("nkey", &self.nkey)
             .field("permissions", &self.permissions)
             .field("standard_allowed", &self.standard_allowed)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -73,6 +76,8 @@ pub struct AuthConfig {
     pub single: Option<(String, String)>,
     /// `no_auth_user`.
     pub no_auth_user: Option<String>,
+    /// Accounts the `accounts` section defines, in config order.
+    pub accounts: Vec<Arc<str>>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -83,6 +88,7 @@ impl fmt::Debug for AuthConfig {
             .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
             .field("single", &self.single.as_ref().map(|(u, _)| u))
             .field("no_auth_user", &self.no_auth_user)
+            .field("accounts", &self.accounts)
             .finish()
     }
 }
@@ -130,6 +136,24 @@ impl AuthConfig {
                 return Err(e.1);
             }
             cfg = section.cfg;
+        }
+        if let Some(item) = opts.section("accounts") {
+            let mut errors = Vec::new();
+            let section = parse_accounts(item, &mut errors);
+            if let Some(e) = errors.into_iter().next() {
+                return Err(e.1);
+            }
+            for u in section.users {
+                let u = Arc::new(u);
+                let (map, key) = match &u.nkey {
+                    Some(nk) => (&mut cfg.nkeys, nk.clone()),
+                    None => (&mut cfg.users, u.name.clone()),
+                };
+                if map.insert(key.clone(), u).is_some() {
+                    return Err(format!("Duplicate user \"{key}\" detected"));
+                }
+            }
+            cfg.accounts = section.names;
         }
         // Flags win over the file, as in nats-server.
         let flags = &opts.auth_flags;
@@ -196,6 +220,134 @@ pub fn check_entry(entry: &Entry, opts: &mut Options) -> Vec<String> {
         opts.auth_timeout = t;
     }
     errors
+}
+
+/// Checks the `accounts` entry of a config file. Returns rendered errors, and the
+/// fields natrium does not enforce yet (the server refuses to start with them; a
+/// `-t` check still passes, as the file is valid for nats-server).
+pub fn check_accounts_entry(entry: &Entry) -> (Vec<String>, Vec<String>) {
+    let mut errors = Vec::new();
+    let section = parse_accounts(&entry.item, &mut errors);
+    let render_all = |list: Errors| -> Vec<String> {
+        list.into_iter()
+            .map(|(pos, msg)| match pos {
+                Some(Where::At(p)) => render(&p, &msg),
+                Some(Where::Section) => render(&entry.key_pos, &msg),
+                None => msg,
+            })
+            .collect()
+    };
+    (render_all(errors), render_all(section.not_yet))
+}
+
+/// What the `accounts` section defines.
+#[derive(Default)]
+struct AccountsSection {
+    /// Account names in config order.
+    names: Vec<Arc<str>>,
+    /// Every account's users, each with its account set.
+    users: Vec<User>,
+    /// Fields nats-server knows that natrium does not enforce yet.
+    not_yet: Errors,
+}
+
+/// Account fields nats-server knows that natrium does not enforce yet: refused, since
+/// running without them would silently change what crosses account boundaries or
+/// what an account may do.
+const ACCOUNT_FIELDS_NOT_YET: &[&str] = &[
+    "nkey",
+    "exports",
+    "imports",
+    "mappings",
+    "maps",
+    "jetstream",
+    "msg_trace",
+    "limits",
+    "max_connections",
+    "max_conn",
+    "max_subscriptions",
+    "max_subs",
+    "max_payload",
+    "max_leafnodes",
+];
+
+/// `accounts { A { users [...] default_permissions {...} } B {} }` or `accounts [A, B]`.
+fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
+    let mut out = AccountsSection::default();
+    if let Some(list) = item.value.as_array() {
+        for name in list {
+            match &name.value {
+                Value::String(n) => out.names.push(Arc::from(n.as_str())),
+                other => errors.push((
+                    Some(Where::At(name.pos.clone())),
+                    format!("Expected account name to be a string, got {}", show(other)),
+                )),
+            }
+        }
+        return out;
+    }
+    let Some(map) = item.value.as_map() else {
+        errors.push((
+            Some(Where::Section),
+            item.value.conversion_error("map[string]interface {}"),
+        ));
+        return out;
+    };
+    let mut seen: std::collections::HashSet<String> = Default::default();
+    for acc in map.entries() {
+        let at = Some(Where::At(acc.key_pos.clone()));
+        if acc.key == crate::account::GLOBAL_NAME {
+            errors.push((at, format!("\"{}\" is a Reserved Account", acc.key)));
+            continue;
+        }
+        let Some(fields) = acc.item.value.as_map() else {
+            errors.push((at, "Expected map entries for accounts".into()));
+            continue;
+        };
+        let name: Arc<str> = Arc::from(acc.key.as_str());
+        out.names.push(name.clone());
+        let mut users = Vec::new();
+        let mut users_at = acc.key_pos.clone();
+        let mut default_perms = None;
+        for e in fields.entries() {
+            let at = || Some(Where::At(e.key_pos.clone()));
+            let key = e.key.to_ascii_lowercase();
+            match key.as_str() {
+                "users" => {
+                    users = parse_users(e, errors);
+                    users_at = e.key_pos.clone();
+                }
+                "default_permission" | "default_permissions" => {
+                    default_perms = parse_permissions(e, errors).map(Arc::new);
+                }
+                k if ACCOUNT_FIELDS_NOT_YET.contains(&k) => out.not_yet.push((
+                    at(),
+                    format!(
+                        "account \"{}\" is not supported by natrium yet, and running \
+                         without it would change what crosses account boundaries",
+                        e.key
+                    ),
+                )),
+                _ => errors.push((at(), format!("unknown field \"{}\"", e.key))),
+            }
+        }
+        for mut u in users {
+            let key = u.nkey.clone().unwrap_or_else(|| u.name.clone());
+            if !seen.insert(key.clone()) {
+                errors.push((
+                    Some(Where::At(users_at.clone())),
+                    format!("Duplicate user \"{key}\" detected"),
+                ));
+                continue;
+            }
+            if u.permissions.is_none() {
+                u.permissions = default_perms.clone();
+            }
+            u.account = Some(name.clone());
+            out.users.push(u);
+        }
+    }
+    out
 }
 
 /// nats-server's default auth timeout, put into `opts` once TLS is known (call it
@@ -465,6 +617,7 @@ fn parse_user(map: &Map, item: &Item, errors: &mut Errors) -> Option<User> {
         nkey: None,
         permissions: None,
         standard_allowed: true,
+        account: None,
     };
     let mut last = item.pos.clone();
     let mut ok = true;

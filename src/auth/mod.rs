@@ -24,6 +24,26 @@ pub struct Identity {
     pub user: Option<String>,
     /// Permissions; `None` = everything allowed.
     pub perms: Option<Arc<Permissions>>,
+    /// The account it belongs to; `None` = the global account `$G`.
+    pub account: Option<Arc<str>>,
+}
+
+impl Identity {
+    /// The identity of a configured user.
+    pub fn of(u: &User) -> Identity {
+        Identity {
+            user: Some(u.nkey.clone().unwrap_or_else(|| u.name.clone())),
+            perms: u.permissions.clone(),
+            account: u.account.clone(),
+        }
+    }
+
+    /// The account's name (`$G` when none was configured).
+    pub fn account_name(&self) -> &str {
+        self.account
+            .as_deref()
+            .unwrap_or(crate::account::GLOBAL_NAME)
+    }
 }
 
 /// Why authentication failed, for the log line (never carries a secret).
@@ -185,10 +205,7 @@ pub fn decide(cfg: &AuthConfig, opts: &ConnectOpts, nonce: Option<&str>) -> Deci
                 failure(opts)
             });
         }
-        let ident = Identity {
-            user: Some(u.nkey.clone().unwrap_or_else(|| u.name.clone())),
-            perms: u.permissions.clone(),
-        };
+        let ident = Identity::of(u);
         if via_no_auth {
             return Decision::Ok(ident);
         }
@@ -212,7 +229,7 @@ pub fn decide(cfg: &AuthConfig, opts: &ConnectOpts, nonce: Option<&str>) -> Deci
         if given(&opts.user) == Some(name.as_str()) {
             let ident = Identity {
                 user: Some(name.clone()),
-                perms: None,
+                ..Identity::default()
             };
             let sent = given(&opts.pass).unwrap_or_default();
             return compare_or_defer(pass, sent, ident, failure(opts));
@@ -244,10 +261,7 @@ pub async fn authenticate(
 pub fn no_auth_identity(cfg: &AuthConfig) -> Option<Identity> {
     let name = cfg.no_auth_user.as_ref()?;
     let u = cfg.users.get(name).or_else(|| cfg.nkeys.get(name))?;
-    Some(Identity {
-        user: Some(u.nkey.clone().unwrap_or_else(|| u.name.clone())),
-        perms: u.permissions.clone(),
-    })
+    Some(Identity::of(u))
 }
 
 /// A CONNECT argument with the values of `pass`, `auth_token` and `sig` replaced by

@@ -25,11 +25,14 @@ pub struct ClientAuth {
     pub user: RefCell<Option<String>>,
     /// Permissions in force, with their caches.
     pub perms: RefCell<Option<Rc<ClientPerms>>>,
+    /// The account's name, for log lines (`$G` until authenticated elsewhere).
+    pub account_name: RefCell<Option<std::sync::Arc<str>>>,
 }
 
 impl ClientAuth {
     /// Puts an authenticated identity in force.
     pub fn set_identity(&self, id: Identity) {
+        *self.account_name.borrow_mut() = id.account;
         *self.user.borrow_mut() = id.user;
         *self.perms.borrow_mut() = id.perms.map(|p| Rc::new(ClientPerms::new(p)));
         self.done.set(true);
@@ -46,10 +49,12 @@ impl ClientAuth {
         self.hook.set(on);
     }
 
-    /// `"$G/user:name"` for log lines, once known.
+    /// `"<account>/user:name"` for log lines, once known.
     pub fn label(&self) -> String {
+        let account = self.account_name.borrow();
+        let account = account.as_deref().unwrap_or(crate::account::GLOBAL_NAME);
         match self.user.borrow().as_deref() {
-            Some(u) => format!(" - \"$G/user:{u}\""),
+            Some(u) => format!(" - \"{account}/user:{u}\""),
             None => String::new(),
         }
     }
@@ -145,7 +150,21 @@ fn revoke(c: &Client, why: &Failure) {
     c.close(None, "Client Closed");
 }
 
+/// Puts an authenticated identity in force on a connection, its account included.
+/// Call before the connection's first SUB: subscriptions stay in the table of the
+/// account they were made in.
+pub fn admit(ctx: &ShardCtx, c: &Client, ident: Identity) {
+    c.account.set(ctx.server.account_id(ident.account_name()));
+    c.auth.set_identity(ident);
+}
+
 fn apply_identity(ctx: &ShardCtx, c: &Client, ident: Identity) {
+    // A reload that moved the user to another account: its subscriptions and
+    // replies belong to the old one, so the connection goes (as with nats-server).
+    if ctx.server.account_id(ident.account_name()) != c.account.get() {
+        revoke(c, &Failure::User(ident.user.clone().unwrap_or_default()));
+        return;
+    }
     c.auth.set_identity(ident);
     let perms = c.auth.perms.borrow().clone();
     let Some(perms) = perms else {

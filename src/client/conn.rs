@@ -248,7 +248,7 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
     if !client.auth.done.get() && !matches!(op, Op::Connect(_)) && ctx.auth.borrow().required() {
         match crate::auth::no_auth_identity(&ctx.auth()) {
             Some(id) => {
-                client.auth.set_identity(id);
+                super::auth::admit(ctx, client, id);
                 client.connected.set(true);
             }
             None => {
@@ -380,7 +380,7 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
         crate::auth::authenticate(&auth, &opts, nonce.as_deref()).await
     };
     match result {
-        Ok(id) => client.auth.set_identity(id),
+        Ok(id) => super::auth::admit(ctx, client, id),
         Err(why) => {
             auth_violation(client, &why);
             return Next::Stop;

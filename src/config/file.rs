@@ -35,7 +35,7 @@ pub struct Report {
 /// Top-level keys kept raw for later features: (canonical name, aliases, policy).
 pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
     ("authorization", &[], Policy::Auth),
-    ("accounts", &[], Policy::Refuse),
+    ("accounts", &[], Policy::Accounts),
     ("tls", &[], Policy::Tls),
     (
         "operator",
@@ -102,6 +102,8 @@ pub enum Policy {
     Tls,
     /// Checked by `crate::auth::config` (kept raw; `timeout` sets `auth_timeout`).
     Auth,
+    /// `accounts {}`: checked by `crate::auth::config` (kept raw).
+    Accounts,
 }
 
 /// Parses `path` and applies it onto `opts` (which should hold the defaults;
@@ -380,6 +382,11 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
                 )),
                 // ----- Auth (issue #5): `authorization {}`, checked into src/auth -----
                 Policy::Auth => r.errors.extend(crate::auth::config::check_entry(e, o)),
+                Policy::Accounts => {
+                    let (errors, refused) = crate::auth::config::check_accounts_entry(e);
+                    r.errors.extend(errors);
+                    r.refused.extend(refused);
+                }
                 // ----- TLS (issue #5): `tls {}` and `allow_non_tls` -----
                 Policy::Tls => {
                     if *name == "tls" {

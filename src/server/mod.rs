@@ -53,6 +53,10 @@ pub struct ServerShared {
     pub auth: Arc<crate::auth::AuthConfig>,
     /// Set when the server is shutting down.
     pub shutdown: AtomicBool,
+    /// Account names and their ids. Read when a connection authenticates, never per
+    /// message; names are added (configured accounts, reloads) and never removed, so
+    /// an id means one account for the life of the process.
+    accounts: std::sync::RwLock<crate::account::Accounts>,
     /// One command channel per shard (index = shard id): the control plane's only way
     /// into a shard. Shards poll theirs every few milliseconds.
     pub controls: Vec<crossbeam_channel::Sender<ShardCommand>>,
@@ -60,6 +64,19 @@ pub struct ServerShared {
 }
 
 impl ServerShared {
+    /// The id of account `name`, registered on first use.
+    pub fn account_id(&self, name: &str) -> crate::account::AccountId {
+        if let Some(id) = self.accounts.read().expect("accounts").lookup(name) {
+            return id;
+        }
+        self.accounts.write().expect("accounts").intern(name)
+    }
+
+    /// The name of account `id`.
+    pub fn account_name(&self, id: crate::account::AccountId) -> String {
+        self.accounts.read().expect("accounts").name(id).to_string()
+    }
+
     /// The command channel shard `id` reads.
     pub fn commands_for(&self, id: usize) -> crossbeam_channel::Receiver<ShardCommand> {
         self.command_rx[id].clone()
@@ -315,7 +332,11 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         lame_duck: AtomicBool::new(false),
         opts_now: std::sync::RwLock::new(Arc::new(opts.clone())),
         shutdown: AtomicBool::new(false),
+        accounts: std::sync::RwLock::new(crate::account::Accounts::new()),
     });
+    for name in &server.auth.accounts {
+        server.account_id(name);
+    }
 
     if let Some(bound) = monitor {
         crate::monitor::start(bound, server.clone())?;

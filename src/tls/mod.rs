@@ -701,9 +701,5 @@ pub fn map_identity(
         "cid:{} - Using certificate identity for auth [{name:?}]",
         client.cid
     );
-    let user = &cfg.users[name];
-    Ok(crate::auth::Identity {
-        user: Some(user.name.clone()),
-        perms: user.permissions.clone(),
-    })
+    Ok(crate::auth::Identity::of(&cfg.users[name]))
 }

