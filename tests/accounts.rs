@@ -219,3 +219,63 @@ fn bad_account_sections_fail_like_the_reference() {
         assert_eq!(run(&natrium_bin()), run(&reference), "case {name}");
     }
 }
+
+/// `GET path` on the monitoring port (HTTP/1.0: no chunked body from the reference).
+fn monitor_json(port: u16, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body:?}"))
+}
+
+/// `/connz?auth=1` names a connection's account, except `$G`, as the reference does.
+#[test]
+fn connz_names_the_account_like_the_reference() {
+    let dir = TempDir::new("accconnz");
+    let conf = dir.write_string("iso.conf", ISOLATION_CONF);
+    let accounts_seen = |kind: Kind| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Server::start(kind, &["-c", &conf, "-m", &port.to_string()]);
+        let mut conns = Vec::new();
+        for user in ["a", "b", "g"] {
+            let json = format!(r#"{{"verbose":false,"user":"{user}","pass":"{user}"}}"#);
+            conns.push(RawConn::connect(&server.addr(), &json));
+        }
+        conns.push(RawConn::connect(&server.addr(), r#"{"verbose":false}"#));
+        let doc = monitor_json(port, "/connz?auth=1");
+        let mut seen: Vec<(String, String)> = doc["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["authorized_user"].as_str().unwrap_or("-").to_string(),
+                    c["account"].as_str().unwrap_or("-").to_string(),
+                )
+            })
+            .collect();
+        seen.sort();
+        seen
+    };
+    let natrium = accounts_seen(if support::natrium_is_reference() {
+        Kind::NatsServer
+    } else {
+        Kind::Natrium
+    });
+    assert!(
+        natrium.contains(&("a".to_string(), "A".to_string())),
+        "{natrium:?}"
+    );
+    assert_eq!(natrium, accounts_seen(Kind::NatsServer));
+}

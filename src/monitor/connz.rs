@@ -200,7 +200,11 @@ fn info(c: &ConnSnapshot, now: SystemTime, subs: bool, detail: bool, auth: bool)
         tls_version: c.tls_version.clone(),
         tls_cipher_suite: c.tls_cipher.clone(),
         authorized_user: if auth { c.user.clone() } else { String::new() },
-        account: String::new(),
+        account: if auth {
+            c.account.clone()
+        } else {
+            String::new()
+        },
         subscriptions_list: if subs {
             let mut l: Vec<String> = c.subs.iter().map(|s| s.subject.clone()).collect();
             l.sort();

@@ -58,6 +58,9 @@ pub struct ConnSnapshot {
     /// through `no_auth_user` or a mapped certificate), else the CONNECT user, else
     /// `[REDACTED]` for a token; empty when none.
     pub user: String,
+    /// The account it authenticated into; empty for the global account `$G` (which
+    /// nats-server's `/connz` does not name).
+    pub account: String,
     /// Negotiated TLS version (`1.3`), empty for plain connections.
     pub tls_version: String,
     /// Go's name of the negotiated cipher suite.
@@ -161,6 +164,13 @@ impl ConnSnapshot {
             lang: opts.lang.clone(),
             version: opts.version.clone(),
             user,
+            account: client
+                .auth
+                .account_name
+                .borrow()
+                .as_deref()
+                .unwrap_or_default()
+                .to_string(),
             tls_version,
             tls_cipher,
             reason: String::new(),
