@@ -1,6 +1,8 @@
 //! Accounts: the interned id every connection, subscription, interest entry and
 //! envelope carries, and the server's registry of account names.
 
+pub mod imports;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::permissions::{PermEntry, Permissions, ResponsePerm, SubjectPerm};
+use crate::account::imports::{check_stream_imports, Rewrite, StreamExport, StreamImport};
 use crate::config::file::{parse_go_duration, render};
 use crate::config::value::{Entry, Item, Map, Pos, Value};
 use crate::config::Options;
@@ -78,6 +79,8 @@ pub struct AuthConfig {
     pub no_auth_user: Option<String>,
     /// Accounts the `accounts` section defines, in config order.
     pub accounts: Vec<Arc<str>>,
+    /// Stream imports between them (checked against the exports).
+    pub stream_imports: Vec<StreamImport>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -154,6 +157,7 @@ impl AuthConfig {
                 }
             }
             cfg.accounts = section.names;
+            cfg.stream_imports = section.imports;
         }
         // Flags win over the file, as in nats-server.
         let flags = &opts.auth_flags;
@@ -249,6 +253,10 @@ struct AccountsSection {
     users: Vec<User>,
     /// Fields nats-server knows that natrium does not enforce yet.
     not_yet: Errors,
+    /// Stream exports, by exporting account.
+    exports: Vec<(Arc<str>, StreamExport)>,
+    /// Stream imports.
+    imports: Vec<StreamImport>,
 }
 
 /// Account fields nats-server knows that natrium does not enforce yet: refused, since
@@ -256,8 +264,6 @@ struct AccountsSection {
 /// what an account may do.
 const ACCOUNT_FIELDS_NOT_YET: &[&str] = &[
     "nkey",
-    "exports",
-    "imports",
     "mappings",
     "maps",
     "jetstream",
@@ -320,6 +326,8 @@ fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
                 "default_permission" | "default_permissions" => {
                     default_perms = parse_permissions(e, errors).map(Arc::new);
                 }
+                "exports" => parse_exports(e, &name, &mut out, errors),
+                "imports" => parse_imports(e, &name, &mut out, errors),
                 k if ACCOUNT_FIELDS_NOT_YET.contains(&k) => out.not_yet.push((
                     at(),
                     format!(
@@ -347,7 +355,160 @@ fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
             out.users.push(u);
         }
     }
+    if let Err(e) = check_stream_imports(&out.names, &out.exports, &out.imports) {
+        errors.push((Some(Where::Section), e));
+    }
     out
+}
+
+/// Not yet enforced: recorded so that the server refuses to start.
+fn not_yet(out: &mut AccountsSection, pos: &Pos, what: &str) {
+    out.not_yet.push((
+        Some(Where::At(pos.clone())),
+        format!(
+            "account {what} is not supported by natrium yet, and running without it would \
+             change what crosses account boundaries"
+        ),
+    ));
+}
+
+/// The maps of an `exports`/`imports` array.
+fn entry_maps<'a>(e: &'a Entry, errors: &mut Errors) -> Vec<(&'a Item, &'a Map)> {
+    let Some(list) = e.item.value.as_array() else {
+        errors.push((
+            Some(Where::At(e.key_pos.clone())),
+            format!("{} should be an array, got {}", e.key, show(&e.item.value)),
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in list {
+        match item.value.as_map() {
+            Some(m) => out.push((item, m)),
+            None => errors.push((
+                Some(Where::At(item.pos.clone())),
+                format!("{} entry should be a map, got {}", e.key, show(&item.value)),
+            )),
+        }
+    }
+    out
+}
+
+/// `exports [ {stream: s, accounts: [..]} ]` (service exports are not enforced yet).
+fn parse_exports(e: &Entry, account: &Arc<str>, out: &mut AccountsSection, errors: &mut Errors) {
+    for (item, map) in entry_maps(e, errors) {
+        let mut stream = None;
+        let mut accounts = None;
+        for f in map.entries() {
+            match f.key.to_ascii_lowercase().as_str() {
+                "stream" => stream = string_at(f, errors),
+                "accounts" => accounts = Some(parse_names(f, errors)),
+                "service" => not_yet(out, &f.key_pos, "service exports"),
+                other => not_yet(out, &f.key_pos, &format!("export field \"{other}\"")),
+            }
+        }
+        if let Some(subject) = stream {
+            out.exports
+                .push((account.clone(), StreamExport { subject, accounts }));
+        } else if !map
+            .entries()
+            .iter()
+            .any(|f| f.key.eq_ignore_ascii_case("service"))
+        {
+            errors.push((
+                Some(Where::At(item.pos.clone())),
+                "Export needs a stream or service subject".into(),
+            ));
+        }
+    }
+}
+
+/// `imports [ {stream: {account: A, subject: s}, prefix: p | to: t} ]` (service
+/// imports are not enforced yet).
+fn parse_imports(e: &Entry, account: &Arc<str>, out: &mut AccountsSection, errors: &mut Errors) {
+    for (item, map) in entry_maps(e, errors) {
+        let mut source = None;
+        let mut rewrite = Rewrite::Keep;
+        for f in map.entries() {
+            match f.key.to_ascii_lowercase().as_str() {
+                "stream" => {
+                    let Some(m) = f.item.value.as_map() else {
+                        errors.push((
+                            Some(Where::At(f.key_pos.clone())),
+                            f.item.value.conversion_error("map[string]interface {}"),
+                        ));
+                        continue;
+                    };
+                    let (mut from, mut subject) = (None, None);
+                    for g in m.entries() {
+                        match g.key.to_ascii_lowercase().as_str() {
+                            "account" => from = string_at(g, errors),
+                            "subject" => subject = string_at(g, errors),
+                            other => errors.push((
+                                Some(Where::At(g.key_pos.clone())),
+                                format!("unknown field \"{other}\""),
+                            )),
+                        }
+                    }
+                    source = from.zip(subject);
+                }
+                "prefix" => {
+                    if let Some(p) = string_at(f, errors) {
+                        rewrite = Rewrite::Prefix(p);
+                    }
+                }
+                "to" => {
+                    if let Some(t) = string_at(f, errors) {
+                        rewrite = Rewrite::To(t);
+                    }
+                }
+                "service" => not_yet(out, &f.key_pos, "service imports"),
+                other => not_yet(out, &f.key_pos, &format!("import field \"{other}\"")),
+            }
+        }
+        match source {
+            Some((from, subject)) => out.imports.push(StreamImport {
+                from: Arc::from(from.as_str()),
+                subject,
+                into: account.clone(),
+                rewrite,
+            }),
+            None if !map
+                .entries()
+                .iter()
+                .any(|f| f.key.eq_ignore_ascii_case("service")) =>
+            {
+                errors.push((
+                    Some(Where::At(item.pos.clone())),
+                    "Import needs a stream (account and subject) or a service".into(),
+                ))
+            }
+            None => {}
+        }
+    }
+}
+
+/// A list of account names.
+fn parse_names(e: &Entry, errors: &mut Errors) -> Vec<Arc<str>> {
+    let Some(list) = e.item.value.as_array() else {
+        errors.push((
+            Some(Where::At(e.key_pos.clone())),
+            e.item.value.conversion_error("[]interface {}"),
+        ));
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|i| match &i.value {
+            Value::String(s) => Some(Arc::from(s.as_str())),
+            other => {
+                errors.push((
+                    Some(Where::At(i.pos.clone())),
+                    other.conversion_error("string"),
+                ));
+                None
+            }
+        })
+        .collect()
 }
 
 /// nats-server's default auth timeout, put into `opts` once TLS is known (call it

@@ -54,6 +54,7 @@ pub async fn shard_main(
     ready: crossbeam_channel::Sender<()>,
 ) {
     let ctx = ShardCtx::new(mesh, server.clone());
+    ctx.install_imports(&ctx.auth());
     let id = ctx.index;
     let pump = ctx.clone();
     ctx.mesh

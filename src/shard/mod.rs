@@ -75,6 +75,21 @@ pub struct AccountTables {
     /// Compact replica of the other shards' interest: the item is the shard id, the
     /// count how many subscriptions it has on that subject and queue.
     pub remote: Sublist<u16>,
+    /// Stream imports of this account's messages into other accounts (shared so the
+    /// publish path can hold them while it publishes into those accounts).
+    pub taps: Rc<Vec<Tap>>,
+}
+
+/// One stream import, seen from the exporting account: what it publishes on
+/// `pattern` is published again in `into`, its subject rewritten.
+#[derive(Debug)]
+pub struct Tap {
+    /// Imported subject (may have wildcards).
+    pub pattern: Bytes,
+    /// Importing account.
+    pub into: AccountId,
+    /// Subject rewrite for the importer.
+    pub rewrite: crate::account::imports::Rewrite,
 }
 
 /// Mutable state of a shard.
@@ -429,6 +444,30 @@ impl ShardCtx {
         origin: Origin,
         want_status: bool,
     ) -> bool {
+        let (mut any, mut routed) = (false, false);
+        if !st.tables(account).taps.is_empty() {
+            (any, routed) = self.publish_imports(st, account, msg);
+        }
+        let (here, routed_here) = self.publish_in(st, account, msg, origin, want_status && !any);
+        any |= here;
+        if !any && want_status {
+            if let Origin::Client(cid) = origin {
+                self.send_no_responders(st, account, cid, msg.subject, msg.reply);
+            }
+        }
+        routed | routed_here
+    }
+
+    /// Delivers `msg` in `account` only: returns whether anyone took it (or it was
+    /// routed) and whether it was routed.
+    fn publish_in(
+        &self,
+        st: &mut ShardState,
+        account: AccountId,
+        msg: &Message<'_>,
+        origin: Origin,
+        want_status: bool,
+    ) -> (bool, bool) {
         let tables = st.tables(account);
         let local = tables.local.match_subject(msg.subject);
         let mut frame = self.frame.borrow_mut();
@@ -441,15 +480,52 @@ impl ShardCtx {
             msg.payload,
             msg.payload_owner(),
         );
-        let (any, routed) =
-            self.route_framed(st, account, &encoded, &local, msg, origin, want_status);
-        drop(frame);
-        if !any && want_status {
-            if let Origin::Client(cid) = origin {
-                self.send_no_responders(st, account, cid, msg.subject, msg.reply);
+        self.route_framed(st, account, &encoded, &local, msg, origin, want_status)
+    }
+
+    /// Publishes `msg` again in every account that imports it from `account` (one
+    /// hop: what arrives through an import is not imported further).
+    fn publish_imports(
+        &self,
+        st: &mut ShardState,
+        account: AccountId,
+        msg: &Message<'_>,
+    ) -> (bool, bool) {
+        let taps = st.tables(account).taps.clone();
+        let (mut any, mut routed) = (false, false);
+        for tap in taps.iter() {
+            if !crate::subject::matches_valid(&tap.pattern, msg.subject) {
+                continue;
             }
+            let subject = tap.rewrite.apply(&tap.pattern, msg.subject);
+            let (reply, payload) = (msg.shared_reply(), msg.shared_payload());
+            let imported = Message::owned(&subject, &reply, msg.hdr_len, &payload);
+            let (a, r) = self.publish_in(st, tap.into, &imported, Origin::Server, false);
+            any |= a;
+            routed |= r;
         }
-        routed
+        (any, routed)
+    }
+
+    /// Puts the configured stream imports in force on this shard (at start and when
+    /// a reload changed them).
+    pub fn install_imports(&self, auth: &crate::auth::AuthConfig) {
+        let mut taps: HashMap<AccountId, Vec<Tap>> = HashMap::new();
+        for imp in &auth.stream_imports {
+            let from = self.server.account_id(&imp.from);
+            taps.entry(from).or_default().push(Tap {
+                pattern: Bytes::copy_from_slice(imp.subject.as_bytes()),
+                into: self.server.account_id(&imp.into),
+                rewrite: imp.rewrite.clone(),
+            });
+        }
+        let mut st = self.state.borrow_mut();
+        for i in 0..st.accounts.len() {
+            st.accounts[i].taps = Rc::new(Vec::new());
+        }
+        for (from, list) in taps {
+            st.tables(from).taps = Rc::new(list);
+        }
     }
 
     /// Whether anyone, on this shard or another, has interest in `subject`.
@@ -458,6 +534,10 @@ impl ShardCtx {
         let tables = st.tables(account);
         !tables.local.match_subject(subject).is_empty()
             || !tables.remote.match_subject(subject).is_empty()
+            || tables
+                .taps
+                .iter()
+                .any(|t| crate::subject::matches_valid(&t.pattern, subject))
     }
 
     /// Sends the 503 no-responders status to the publisher's own plain subscription on
@@ -850,6 +930,7 @@ impl ShardCtx {
                 let changed = **self.auth.borrow() != *auth;
                 *self.auth.borrow_mut() = auth.clone();
                 if changed {
+                    self.install_imports(&auth);
                     crate::client::auth::recheck_clients(self, &auth);
                 }
             }
