@@ -366,7 +366,7 @@ fn not_yet(out: &mut AccountsSection, pos: &Pos, what: &str) {
     out.not_yet.push((
         Some(Where::At(pos.clone())),
         format!(
-            "account {what} is not supported by natrium yet, and running without it would \
+            "account {what}: not supported by natrium yet, and running without it would \
              change what crosses account boundaries"
         ),
     ));
