@@ -76,8 +76,9 @@ pub struct AccountTables {
     /// count how many subscriptions it has on that subject and queue.
     pub remote: Sublist<u16>,
     /// Stream imports of this account's messages into other accounts (shared so the
-    /// publish path can hold them while it publishes into those accounts).
-    pub taps: Rc<Vec<Tap>>,
+    /// publish path can hold them while it publishes into those accounts); `None`
+    /// when there are none, checked without touching another cache line.
+    pub taps: Option<Rc<[Tap]>>,
 }
 
 /// One stream import, seen from the exporting account: what it publishes on
@@ -445,8 +446,8 @@ impl ShardCtx {
         want_status: bool,
     ) -> bool {
         let (mut any, mut routed) = (false, false);
-        if !st.tables(account).taps.is_empty() {
-            (any, routed) = self.publish_imports(st, account, msg);
+        if let Some(taps) = st.tables(account).taps.clone() {
+            (any, routed) = self.publish_imports(st, &taps, msg);
         }
         let (here, routed_here) = self.publish_in(st, account, msg, origin, want_status && !any);
         any |= here;
@@ -485,13 +486,13 @@ impl ShardCtx {
 
     /// Publishes `msg` again in every account that imports it from `account` (one
     /// hop: what arrives through an import is not imported further).
+    #[cold]
     fn publish_imports(
         &self,
         st: &mut ShardState,
-        account: AccountId,
+        taps: &[Tap],
         msg: &Message<'_>,
     ) -> (bool, bool) {
-        let taps = st.tables(account).taps.clone();
         let (mut any, mut routed) = (false, false);
         for tap in taps.iter() {
             if !crate::subject::matches_valid(&tap.pattern, msg.subject) {
@@ -521,10 +522,10 @@ impl ShardCtx {
         }
         let mut st = self.state.borrow_mut();
         for i in 0..st.accounts.len() {
-            st.accounts[i].taps = Rc::new(Vec::new());
+            st.accounts[i].taps = None;
         }
         for (from, list) in taps {
-            st.tables(from).taps = Rc::new(list);
+            st.tables(from).taps = Some(list.into());
         }
     }
 
@@ -534,10 +535,10 @@ impl ShardCtx {
         let tables = st.tables(account);
         !tables.local.match_subject(subject).is_empty()
             || !tables.remote.match_subject(subject).is_empty()
-            || tables
-                .taps
-                .iter()
-                .any(|t| crate::subject::matches_valid(&t.pattern, subject))
+            || tables.taps.as_deref().is_some_and(|taps| {
+                taps.iter()
+                    .any(|t| crate::subject::matches_valid(&t.pattern, subject))
+            })
     }
 
     /// Sends the 503 no-responders status to the publisher's own plain subscription on
