@@ -432,3 +432,41 @@ fn stream_imports_deliver_like_the_reference() {
         );
     }
 }
+
+/// A reload that adds a stream import puts it in force for existing subscriptions,
+/// on natrium as on the reference.
+#[test]
+fn reload_adds_a_stream_import() {
+    let before = "accounts {\n  A { users = [ {user: a, password: a} ], exports = [ {stream: \"foo.>\"} ] }\n  B { users = [ {user: b, password: b} ] }\n}\n";
+    let after = "accounts {\n  A { users = [ {user: a, password: a} ], exports = [ {stream: \"foo.>\"} ] }\n  B { users = [ {user: b, password: b} ], imports = [ {stream: {account: A, subject: \"foo.>\"}} ] }\n}\n";
+    for kind in [Kind::Natrium, Kind::NatsServer] {
+        let dir = TempDir::new("accreload");
+        let conf = dir.write_string("r.conf", before);
+        let server = if kind == Kind::Natrium {
+            Server::natrium(&["-c", &conf])
+        } else {
+            Server::start(kind, &["-c", &conf])
+        };
+        let mut b = RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"b","pass":"b"}"#);
+        b.send(b"SUB foo.> 1\r\n");
+        b.ping();
+        let mut a = RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"a","pass":"a"}"#);
+        a.send(b"PUB foo.1 1\r\n1\r\n");
+        a.ping();
+        b.ping(); // nothing before the PONG: not imported yet
+        dir.write("r.conf", after);
+        server.signal(libc::SIGHUP);
+        assert!(
+            server
+                .wait_log(
+                    "Reloaded server configuration",
+                    std::time::Duration::from_secs(5)
+                )
+                .is_some(),
+            "{kind:?} did not reload"
+        );
+        a.send(b"PUB foo.2 1\r\n2\r\nPING\r\n");
+        a.expect(b"PONG\r\n");
+        assert_eq!(b.read_msg().subject, "foo.2", "{kind:?}");
+    }
+}
