@@ -470,3 +470,139 @@ fn reload_adds_a_stream_import() {
         assert_eq!(b.read_msg().subject, "foo.2", "{kind:?}");
     }
 }
+
+const SERVICES_CONF: &str = r#"
+accounts {
+  A {
+    users = [ {user: a, password: a} ]
+    imports = [
+      {service: {account: B, subject: "req.>"}, to: "loc.>"}
+      {service: {account: B, subject: "multi"}}
+      {service: {account: B, subject: "none"}}
+    ]
+  }
+  B {
+    users = [ {user: b, password: b} ]
+    exports = [
+      {service: "req.>"}
+      {service: "multi", response_type: stream}
+      {service: "none"}
+    ]
+  }
+}
+"#;
+
+/// Reads frames up to PONG, `_R_.` replies normalised.
+fn frames_until_pong(c: &mut RawConn) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let f = c.read_frame();
+        if f == b"PONG\r\n" {
+            return out;
+        }
+        let text = String::from_utf8_lossy(&f).to_string();
+        let norm: Vec<String> = text
+            .split(' ')
+            .map(|w| {
+                if w.starts_with("_R_.") {
+                    "_R_.X".into()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        out.push(norm.join(" "));
+    }
+}
+
+/// The `_R_.` reply of the one request frame in `frames`.
+fn reply_of(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw).to_string();
+    let head: Vec<&str> = text.split("\r\n").next().unwrap().split(' ').collect();
+    assert!(head[3].starts_with("_R_."), "{text:?}");
+    head[3].to_string()
+}
+
+/// Service imports: requests reach the exporter with an anonymous `_R_.` reply and
+/// the responses come back to the requester (one for a singleton, all for a stream),
+/// with requester and responder on different shards; no responder gives the 503.
+fn run_services(server: &Server, a_shard: usize) -> Vec<String> {
+    let addr = server.addr();
+    let mut need = [0, 0];
+    need[a_shard] += 1;
+    need[1 - a_shard] += 1;
+    let [mut s0, mut s1] = split_by_shard(server, need, || {
+        let c = RawConn::open(&addr);
+        let cid = c.client_id();
+        (c, cid)
+    });
+    let (mut a, mut b) = if a_shard == 0 {
+        (s0.remove(0), s1.remove(0))
+    } else {
+        (s1.remove(0), s0.remove(0))
+    };
+    a.handshake(r#"{"verbose":false,"headers":true,"no_responders":true,"user":"a","pass":"a"}"#);
+    b.handshake(r#"{"verbose":false,"user":"b","pass":"b"}"#);
+    a.send(b"SUB _INBOX.1 1\r\n");
+    a.ping();
+    b.send(b"SUB req.> 1\r\nSUB multi 2\r\n");
+    b.ping();
+    let mut log = Vec::new();
+    for (subject, responses) in [("loc.x", 2), ("multi", 3)] {
+        a.send(format!("PUB {subject} _INBOX.1 1\r\nq\r\nPING\r\n").as_bytes());
+        a.expect(b"PONG\r\n");
+        let request = b.read_frame();
+        let reply = reply_of(&request);
+        log.push(format!(
+            "b got {}",
+            String::from_utf8_lossy(&request).replace(&reply, "_R_.X")
+        ));
+        let mut out = Vec::new();
+        for i in 0..responses {
+            out.extend_from_slice(format!("PUB {reply} 2\r\nr{i}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"PING\r\n");
+        b.send(&out);
+        b.expect(b"PONG\r\n");
+        a.send(b"PING\r\n");
+        for f in frames_until_pong(&mut a) {
+            log.push(format!("a got {f}"));
+        }
+    }
+    a.send(b"PUB none _INBOX.1 1\r\nq\r\nPING\r\n");
+    for f in frames_until_pong(&mut a) {
+        log.push(format!("a got {f}"));
+    }
+    a.send(b"PING\r\n");
+    for f in frames_until_pong(&mut a) {
+        log.push(format!("a got {f}"));
+    }
+    log
+}
+
+#[test]
+fn service_imports_answer_like_the_reference() {
+    let dir = TempDir::new("accsvc");
+    let conf = dir.write_string("svc.conf", SERVICES_CONF);
+    let natrium = Server::natrium(&["-c", &conf]);
+    let reference = Server::start(Kind::NatsServer, &["-c", &conf]);
+    for a_shard in [0, 1] {
+        let got = run_services(&natrium, a_shard);
+        assert!(
+            got.iter().any(|l| l.contains("NATS/1.0 503")),
+            "no 503: {got:?}"
+        );
+        assert_eq!(
+            got.iter()
+                .filter(|l| l.starts_with("a got MSG _INBOX.1"))
+                .count(),
+            1 + 3,
+            "one response for the singleton, three for the stream: {got:?}"
+        );
+        assert_eq!(
+            got,
+            run_services(&reference, a_shard),
+            "requester on shard {a_shard}"
+        );
+    }
+}

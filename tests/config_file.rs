@@ -403,18 +403,18 @@ fn feature_blocks_start_with_one_warning_each() {
 
 #[test]
 fn account_features_not_enforced_yet_refuse_to_start() {
-    // Service exports and imports are not implemented yet: running such a config
-    // without them would silently change what crosses account boundaries, so natrium
-    // refuses to start (users and stream imports run: tests/accounts.rs).
+    // Account subject mappings are not implemented yet: running such a config without
+    // them would silently change where messages go, so natrium refuses to start
+    // (users, stream and service imports run: tests/accounts.rs).
     let d = TempDir::new("auth");
     let f = d.write(
         "a.conf",
-        "port: -1\naccounts { A: { users: [ {user: a, password: b} ], exports: [ {service: x} ] } }\n",
+        "port: -1\naccounts { A: { users: [ {user: a, password: b} ], mappings: { a: b } } }\n",
     );
     let out = run_to_end(&support::natrium_bin(), &["-c", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("account service exports: not supported"), "{err}");
+    assert!(err.contains("account \"mappings\" is not supported"), "{err}");
     assert!(err.contains("[FTL]"), "{err}");
     assert!(!err.contains("Listening"), "{err}");
     // but it is a valid nats-server config

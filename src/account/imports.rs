@@ -154,6 +154,97 @@ pub fn check_stream_imports(
     Ok(())
 }
 
+/// How many responses a service request may get (`response_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ResponseType {
+    /// One response; the reply mapping goes with it.
+    #[default]
+    Singleton,
+    /// Any number until the threshold passes.
+    Stream,
+    /// Any number until the threshold passes (chunks of one response).
+    Chunked,
+}
+
+impl ResponseType {
+    /// nats-server's names, any case.
+    pub fn parse(s: &str) -> Option<ResponseType> {
+        match s.to_ascii_lowercase().as_str() {
+            "singleton" => Some(ResponseType::Singleton),
+            "stream" => Some(ResponseType::Stream),
+            "chunked" => Some(ResponseType::Chunked),
+            _ => None,
+        }
+    }
+}
+
+/// nats-server's default `response_threshold`: how long a reply mapping lives.
+pub const DEFAULT_RESPONSE_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A service export: requests on `subject` may come from importing accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceExport {
+    /// Exported subject (may have wildcards).
+    pub subject: String,
+    /// Accounts allowed to import it; `None` = every account.
+    pub accounts: Option<Vec<Arc<str>>>,
+    /// How many responses a request may get.
+    pub response: ResponseType,
+    /// How long a reply mapping lives.
+    pub threshold: std::time::Duration,
+}
+
+/// A service import: requests the importer publishes on `local` go to `from` on
+/// `subject`, and the responses come back on the requester's reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceImport {
+    /// Exporting account.
+    pub from: Arc<str>,
+    /// Subject in the exporting account.
+    pub subject: String,
+    /// Importing account.
+    pub into: Arc<str>,
+    /// Subject the importer publishes on (`to`, else `subject`).
+    pub local: String,
+    /// From the matching export.
+    pub response: ResponseType,
+    /// From the matching export.
+    pub threshold: std::time::Duration,
+}
+
+/// Checks service imports against the exports as nats-server does at start, and
+/// fills in each import's response type and threshold from its export.
+pub fn check_service_imports(
+    accounts: &[Arc<str>],
+    exports: &[(Arc<str>, ServiceExport)],
+    imports: &mut [ServiceImport],
+) -> Result<(), String> {
+    for imp in imports.iter_mut() {
+        if !accounts.contains(&imp.from) {
+            return Err(format!(
+                "\"{}\" account not defined for service import",
+                imp.from
+            ));
+        }
+        let export = exports.iter().find(|(acc, e)| {
+            *acc == imp.from
+                && is_subset(imp.subject.as_bytes(), e.subject.as_bytes())
+                && e.accounts
+                    .as_ref()
+                    .is_none_or(|list| list.contains(&imp.into))
+        });
+        let Some((_, export)) = export else {
+            return Err(format!(
+                "Error adding service import \"{}\": service import not authorized",
+                imp.subject
+            ));
+        };
+        imp.response = export.response;
+        imp.threshold = export.threshold;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::permissions::{PermEntry, Permissions, ResponsePerm, SubjectPerm};
-use crate::account::imports::{check_stream_imports, Rewrite, StreamExport, StreamImport};
+use crate::account::imports::{
+    check_service_imports, check_stream_imports, ResponseType, Rewrite, ServiceExport,
+    ServiceImport, StreamExport, StreamImport, DEFAULT_RESPONSE_THRESHOLD,
+};
 use crate::config::file::{parse_go_duration, render};
 use crate::config::value::{Entry, Item, Map, Pos, Value};
 use crate::config::Options;
@@ -81,6 +84,8 @@ pub struct AuthConfig {
     pub accounts: Vec<Arc<str>>,
     /// Stream imports between them (checked against the exports).
     pub stream_imports: Vec<StreamImport>,
+    /// Service imports between them (checked, with their exports' response types).
+    pub service_imports: Vec<ServiceImport>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -158,6 +163,7 @@ impl AuthConfig {
             }
             cfg.accounts = section.names;
             cfg.stream_imports = section.imports;
+            cfg.service_imports = section.service_imports;
         }
         // Flags win over the file, as in nats-server.
         let flags = &opts.auth_flags;
@@ -257,6 +263,10 @@ struct AccountsSection {
     exports: Vec<(Arc<str>, StreamExport)>,
     /// Stream imports.
     imports: Vec<StreamImport>,
+    /// Service exports, by exporting account.
+    service_exports: Vec<(Arc<str>, ServiceExport)>,
+    /// Service imports.
+    service_imports: Vec<ServiceImport>,
 }
 
 /// Account fields nats-server knows that natrium does not enforce yet: refused, since
@@ -358,6 +368,11 @@ fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
     if let Err(e) = check_stream_imports(&out.names, &out.exports, &out.imports) {
         errors.push((Some(Where::Section), e));
     }
+    if let Err(e) =
+        check_service_imports(&out.names, &out.service_exports, &mut out.service_imports)
+    {
+        errors.push((Some(Where::Section), e));
+    }
     out
 }
 
@@ -394,96 +409,125 @@ fn entry_maps<'a>(e: &'a Entry, errors: &mut Errors) -> Vec<(&'a Item, &'a Map)>
     out
 }
 
-/// `exports [ {stream: s, accounts: [..]} ]` (service exports are not enforced yet).
+/// `exports [ {stream: s, accounts: [..]} {service: s, accounts, response_type,
+/// response_threshold} ]` (latency tracking is not enforced yet).
 fn parse_exports(e: &Entry, account: &Arc<str>, out: &mut AccountsSection, errors: &mut Errors) {
     for (item, map) in entry_maps(e, errors) {
-        let mut stream = None;
-        let mut accounts = None;
+        let (mut stream, mut service, mut accounts) = (None, None, None);
+        let mut response = ResponseType::Singleton;
+        let mut threshold = DEFAULT_RESPONSE_THRESHOLD;
         for f in map.entries() {
             match f.key.to_ascii_lowercase().as_str() {
                 "stream" => stream = string_at(f, errors),
+                "service" => service = string_at(f, errors),
                 "accounts" => accounts = Some(parse_names(f, errors)),
-                "service" => not_yet(out, &f.key_pos, "service exports"),
+                "response" | "response_type" => {
+                    if let Some(t) = string_at(f, errors) {
+                        match ResponseType::parse(&t) {
+                            Some(r) => response = r,
+                            None => errors.push((
+                                Some(Where::At(f.key_pos.clone())),
+                                format!("Unknown response type: \"{t}\""),
+                            )),
+                        }
+                    }
+                }
+                "threshold" | "response_threshold" | "response_max_time" | "response_time" => {
+                    if let Some(t) = string_at(f, errors) {
+                        match parse_go_duration(&t) {
+                            Ok(ns) => {
+                                threshold =
+                                    Duration::from_nanos(ns.clamp(0, u64::MAX as i128) as u64)
+                            }
+                            Err(err) => errors.push((Some(Where::At(f.key_pos.clone())), err)),
+                        }
+                    }
+                }
                 other => not_yet(out, &f.key_pos, &format!("export field \"{other}\"")),
             }
         }
-        if let Some(subject) = stream {
-            out.exports
-                .push((account.clone(), StreamExport { subject, accounts }));
-        } else if !map
-            .entries()
-            .iter()
-            .any(|f| f.key.eq_ignore_ascii_case("service"))
-        {
-            errors.push((
+        match (stream, service) {
+            (Some(subject), _) => out
+                .exports
+                .push((account.clone(), StreamExport { subject, accounts })),
+            (None, Some(subject)) => out.service_exports.push((
+                account.clone(),
+                ServiceExport {
+                    subject,
+                    accounts,
+                    response,
+                    threshold,
+                },
+            )),
+            (None, None) => errors.push((
                 Some(Where::At(item.pos.clone())),
                 "Export needs a stream or service subject".into(),
-            ));
+            )),
         }
     }
 }
 
-/// `imports [ {stream: {account: A, subject: s}, prefix: p | to: t} ]` (service
-/// imports are not enforced yet).
+/// The `{account: A, subject: s}` of an import.
+fn parse_source(f: &Entry, errors: &mut Errors) -> Option<(String, String)> {
+    let Some(m) = f.item.value.as_map() else {
+        errors.push((
+            Some(Where::At(f.key_pos.clone())),
+            f.item.value.conversion_error("map[string]interface {}"),
+        ));
+        return None;
+    };
+    let (mut from, mut subject) = (None, None);
+    for g in m.entries() {
+        match g.key.to_ascii_lowercase().as_str() {
+            "account" => from = string_at(g, errors),
+            "subject" => subject = string_at(g, errors),
+            other => errors.push((
+                Some(Where::At(g.key_pos.clone())),
+                format!("unknown field \"{other}\""),
+            )),
+        }
+    }
+    from.zip(subject)
+}
+
+/// `imports [ {stream: {account: A, subject: s}, prefix: p | to: t}
+/// {service: {account: A, subject: s}, to: t} ]`.
 fn parse_imports(e: &Entry, account: &Arc<str>, out: &mut AccountsSection, errors: &mut Errors) {
     for (item, map) in entry_maps(e, errors) {
-        let mut source = None;
-        let mut rewrite = Rewrite::Keep;
+        let (mut stream, mut service) = (None, None);
+        let (mut prefix, mut to) = (None, None);
         for f in map.entries() {
             match f.key.to_ascii_lowercase().as_str() {
-                "stream" => {
-                    let Some(m) = f.item.value.as_map() else {
-                        errors.push((
-                            Some(Where::At(f.key_pos.clone())),
-                            f.item.value.conversion_error("map[string]interface {}"),
-                        ));
-                        continue;
-                    };
-                    let (mut from, mut subject) = (None, None);
-                    for g in m.entries() {
-                        match g.key.to_ascii_lowercase().as_str() {
-                            "account" => from = string_at(g, errors),
-                            "subject" => subject = string_at(g, errors),
-                            other => errors.push((
-                                Some(Where::At(g.key_pos.clone())),
-                                format!("unknown field \"{other}\""),
-                            )),
-                        }
-                    }
-                    source = from.zip(subject);
-                }
-                "prefix" => {
-                    if let Some(p) = string_at(f, errors) {
-                        rewrite = Rewrite::Prefix(p);
-                    }
-                }
-                "to" => {
-                    if let Some(t) = string_at(f, errors) {
-                        rewrite = Rewrite::To(t);
-                    }
-                }
-                "service" => not_yet(out, &f.key_pos, "service imports"),
+                "stream" => stream = parse_source(f, errors),
+                "service" => service = parse_source(f, errors),
+                "prefix" => prefix = string_at(f, errors),
+                "to" => to = string_at(f, errors),
                 other => not_yet(out, &f.key_pos, &format!("import field \"{other}\"")),
             }
         }
-        match source {
-            Some((from, subject)) => out.imports.push(StreamImport {
+        match (stream, service) {
+            (Some((from, subject)), _) => out.imports.push(StreamImport {
                 from: Arc::from(from.as_str()),
                 subject,
                 into: account.clone(),
-                rewrite,
+                rewrite: match (prefix, to) {
+                    (Some(p), _) => Rewrite::Prefix(p),
+                    (None, Some(t)) => Rewrite::To(t),
+                    (None, None) => Rewrite::Keep,
+                },
             }),
-            None if !map
-                .entries()
-                .iter()
-                .any(|f| f.key.eq_ignore_ascii_case("service")) =>
-            {
-                errors.push((
-                    Some(Where::At(item.pos.clone())),
-                    "Import needs a stream (account and subject) or a service".into(),
-                ))
-            }
-            None => {}
+            (None, Some((from, subject))) => out.service_imports.push(ServiceImport {
+                from: Arc::from(from.as_str()),
+                local: to.unwrap_or_else(|| subject.clone()),
+                subject,
+                into: account.clone(),
+                response: ResponseType::Singleton,
+                threshold: DEFAULT_RESPONSE_THRESHOLD,
+            }),
+            (None, None) => errors.push((
+                Some(Where::At(item.pos.clone())),
+                "Import needs a stream or a service (account and subject)".into(),
+            )),
         }
     }
 }

@@ -180,6 +180,9 @@ pub struct RoutedMsg {
 pub enum Envelope {
     /// A message to deliver.
     Msg(RoutedMsg),
+    /// A response on a `_R_.` reply whose mapping this shard holds (only `subject`,
+    /// `reply`, `hdr_len` and `payload` are used).
+    Response(RoutedMsg),
     /// The sender gained (`add`) or lost one subscription on `subject` (and `queue`).
     Interest {
         /// Account of the subscription.

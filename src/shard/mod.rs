@@ -79,7 +79,39 @@ pub struct AccountTables {
     /// publish path can hold them while it publishes into those accounts); `None`
     /// when there are none, checked without touching another cache line.
     pub taps: Option<Rc<[Tap]>>,
+    /// Service imports: requests published here that go to another account.
+    pub services: Option<Rc<[ServiceTap]>>,
 }
+
+/// One service import, seen from the importing account.
+#[derive(Debug)]
+pub struct ServiceTap {
+    /// Subject the importer publishes requests on.
+    pub pattern: Bytes,
+    /// Exporting account.
+    pub into: AccountId,
+    /// Rewrite to the exporter's subject.
+    pub rewrite: crate::account::imports::Rewrite,
+    /// One response only.
+    pub singleton: bool,
+    /// How long the reply mapping lives.
+    pub threshold: std::time::Duration,
+}
+
+/// Where a response on one `_R_.` reply goes: the requester's account and reply.
+struct ReplyRoute {
+    account: AccountId,
+    reply: Bytes,
+    /// The request's subject and the requester, for a no-responders status.
+    subject: Bytes,
+    cid: u64,
+    singleton: bool,
+}
+
+/// Reply mappings one shard keeps at most; the oldest go first beyond this.
+const MAX_REPLY_ROUTES: usize = 100_000;
+/// The prefix of anonymous service replies.
+const SERVICE_REPLY_PREFIX: &[u8] = b"_R_.";
 
 /// One stream import, seen from the exporting account: what it publishes on
 /// `pattern` is published again in `into`, its subject rewritten.
@@ -112,6 +144,11 @@ pub struct ShardState {
     next_barrier: u64,
     statuses: HashMap<u64, PendingStatus>,
     next_status: u64,
+    /// `_R_.` reply mappings made for requests published on this shard.
+    replies: HashMap<Bytes, ReplyRoute>,
+    /// The same, oldest first, with when each expires.
+    reply_order: std::collections::VecDeque<(Bytes, std::time::Instant)>,
+    next_reply: u64,
 }
 
 impl ShardState {
@@ -149,6 +186,8 @@ pub struct ShardCtx {
     pub count: usize,
     /// Mesh ids of the other client shards: where interest and barriers go.
     pub peers: Vec<usize>,
+    /// Mesh ids of all client shards, by index.
+    pub clients: Vec<usize>,
     /// Links to the other shards.
     pub mesh: shards::Shard<Envelope>,
     /// Server-wide settings and counters.
@@ -178,6 +217,7 @@ impl ShardCtx {
             index: layout.index,
             count: layout.count,
             peers: layout.peers,
+            clients: layout.clients,
             mesh,
             max_pending: std::cell::Cell::new(opts.max_pending),
             opts: RefCell::new(opts),
@@ -197,6 +237,9 @@ impl ShardCtx {
                 next_barrier: 0,
                 statuses: HashMap::new(),
                 next_status: 0,
+                replies: HashMap::new(),
+                reply_order: std::collections::VecDeque::new(),
+                next_reply: 0,
             }),
         })
     }
@@ -239,6 +282,11 @@ impl ShardCtx {
                             .send(origin, Envelope::Delivered { token, any, more });
                     }
                 }
+            }
+            Envelope::Response(m) => {
+                let mut st = self.state.borrow_mut();
+                let msg = Message::owned(&m.subject, &m.reply, m.hdr_len as usize, &m.payload);
+                self.deliver_response(&mut st, &msg);
             }
             Envelope::Delivered { token, any, more } => {
                 self.on_delivered(&mut self.state.borrow_mut(), token, any, more);
@@ -445,9 +493,17 @@ impl ShardCtx {
         origin: Origin,
         want_status: bool,
     ) -> bool {
+        if msg.subject.starts_with(SERVICE_REPLY_PREFIX) {
+            return self.publish_response(st, msg);
+        }
         let (mut any, mut routed) = (false, false);
         if let Some(taps) = st.tables(account).taps.clone() {
             (any, routed) = self.publish_imports(st, &taps, msg);
+        }
+        if let Some(services) = st.tables(account).services.clone() {
+            let (a, r) = self.publish_services(st, account, &services, msg, origin, want_status);
+            any |= a;
+            routed |= r;
         }
         let (here, routed_here) = self.publish_in(st, account, msg, origin, want_status && !any);
         any |= here;
@@ -508,6 +564,135 @@ impl ShardCtx {
         (any, routed)
     }
 
+    /// Sends requests that match service imports to their exporting accounts, each
+    /// with a fresh `_R_.` reply that maps back to the requester's reply.
+    #[cold]
+    fn publish_services(
+        &self,
+        st: &mut ShardState,
+        account: AccountId,
+        services: &[ServiceTap],
+        msg: &Message<'_>,
+        origin: Origin,
+        want_status: bool,
+    ) -> (bool, bool) {
+        let (mut any, mut routed) = (false, false);
+        for svc in services {
+            if !crate::subject::matches_valid(&svc.pattern, msg.subject) {
+                continue;
+            }
+            let subject = svc.rewrite.apply(&svc.pattern, msg.subject);
+            let reply = if msg.reply.is_empty() {
+                Bytes::new()
+            } else {
+                self.add_reply_route(st, account, msg, origin, svc)
+            };
+            let payload = msg.shared_payload();
+            let request = Message::owned(&subject, &reply, msg.hdr_len, &payload);
+            let (a, r) = self.publish_in(st, svc.into, &request, origin, want_status);
+            if !a && want_status {
+                // Nobody in the exporting account: the requester gets its 503.
+                if let Some(route) = st.replies.remove(&reply) {
+                    self.send_no_responders(st, account, route.cid, msg.subject, msg.reply);
+                }
+                any = true;
+            }
+            any |= a;
+            routed |= r;
+        }
+        (any, routed)
+    }
+
+    /// A fresh `_R_.<shard>.<id>` reply mapped back to `msg`'s reply in `account`.
+    /// The table is bounded: expired mappings go first, then the oldest.
+    fn add_reply_route(
+        &self,
+        st: &mut ShardState,
+        account: AccountId,
+        msg: &Message<'_>,
+        origin: Origin,
+        svc: &ServiceTap,
+    ) -> Bytes {
+        let now = std::time::Instant::now();
+        while let Some((token, expires)) = st.reply_order.front() {
+            if *expires > now && st.reply_order.len() < MAX_REPLY_ROUTES {
+                break;
+            }
+            let token = token.clone();
+            st.reply_order.pop_front();
+            st.replies.remove(&token);
+        }
+        st.next_reply += 1;
+        let salt = Self::rand_below(st, u32::MAX) as u64;
+        let token = Bytes::from(format!(
+            "_R_.{}.{:x}{:08x}",
+            self.index, st.next_reply, salt
+        ));
+        st.replies.insert(
+            token.clone(),
+            ReplyRoute {
+                account,
+                reply: msg.shared_reply(),
+                subject: msg.shared_subject(),
+                cid: origin.cid(),
+                singleton: svc.singleton,
+            },
+        );
+        st.reply_order
+            .push_back((token.clone(), now + svc.threshold));
+        token
+    }
+
+    /// A response on a `_R_.` reply: to the shard that holds its mapping.
+    fn publish_response(&self, st: &mut ShardState, msg: &Message<'_>) -> bool {
+        let owner = msg.subject[SERVICE_REPLY_PREFIX.len()..]
+            .split(|&b| b == b'.')
+            .next()
+            .and_then(|t| std::str::from_utf8(t).ok()?.parse::<usize>().ok());
+        match owner {
+            Some(i) if i == self.index => {
+                self.deliver_response(st, msg);
+                false
+            }
+            Some(i) if i < self.clients.len() => {
+                self.mesh.send(
+                    self.clients[i],
+                    Envelope::Response(RoutedMsg {
+                        account: AccountId::GLOBAL,
+                        subject: msg.shared_subject(),
+                        reply: msg.shared_reply(),
+                        hdr_len: msg.hdr_len as u32,
+                        payload: msg.shared_payload(),
+                        plain: false,
+                        queue: None,
+                        more_queues: Vec::new(),
+                        status_token: 0,
+                        origin: self.id as u16,
+                        tried: 0,
+                        hops: 0,
+                    }),
+                );
+                true
+            }
+            // Not a reply this server made: nobody can be waiting for it.
+            _ => false,
+        }
+    }
+
+    /// Delivers a response on one of this shard's `_R_.` replies to the requester.
+    fn deliver_response(&self, st: &mut ShardState, msg: &Message<'_>) {
+        let (account, reply) = match st.replies.get(msg.subject) {
+            Some(route) => (route.account, route.reply.clone()),
+            None => return,
+        };
+        if st.replies.get(msg.subject).is_some_and(|r| r.singleton) {
+            st.replies.remove(msg.subject);
+        }
+        let (resp_reply, payload) = (msg.shared_reply(), msg.shared_payload());
+        let response = Message::owned(&reply, &resp_reply, msg.hdr_len, &payload);
+        self.publish_in(st, account, &response, Origin::Server, false);
+    }
+
     /// Puts the configured stream imports in force on this shard (at start and when
     /// a reload changed them).
     pub fn install_imports(&self, auth: &crate::auth::AuthConfig) {
@@ -520,12 +705,27 @@ impl ShardCtx {
                 rewrite: imp.rewrite.clone(),
             });
         }
+        let mut services: HashMap<AccountId, Vec<ServiceTap>> = HashMap::new();
+        for imp in &auth.service_imports {
+            let into = self.server.account_id(&imp.into);
+            services.entry(into).or_default().push(ServiceTap {
+                pattern: Bytes::copy_from_slice(imp.local.as_bytes()),
+                into: self.server.account_id(&imp.from),
+                rewrite: crate::account::imports::Rewrite::To(imp.subject.clone()),
+                singleton: imp.response == crate::account::imports::ResponseType::Singleton,
+                threshold: imp.threshold,
+            });
+        }
         let mut st = self.state.borrow_mut();
         for i in 0..st.accounts.len() {
             st.accounts[i].taps = None;
+            st.accounts[i].services = None;
         }
         for (from, list) in taps {
             st.tables(from).taps = Some(list.into());
+        }
+        for (into, list) in services {
+            st.tables(into).services = Some(list.into());
         }
     }
 
@@ -551,6 +751,14 @@ impl ShardCtx {
         subject: &[u8],
         reply: &[u8],
     ) {
+        if reply.starts_with(SERVICE_REPLY_PREFIX) {
+            // A request that went through a service import: the 503 goes to the
+            // requester's own reply, in its account.
+            if let Some(route) = st.replies.remove(reply) {
+                self.send_no_responders(st, route.account, route.cid, &route.subject, &route.reply);
+            }
+            return;
+        }
         let matched = st.tables(account).local.match_subject(reply);
         let Some((sub, _)) = matched.plain.iter().find(|(s, _)| s.0.client.cid == cid) else {
             return;
@@ -957,6 +1165,8 @@ pub struct Layout {
     pub count: usize,
     /// Mesh ids of the other client shards.
     pub peers: Vec<usize>,
+    /// Mesh ids of all client shards, by index.
+    pub clients: Vec<usize>,
 }
 
 impl Layout {
@@ -968,7 +1178,8 @@ impl Layout {
         Layout {
             index: clients.iter().position(|&i| i == id).unwrap_or(0),
             count: clients.len().max(1),
-            peers: clients.into_iter().filter(|&i| i != id).collect(),
+            peers: clients.iter().copied().filter(|&i| i != id).collect(),
+            clients,
         }
     }
 }
@@ -1029,59 +1240,23 @@ mod tests {
 
     #[test]
     fn client_shards_are_numbered_around_dedicated_executors() {
+        let layout = |index, count, peers: &[usize], clients: &[usize]| Layout {
+            index,
+            count,
+            peers: peers.to_vec(),
+            clients: clients.to_vec(),
+        };
         // A lone shard (no mesh): index 0 of 1, nobody to talk to.
-        assert_eq!(
-            Layout::of(0, &[]),
-            Layout {
-                index: 0,
-                count: 1,
-                peers: vec![]
-            }
-        );
-        assert_eq!(
-            Layout::of(1, &[C, C]),
-            Layout {
-                index: 1,
-                count: 2,
-                peers: vec![0]
-            }
-        );
+        assert_eq!(Layout::of(0, &[]), layout(0, 1, &[], &[0]));
+        assert_eq!(Layout::of(1, &[C, C]), layout(1, 2, &[0], &[0, 1]));
         // The cluster core took mesh id 0: clients are 1 and 2, numbered 0 and 1.
         let roles = [D, C, C];
-        assert_eq!(
-            Layout::of(1, &roles),
-            Layout {
-                index: 0,
-                count: 2,
-                peers: vec![2]
-            }
-        );
-        assert_eq!(
-            Layout::of(2, &roles),
-            Layout {
-                index: 1,
-                count: 2,
-                peers: vec![1]
-            }
-        );
+        assert_eq!(Layout::of(1, &roles), layout(0, 2, &[2], &[1, 2]));
+        assert_eq!(Layout::of(2, &roles), layout(1, 2, &[1], &[1, 2]));
         // Between them.
         let roles = [C, D, C];
-        assert_eq!(
-            Layout::of(2, &roles),
-            Layout {
-                index: 1,
-                count: 2,
-                peers: vec![0]
-            }
-        );
+        assert_eq!(Layout::of(2, &roles), layout(1, 2, &[0], &[0, 2]));
         // One client shard beside the cluster core: no barriers, no interest to send.
-        assert_eq!(
-            Layout::of(1, &[D, C]),
-            Layout {
-                index: 0,
-                count: 1,
-                peers: vec![]
-            }
-        );
+        assert_eq!(Layout::of(1, &[D, C]), layout(0, 1, &[], &[1]));
     }
 }
