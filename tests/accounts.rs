@@ -606,3 +606,44 @@ fn service_imports_answer_like_the_reference() {
         );
     }
 }
+
+/// `/accountz` lists the configured accounts (and `$G`, `$SYS`) and counts each
+/// account's connections, as the reference does.
+#[test]
+fn accountz_lists_accounts_like_the_reference() {
+    let dir = TempDir::new("accz");
+    let conf = dir.write_string("iso.conf", ISOLATION_CONF);
+    let seen = |kind: Kind| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Server::start(kind, &["-c", &conf, "-m", &port.to_string()]);
+        let _a = RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"a","pass":"a"}"#);
+        let _a2 = RawConn::connect(
+            &server.addr(),
+            r#"{"verbose":false,"user":"a2","pass":"a2"}"#,
+        );
+        let _b = RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"b","pass":"b"}"#);
+        let doc = monitor_json(port, "/accountz");
+        let mut names: Vec<String> = doc["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        let clients: Vec<u64> = ["A", "B"]
+            .iter()
+            .map(|acc| {
+                let d = monitor_json(port, &format!("/accountz?acc={acc}"));
+                d["account_detail"]["client_connections"].as_u64().unwrap()
+            })
+            .collect();
+        (names, clients)
+    };
+    let natrium = seen(Kind::Natrium);
+    assert_eq!(natrium.1, vec![2, 1], "{natrium:?}");
+    assert_eq!(natrium, seen(Kind::NatsServer));
+}

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::format::{rfc3339, to_json, to_json_compact};
 use super::http::{Request, Response};
 use super::query::{bool_param, subs_param};
-use super::subsz::{sublist_stats, SublistStatz};
+use super::subsz::{account_sublist_stats, SublistStatz};
 use super::varz::totals;
 use super::Monitor;
 use crate::server::COMPAT_VERSION;
@@ -144,28 +144,40 @@ pub(super) fn accountz(m: &Monitor, req: &Request) -> Result<Response, String> {
         accounts: None,
         account_detail: None,
     };
+    let mut names = m.server.account_names();
+    if !names.iter().any(|n| n == "$SYS") {
+        names.push("$SYS".into());
+    }
     match acc {
-        "" => body.accounts = Some(vec!["$SYS".into(), "$G".into()]),
-        "$G" | "$SYS" => {
-            let global = acc == "$G";
-            let snaps = if global {
-                m.snapshots(false)
+        "" => body.accounts = Some(names),
+        acc if names.iter().any(|n| n == acc) => {
+            let snaps = m.snapshots(true);
+            // `/connz` leaves the global account unnamed.
+            let label = if acc == crate::account::GLOBAL_NAME {
+                ""
             } else {
-                Vec::new()
+                acc
             };
-            let t = totals(&snaps);
+            let conns = snaps.iter().flat_map(|s| s.conns.iter());
+            let (clients, subscriptions) = conns
+                .filter(|c| c.account == label)
+                .fold((0, 0), |(n, s), c| (n + 1, s + c.num_subs));
+            let stats = match m.server.account_lookup(acc) {
+                Some(id) => account_sublist_stats(&snaps, id.index()),
+                None => account_sublist_stats(&[], 0),
+            };
             body.account_detail = Some(AccountDetail {
                 account_name: acc.into(),
                 update_time: rfc3339(m.start),
-                is_system: !global,
+                is_system: acc == "$SYS",
                 expired: false,
                 complete: true,
                 jetstream_enabled: false,
                 leafnode_connections: 0,
-                client_connections: t.connections,
-                subscriptions: t.subscriptions,
+                client_connections: clients,
+                subscriptions,
                 name_tag: acc.into(),
-                sublist_stats: sublist_stats(&snaps),
+                sublist_stats: stats,
             });
         }
         other => return Err(format!("Account {other} does not exist")),

@@ -30,20 +30,29 @@ pub struct SublistStatz {
 
 /// Sums the shards' own interest tables (each holds its own clients' subscriptions).
 pub fn sublist_stats(snaps: &[ShardSnapshot]) -> SublistStatz {
+    statz(snaps.iter().map(|s| &s.sublist))
+}
+
+/// [`sublist_stats`] of one account: its table on every shard.
+pub fn account_sublist_stats(snaps: &[ShardSnapshot], account: usize) -> SublistStatz {
+    statz(snaps.iter().filter_map(|s| s.accounts.get(account)))
+}
+
+fn statz<'a>(tables: impl Iterator<Item = &'a crate::sublist::SublistStats>) -> SublistStatz {
     let mut st = SublistStatz::default();
     let mut hits = 0u64;
     let mut total_fanout = 0usize;
-    for s in snaps {
+    for t in tables {
         // Each shard caches matches of its own clients' interest: the largest and the
         // mean over all shards' cached results.
-        st.max_fanout = st.max_fanout.max(s.sublist.max_fanout as u32);
-        total_fanout += s.sublist.total_fanout;
-        st.num_subscriptions += s.sublist.num_subs;
-        st.num_cache += s.sublist.num_cache;
-        st.num_inserts += s.sublist.num_inserts;
-        st.num_removes += s.sublist.num_removes;
-        st.num_matches += s.sublist.num_matches;
-        hits += s.sublist.cache_hits;
+        st.max_fanout = st.max_fanout.max(t.max_fanout as u32);
+        total_fanout += t.total_fanout;
+        st.num_subscriptions += t.num_subs;
+        st.num_cache += t.num_cache;
+        st.num_inserts += t.num_inserts;
+        st.num_removes += t.num_removes;
+        st.num_matches += t.num_matches;
+        hits += t.cache_hits;
     }
     if st.num_matches > 0 {
         st.cache_hit_rate = hits as f64 / st.num_matches as f64;

@@ -72,6 +72,23 @@ impl ServerShared {
         self.accounts.write().expect("accounts").intern(name)
     }
 
+    /// The id of account `name`, if the server knows it.
+    pub fn account_lookup(&self, name: &str) -> Option<crate::account::AccountId> {
+        self.accounts.read().expect("accounts").lookup(name)
+    }
+
+    /// Every account's name, by id.
+    pub fn account_names(&self) -> Vec<String> {
+        let accounts = self.accounts.read().expect("accounts");
+        (0..accounts.len())
+            .map(|i| {
+                accounts
+                    .name(crate::account::AccountId(i as u32))
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// The name of account `id`.
     pub fn account_name(&self, id: crate::account::AccountId) -> String {
         self.accounts.read().expect("accounts").name(id).to_string()

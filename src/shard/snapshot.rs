@@ -92,8 +92,10 @@ pub struct ShardSnapshot {
     pub remote_interest: usize,
     /// Connections this shard has accepted since it started.
     pub total_connections: u64,
-    /// Counters of this shard's own interest table.
+    /// Counters of this shard's own interest table (all accounts together).
     pub sublist: SublistStats,
+    /// The same per account, by account id.
+    pub accounts: Vec<SublistStats>,
     /// Open connections.
     pub conns: Vec<ConnSnapshot>,
     /// Recently closed connections, oldest first.
@@ -196,6 +198,7 @@ impl ShardCtx {
             subscriptions: st.all_tables().iter().map(|t| t.local.len()).sum(),
             remote_interest: st.all_tables().iter().map(|t| t.remote.len()).sum(),
             total_connections: st.next_cid,
+            accounts: st.all_tables().iter().map(|t| t.local.stats()).collect(),
             sublist: st
                 .all_tables()
                 .iter()
