@@ -647,3 +647,39 @@ fn accountz_lists_accounts_like_the_reference() {
     assert_eq!(natrium.1, vec![2, 1], "{natrium:?}");
     assert_eq!(natrium, seen(Kind::NatsServer));
 }
+
+/// A reload that moves a user to another account closes its connection (its
+/// subscriptions belong to the old one); other users stay, as with the reference.
+#[test]
+fn reload_moving_a_user_closes_its_connection() {
+    let before = "accounts {\n  A { users = [ {user: a, password: a}, {user: k, password: k} ] }\n  B { users = [ {user: b, password: b} ] }\n}\n";
+    let after = "accounts {\n  A { users = [ {user: k, password: k} ] }\n  B { users = [ {user: b, password: b}, {user: a, password: a} ] }\n}\n";
+    for kind in [Kind::Natrium, Kind::NatsServer] {
+        let dir = TempDir::new("accmove");
+        let conf = dir.write_string("m.conf", before);
+        let server = if kind == Kind::Natrium {
+            Server::natrium(&["-c", &conf])
+        } else {
+            Server::start(kind, &["-c", &conf])
+        };
+        let mut moved =
+            RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"a","pass":"a"}"#);
+        let mut kept =
+            RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"k","pass":"k"}"#);
+        moved.send(b"SUB x 1\r\n");
+        moved.ping();
+        dir.write("m.conf", after);
+        server.signal(libc::SIGHUP);
+        assert!(
+            server
+                .wait_log(
+                    "Reloaded server configuration",
+                    std::time::Duration::from_secs(5)
+                )
+                .is_some(),
+            "{kind:?} did not reload"
+        );
+        kept.ping();
+        moved.expect_closed();
+    }
+}
