@@ -683,3 +683,54 @@ fn reload_moving_a_user_closes_its_connection() {
         moved.expect_closed();
     }
 }
+
+/// The exporter sees `Nats-Request-Info` (requester's account and round trip) on a
+/// request through a service import, with or without the requester's own headers,
+/// as the reference sends it (numbers normalised: the round trip varies).
+#[test]
+fn service_requests_carry_request_info_like_the_reference() {
+    let dir = TempDir::new("accinfo");
+    let conf = dir.write_string("svc.conf", SERVICES_CONF);
+    let run = |server: &Server| {
+        let hdr =
+            |u: &str| format!(r#"{{"verbose":false,"headers":true,"user":"{u}","pass":"{u}"}}"#);
+        let mut b = RawConn::connect(&server.addr(), &hdr("b"));
+        b.send(b"SUB req.> 1\r\n");
+        b.ping();
+        let mut a = RawConn::connect(&server.addr(), &hdr("a"));
+        a.send(b"PUB loc.x _INBOX.1 1\r\nq\r\nHPUB loc.y _INBOX.2 23 24\r\nNATS/1.0\r\nX-Mine: 1\r\n\r\nq\r\nPING\r\n");
+        a.expect(b"PONG\r\n");
+        b.send(b"PING\r\n");
+        let frames: Vec<String> = frames_until_pong(&mut b)
+            .into_iter()
+            .map(|f| {
+                let mut out = String::new();
+                let mut digits = false;
+                for ch in f.chars() {
+                    if ch.is_ascii_digit() {
+                        if !digits {
+                            out.push('N');
+                        }
+                        digits = true;
+                    } else {
+                        digits = false;
+                        out.push(ch);
+                    }
+                }
+                out
+            })
+            .collect();
+        frames
+    };
+    let natrium = run(&Server::natrium(&["-c", &conf]));
+    assert!(
+        natrium
+            .iter()
+            .all(|f| f.contains("Nats-Request-Info: {\"acc\":\"A\",\"rtt\":N}")),
+        "{natrium:?}"
+    );
+    assert_eq!(
+        natrium,
+        run(&Server::start(Kind::NatsServer, &["-c", &conf]))
+    );
+}

@@ -587,8 +587,8 @@ impl ShardCtx {
             } else {
                 self.add_reply_route(st, account, msg, origin, svc)
             };
-            let payload = msg.shared_payload();
-            let request = Message::owned(&subject, &reply, msg.hdr_len, &payload);
+            let (hdr_len, payload) = self.with_request_info(st, account, msg, origin);
+            let request = Message::owned(&subject, &reply, hdr_len, &payload);
             let (a, r) = self.publish_in(st, svc.into, &request, origin, want_status);
             if !a && want_status {
                 // Nobody in the exporting account: the requester gets its 503.
@@ -601,6 +601,40 @@ impl ShardCtx {
             routed |= r;
         }
         (any, routed)
+    }
+
+    /// The request's header block and body with the `Nats-Request-Info` header the
+    /// exporter sees, as nats-server adds it: the requester's account and its last
+    /// measured round trip in nanoseconds.
+    fn with_request_info(
+        &self,
+        st: &ShardState,
+        account: AccountId,
+        msg: &Message<'_>,
+        origin: Origin,
+    ) -> (usize, Bytes) {
+        let rtt = st
+            .clients
+            .get(&origin.cid())
+            .and_then(|c| c.rtt.get())
+            .map_or(0, |d| d.as_nanos());
+        let info = format!(
+            "Nats-Request-Info: {{\"acc\":{},\"rtt\":{rtt}}}\r\n\r\n",
+            serde_json::Value::from(self.server.account_name(account))
+        );
+        let (hdr, body) = msg.payload.split_at(msg.hdr_len);
+        let mut out = Vec::with_capacity(msg.payload.len() + info.len() + 12);
+        match hdr.strip_suffix(b"\r\n\r\n") {
+            Some(head) => {
+                out.extend_from_slice(head);
+                out.extend_from_slice(b"\r\n");
+            }
+            None => out.extend_from_slice(b"NATS/1.0\r\n"),
+        }
+        out.extend_from_slice(info.as_bytes());
+        let hdr_len = out.len();
+        out.extend_from_slice(body);
+        (hdr_len, Bytes::from(out))
     }
 
     /// A fresh `_R_.<shard>.<id>` reply mapped back to `msg`'s reply in `account`.
@@ -623,11 +657,9 @@ impl ShardCtx {
             st.replies.remove(&token);
         }
         st.next_reply += 1;
-        let salt = Self::rand_below(st, u32::MAX) as u64;
-        let token = Bytes::from(format!(
-            "_R_.{}.{:x}{:08x}",
-            self.index, st.next_reply, salt
-        ));
+        // Unguessable: anyone in the exporting account may publish on `_R_.` subjects.
+        let salt: u64 = rand::random();
+        let token = Bytes::from(format!("_R_.{}.{:x}{salt:016x}", self.index, st.next_reply));
         st.replies.insert(
             token.clone(),
             ReplyRoute {
