@@ -129,8 +129,13 @@ pub fn configure(cfg: &LogConfig) -> Result<(), String> {
             f.max_num = cfg.max_num;
         }
         (_, Some(path)) => {
-            let (file, written) = open_log(path)
-                .map_err(|e| format!("error opening file: open {}: {e}", path.display()))?;
+            let (file, written) = open_log(path).map_err(|e| {
+                format!(
+                    "error opening file: open {}: {}",
+                    path.display(),
+                    go_error_text(&e)
+                )
+            })?;
             *out = Target::File(FileLog {
                 path: path.clone(),
                 file,
@@ -143,6 +148,48 @@ pub fn configure(cfg: &LogConfig) -> Result<(), String> {
         (_, None) => {}
     }
     Ok(())
+}
+
+/// Go's text for an OS error, as nats-server prints it: `no such file or directory`,
+/// `permission denied`, `is a directory`. Go's errno strings are the C library's with
+/// the first letter lower-cased when the second is lower case (its `mkerrors.sh`), so
+/// they are derived here the same way; errors without an errno keep Rust's text.
+pub fn go_error_text(e: &std::io::Error) -> String {
+    let Some(code) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let text = std::io::Error::from_raw_os_error(code).to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {code})"))
+        .unwrap_or(&text);
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second))
+            if first.is_ascii_uppercase() && second.is_ascii_lowercase() =>
+        {
+            format!("{}{}", first.to_ascii_lowercase(), &text[1..])
+        }
+        _ => text.to_string(),
+    }
+}
+
+/// `msg` as Go's standard logger prints it (`2026/12/03 08:48:28 msg`, local time):
+/// nats-server's format for the errors it reports before its own logger exists, such
+/// as a log file that cannot be opened.
+pub fn go_log_line(msg: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let tm = broken_down(now.as_secs() as i64, false);
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02} {msg}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+    )
 }
 
 /// Reopens the log file (SIGUSR1), e.g. after logrotate moved it away; logs the
@@ -404,6 +451,31 @@ macro_rules! log_trace { ($($t:tt)*) => { if $crate::logging::trace_enabled() { 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_error_texts() {
+        let text = |code| go_error_text(&std::io::Error::from_raw_os_error(code));
+        assert_eq!(text(libc::ENOENT), "no such file or directory");
+        assert_eq!(text(libc::EACCES), "permission denied");
+        assert_eq!(text(libc::EISDIR), "is a directory");
+        assert_eq!(text(libc::ENOTDIR), "not a directory");
+        assert_eq!(text(libc::EROFS), "read-only file system");
+        let plain = std::io::Error::other("Odd");
+        assert_eq!(go_error_text(&plain), "Odd");
+    }
+
+    #[test]
+    fn go_log_lines() {
+        let line = go_log_line("error opening file: x");
+        // 2026/12/03 08:48:28 error opening file: x
+        let (stamp, msg) = line.split_at(19);
+        assert_eq!(msg, " error opening file: x");
+        let shape: String = stamp
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "9999/99/99 99:99:99");
+    }
 
     #[test]
     fn backup_names() {

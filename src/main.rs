@@ -28,24 +28,34 @@ fn config_exit(prog: &str, lines: &[String]) -> ! {
     std::process::exit(1);
 }
 
+/// The usage on stdout between blank lines, as nats-server prints it for `-h`.
+fn print_usage() {
+    print!("\n{}\n", flags::USAGE);
+}
+
+/// A bad flag: the error on stderr, then the usage, and exit status 0, as
+/// nats-server's flag handling does (its usage function exits 0).
 fn usage_exit(e: flags::FlagError) -> ! {
     eprintln!("{}", e.0);
-    eprint!("{}", flags::USAGE);
-    std::process::exit(2);
+    print_usage();
+    std::process::exit(0);
 }
 
 /// `--signal CMD[=PID|=PIDFILE]`: sends the signal to a running server, like
 /// `nats-server --signal`. Without a pid: the `-P` (or config `pid_file`) pid file
 /// when there is one, else the only other process named like this one (pgrep).
+/// As in nats-server, the pid is found before the command is checked.
 fn signal_main(prog: &str, spec: &str, opts: &natrium::config::Options) -> ! {
-    let (cmd, pid_expr) = match spec.split_once('=') {
-        Some((c, p)) => (c, Some(p.to_string())),
-        None => (spec, None),
-    };
-    let Some(sig) = flags::signal_number(cmd) else {
-        eprintln!("{prog}: unknown signal \"{cmd}\"");
+    let parts: Vec<&str> = spec.split('=').collect();
+    if parts.len() > 2 {
+        eprintln!(
+            "{prog}: invalid signal parameters: [{}]",
+            parts[2..].join(" ")
+        );
         std::process::exit(1);
-    };
+    }
+    let cmd = parts[0];
+    let pid_expr = parts.get(1).map(|p| p.to_string());
     let pid_file = opts.pid_file.clone().or_else(|| {
         // Best effort: the pid file named by the config file given with -c.
         let path = opts.config_file.as_ref()?;
@@ -82,13 +92,13 @@ fn signal_main(prog: &str, spec: &str, opts: &natrium::config::Options) -> ! {
             }
         },
     };
+    let Some(sig) = flags::signal_number(cmd) else {
+        eprintln!("{prog}: unknown signal {cmd:?}");
+        std::process::exit(1);
+    };
     // SAFETY: kill(2) with a pid and a signal number.
     if unsafe { libc::kill(pid, sig) } != 0 {
-        let why = match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::ESRCH) => "no such process".to_string(),
-            Some(libc::EPERM) => "operation not permitted".to_string(),
-            _ => std::io::Error::last_os_error().to_string(),
-        };
+        let why = logging::go_error_text(&std::io::Error::last_os_error());
         eprintln!("{prog}: \nsignal \"{cmd}\" {pid}: {why}");
         std::process::exit(1);
     }
@@ -124,7 +134,7 @@ fn main() {
     let (opts, report) = match flags::load(&args) {
         Ok((Command::Run(opts), report)) => (opts, report),
         Ok((Command::Help, _)) => {
-            print!("{}", flags::USAGE);
+            print_usage();
             return;
         }
         Ok((Command::Version, _)) => {
@@ -137,7 +147,7 @@ fn main() {
         }
         Ok((Command::Signal { spec, opts }, _)) => signal_main(&prog, &spec, &opts),
         Err(LoadError::Flags(e)) => usage_exit(e),
-        Err(LoadError::File(e)) => {
+        Err(LoadError::File(e) | LoadError::Invalid(e)) => {
             // Open and syntax errors: one line, no blank line (like nats-server).
             eprintln!("{prog}: {e}");
             std::process::exit(1);
@@ -180,7 +190,8 @@ fn main() {
     }
 
     if let Err(e) = logging::configure(&logging::LogConfig::from_options(&opts)) {
-        eprintln!("{prog}: {e}");
+        // nats-server's logger is not there yet either: Go's standard logger says it.
+        eprintln!("{}", logging::go_log_line(&e));
         std::process::exit(1);
     }
     if let (Some(path), Some(digest)) = (&opts.config_file, &opts.config_digest) {

@@ -414,7 +414,10 @@ fn account_features_not_enforced_yet_refuse_to_start() {
     let out = run_to_end(&support::natrium_bin(), &["-c", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("account \"mappings\" is not supported"), "{err}");
+    assert!(
+        err.contains("account \"mappings\" is not supported"),
+        "{err}"
+    );
     assert!(err.contains("[FTL]"), "{err}");
     assert!(!err.contains("Listening"), "{err}");
     // but it is a valid nats-server config

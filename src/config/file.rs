@@ -11,6 +11,7 @@
 //! ones the running server ignores and [`Report::refused`] which ones it must not
 //! ignore (security: running without the configured auth/TLS would be unsafe).
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -76,8 +77,8 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
         Policy::Keep,
     ),
     ("mappings", &["maps"], Policy::Warn),
-    ("server_tags", &[], Policy::Keep),
-    ("server_metadata", &[], Policy::Keep),
+    ("server_tags", &[], Policy::Parsed),
+    ("server_metadata", &[], Policy::Parsed),
     ("feature_flags", &[], Policy::Keep),
     ("proxies", &[], Policy::Warn),
     ("proxy_protocol", &[], Policy::WarnIfTrue),
@@ -90,6 +91,9 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
 pub enum Policy {
     /// Keep silently (no behaviour depends on it yet, or harmless to ignore).
     Keep,
+    /// Keep (the reload diff compares it raw) and parse into an option: server tags
+    /// and metadata, which `/varz` shows.
+    Parsed,
     /// Keep, and warn once that the feature is not available.
     Warn,
     /// Like `Warn`, only when the value is `true`.
@@ -110,13 +114,16 @@ pub enum Policy {
 /// flags are re-applied afterwards). A parse error is returned rendered;
 /// option errors are in the report. Sets `config_file` and `config_digest`.
 pub fn load(path: &Path, opts: &mut Options) -> Result<Report, String> {
-    if let Err(e) = std::fs::File::open(path) {
-        let why = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-            _ => e.to_string(),
-        };
-        return Err(format!("open {}: {why}", path.display()));
+    match std::fs::File::open(path) {
+        Err(e) => {
+            let why = crate::logging::go_error_text(&e);
+            return Err(format!("open {}: {why}", path.display()));
+        }
+        // Opening a directory works; Go's read of it is what fails.
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => {
+            return Err(format!("read {}: is a directory", path.display()));
+        }
+        Ok(_) => {}
     }
     let map = parser::parse_file(path).map_err(|e| match &e.pos {
         Some(p) => render(p, &e.message),
@@ -124,7 +131,15 @@ pub fn load(path: &Path, opts: &mut Options) -> Result<Report, String> {
     })?;
     opts.config_file = Some(path.to_path_buf());
     opts.config_digest = Some(digest(&map));
-    Ok(apply(&map, opts))
+    let mut report = apply(&map, opts);
+    if map.is_empty() {
+        // A warning, like nats-server's: a normal start prints it, `-t` fails on it.
+        report.warnings.insert(
+            0,
+            format!("{}: config has no values or is empty", path.display()),
+        );
+    }
+    Ok(report)
 }
 
 /// Applies a parsed config map onto `opts`.
@@ -188,6 +203,68 @@ fn string(v: &Value) -> Result<String, String> {
 
 fn boolean(v: &Value) -> Result<bool, String> {
     v.as_bool().ok_or_else(|| v.conversion_error("bool"))
+}
+
+/// `server_tags` (a string or a list of strings) onto `tags` as nats-server keeps
+/// them: trimmed, lower-cased, without empty ones or duplicates.
+fn add_tags(v: &Value, tags: &mut Vec<String>) -> Result<(), String> {
+    let mut add = |t: &str| {
+        let t = t.trim().to_lowercase();
+        if !t.is_empty() && !tags.contains(&t) {
+            tags.push(t);
+        }
+    };
+    match v {
+        Value::String(s) => add(s),
+        Value::Array(items) => {
+            for item in items {
+                let Some(t) = item.value.as_str() else {
+                    // Go names its config token type here.
+                    return Err(
+                        "error parsing tags: unsupported type *conf.token where string is expected"
+                            .into(),
+                    );
+                };
+                add(t);
+            }
+        }
+        other => {
+            return Err(format!(
+                "error parsing tags: unsupported type {}",
+                other.go_type()
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `server_metadata` (a map of strings) onto `metadata`. A value that is not a string
+/// is reported at its own key, and ends the block, as nats-server's failed type
+/// assertion does.
+fn add_metadata(
+    v: &Value,
+    metadata: &mut BTreeMap<String, String>,
+    r: &mut Report,
+) -> Result<(), String> {
+    let Value::Map(m) = v else {
+        return Err(format!(
+            "error parsing metadata: unsupported type {}",
+            v.go_type()
+        ));
+    };
+    for entry in m.entries() {
+        match &entry.item.value {
+            Value::String(s) => {
+                metadata.insert(entry.key.clone(), s.clone());
+            }
+            other => {
+                r.errors
+                    .push(render(&entry.key_pos, &other.conversion_error("string")));
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn int_limited(v: &Value, name: &str) -> Result<usize, String> {
@@ -293,17 +370,21 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
         "http_port" | "monitor_port" => o.http_port = to_i32(int(v)?, "http_port")?,
         "https_port" => o.https_port = to_i32(int(v)?, "https_port")?,
         "http_base_path" => o.http_base_path = Some(string(v)?),
-        "max_payload" => o.max_payload = int_limited(v, "max_payload")?,
-        "max_control_line" => o.max_control_line = int_limited(v, "max_control_line")?,
+        // nats-server names the key as written in its messages (`MAX_PAYLOAD value ...`).
+        "max_payload" => o.max_payload = int_limited(v, &e.key)?,
+        "max_control_line" => o.max_control_line = int_limited(v, &e.key)?,
         "max_pending" => o.max_pending = int(v)?.max(0) as usize,
         "max_connections" | "max_conn" => o.max_connections = int(v)?,
         "max_subscriptions" | "max_subs" => o.max_subscriptions = int(v)?.max(0) as usize,
         "max_sub_tokens" | "max_subscription_tokens" => {
             let n = int(v)?;
             if n > 255 {
-                return Err("max_sub_tokens cannot exceed 255".into());
+                return Err(format!("{} value is too big", e.key));
             }
-            o.max_sub_tokens = n.max(0) as u8;
+            if n <= 0 {
+                return Err(format!("{} value can not be negative", e.key));
+            }
+            o.max_sub_tokens = n as u8;
         }
         "ping_interval" => o.ping_interval = duration(e, "ping_interval", true, r)?,
         "ping_max" => o.ping_max = int(v)?.clamp(0, u32::MAX as i64) as u32,
@@ -363,6 +444,10 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
             let at = at.trim_end_matches(": ");
             match policy {
                 Policy::Keep => {}
+                Policy::Parsed => match *name {
+                    "server_tags" => add_tags(v, &mut o.tags)?,
+                    _ => add_metadata(v, &mut o.metadata, r)?,
+                },
                 Policy::Warn => r.unsupported.push(format!(
                     "{at}: \"{}\" is not supported by natrium yet; ignoring it",
                     e.key

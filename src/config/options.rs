@@ -117,8 +117,14 @@ pub struct Options {
     pub allow_non_tls: bool,
     /// `--tls*` flags; they replace the file's `tls {}` (see `tls::TlsFlags`).
     pub tls_flags: crate::tls::TlsFlags,
+    /// `--tls=false`: no TLS at all, whatever the file or the other `--tls*` flags say.
+    pub tls_off: bool,
     /// `--user`, `--pass`, `--auth` (issue #5): override the file's single user/token.
     pub auth_flags: crate::auth::config::AuthFlags,
+    /// Server tags (`server_tags`): lower-cased, trimmed, without duplicates.
+    pub tags: Vec<String>,
+    /// Server metadata (`server_metadata`).
+    pub metadata: BTreeMap<String, String>,
     /// Sections and options for features implemented in later issues, kept raw
     /// from the config file, keyed by their canonical name (`cluster`, `gateway`,
     /// `leafnodes`, `authorization`, `accounts`, `tls`, `jetstream`, `websocket`,
@@ -190,7 +196,10 @@ impl Default for Options {
             tls: None,
             allow_non_tls: false,
             tls_flags: Default::default(),
+            tls_off: false,
             auth_flags: Default::default(),
+            tags: Vec::new(),
+            metadata: BTreeMap::new(),
             config_sections: BTreeMap::new(),
         }
     }

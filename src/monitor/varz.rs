@@ -24,6 +24,15 @@ pub struct KindCounts {
     leafs: u64,
 }
 
+/// nats-server 2.15.1's feature flags. They switch JetStream behaviours, and natrium
+/// has no JetStream, so none is in force here, whatever the config says.
+const FEATURE_FLAGS: &[&str] = &[
+    "js_ack_fc_v2",
+    "js_api_reply_v2",
+    "js_raft_delete_range",
+    "js_snapshot_sources",
+];
+
 #[derive(Serialize, Default)]
 struct DiskIoWait {
     waiters: u64,
@@ -101,7 +110,13 @@ struct Varz {
     http_req_stats: BTreeMap<String, u64>,
     config_load_time: String,
     config_digest: String,
-    system_account: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: BTreeMap<String, String>,
+    feature_flags: BTreeMap<&'static str, bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_account: Option<String>,
     slow_consumer_stats: KindCounts,
     stale_connection_stats: KindCounts,
     disk_io_wait_stats: DiskIoWait,
@@ -146,6 +161,22 @@ pub fn totals(snaps: &[ShardSnapshot]) -> Totals {
     t
 }
 
+/// The system account as configured: `$SYS` unless `system_account` names another,
+/// none with `no_system_account`.
+fn system_account(opts: &crate::config::Options) -> Option<String> {
+    if opts
+        .section("no_system_account")
+        .and_then(|i| i.value.as_bool())
+        == Some(true)
+    {
+        return None;
+    }
+    let named = opts
+        .section("system_account")
+        .and_then(|i| i.value.as_str());
+    Some(named.unwrap_or("$SYS").to_string())
+}
+
 /// Number of CPUs this process may run on.
 pub fn cores() -> usize {
     std::thread::available_parallelism()
@@ -157,8 +188,9 @@ pub(super) fn varz(m: &Monitor) -> Response {
     let server = &m.server;
     // The options in force: reloaded values (max_payload, ...) show at once.
     let opts = server.current_opts();
-    // As the INFO sent to clients says them.
-    let auth_required = server.auth.info_auth_required();
+    // Whether credentials are configured at all: unlike a client's INFO, not hidden
+    // by no_auth_user.
+    let auth_required = server.auth.required();
     let tls_required = opts.tls.is_some() && !opts.allow_non_tls;
     let tls_verify = opts.tls.as_ref().is_some_and(|t| t.verify);
     let snaps = m.snapshots(false);
@@ -224,7 +256,10 @@ pub(super) fn varz(m: &Monitor) -> Response {
         http_req_stats: m.req_stats(),
         config_load_time: start,
         config_digest: opts.config_digest.clone().unwrap_or_default(),
-        system_account: "$SYS".into(),
+        tags: opts.tags.clone(),
+        metadata: opts.metadata.clone(),
+        feature_flags: FEATURE_FLAGS.iter().map(|&f| (f, false)).collect(),
+        system_account: system_account(&opts),
         slow_consumer_stats: KindCounts {
             clients: t.slow_consumers,
             ..Default::default()

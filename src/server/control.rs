@@ -263,7 +263,7 @@ impl Control<'_> {
         }
         let args: Vec<String> = std::env::args().skip(1).collect();
         let (cmd, report) = flags::load(&args).map_err(|e| match e {
-            LoadError::File(s) => s,
+            LoadError::File(s) | LoadError::Invalid(s) => s,
             LoadError::Flags(f) => f.0,
         })?;
         let Command::Run(mut new) = cmd else {

@@ -96,11 +96,13 @@ fn ipv6_available() -> bool {
     Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).is_ok()
 }
 
-/// Opens a listening TCP socket on `host:port` (port 0 picks a free one). The error
+/// Opens a listening TCP socket on `host:port` (port 0 or -1 picks a free one). The error
 /// is Go's text for the failure, e.g. `listen tcp 0.0.0.0:4222: bind: address already
 /// in use`, for the caller's `[FTL]` line.
 pub fn bind_tcp(host: &str, port: i64) -> Result<TcpListener, String> {
-    let Ok(port) = u16::try_from(port.max(0)) else {
+    // -1 is nats-server's "any free port"; other negative ports are invalid, as in Go.
+    let port = if port == -1 { 0 } else { port };
+    let Ok(port) = u16::try_from(port) else {
         return Err(format!("listen tcp: address {port}: invalid port"));
     };
     let shown = host_port(host, port);

@@ -16,7 +16,7 @@ use crate::bus::Envelope;
 use crate::config::Options;
 use crate::proto::info::Info;
 use crate::shard::control::ShardCommand;
-use crate::{log_fatal, log_info, log_warn};
+use crate::{log_error, log_fatal, log_info, log_warn};
 
 /// nats-server version whose behaviour natrium follows; clients read it from INFO.
 pub const COMPAT_VERSION: &str = "2.15.1";
@@ -26,6 +26,8 @@ pub const GIT_COMMIT: &str = env!("NATRIUM_GIT_COMMIT");
 pub const API_LEVEL: i32 = 5;
 /// natrium's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The client port a configured port of 0 stands for (nats-server's `DEFAULT_PORT`).
+pub const DEFAULT_PORT: i32 = 4222;
 
 /// Settings and counters every shard shares. Read-mostly; touched by shards only when
 /// a connection opens or closes, never per message.
@@ -215,10 +217,16 @@ fn shard_cores(opts: &Options) -> Vec<usize> {
 
 /// Opens the client port; the error is nats-server's `[FTL]` text.
 fn bind_client_port(host: &str, port: i32) -> Result<std::net::TcpListener, FatalError> {
+    // As nats-server: port 0 means the default port, -1 a free one.
+    let port = match port {
+        0 => DEFAULT_PORT,
+        -1 => 0,
+        p => p,
+    };
     listen::bind_tcp(host, port.into()).map_err(|e| {
         FatalError(format!(
             "Error listening on port: {}, \"{e}\"",
-            listen::host_port(host, port.max(0))
+            listen::host_port(host, port)
         ))
     })
 }
@@ -407,7 +415,11 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     );
     if let Some(pid_file) = &opts.pid_file {
         if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
-            return Err(FatalError(format!("Could not write pidfile: {e}")));
+            return Err(FatalError(format!(
+                "Could not write pidfile: open {}: {}",
+                pid_file.display(),
+                crate::logging::go_error_text(&e)
+            )));
         }
     }
     let ports_file = opts.ports_file_dir.as_ref().map(|dir| {
@@ -425,7 +437,13 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         }
         let path = ports_file_path(dir);
         if let Err(e) = std::fs::write(&path, doc.to_string()) {
-            log_warn!("Error writing ports file {}: {e}", path.display());
+            // nats-server's words; it carries on without the file.
+            log_error!(
+                "Error writing ports file ({}): open {}: {}",
+                path.display(),
+                path.display(),
+                crate::logging::go_error_text(&e)
+            );
         }
         path
     });
@@ -441,7 +459,14 @@ pub fn cleanup_files(opts: &Options, ports_file: &Option<PathBuf>) {
         let _ = std::fs::remove_file(p);
     }
     if let Some(p) = ports_file {
-        let _ = std::fs::remove_file(p);
+        if let Err(e) = std::fs::remove_file(p) {
+            log_error!(
+                "Error cleaning up ports file {}: remove {}: {}",
+                p.display(),
+                p.display(),
+                crate::logging::go_error_text(&e)
+            );
+        }
     }
 }
 
