@@ -648,6 +648,38 @@ fn accountz_lists_accounts_like_the_reference() {
     assert_eq!(natrium, seen(Kind::NatsServer));
 }
 
+/// `/accountz` names the configured system account, and none with
+/// `no_system_account`, as the reference does.
+#[test]
+fn accountz_names_the_system_account_like_the_reference() {
+    let configs = [
+        "accounts { A { users = [ {user: a, password: a} ] }, S { } }\nsystem_account: S\n",
+        "accounts { A { users = [ {user: a, password: a} ] } }\nno_system_account: true\n",
+    ];
+    for text in configs {
+        let dir = TempDir::new("accsys");
+        let conf = dir.write_string("s.conf", text);
+        let seen = |kind: Kind| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let _server = Server::start(kind, &["-c", &conf, "-m", &port.to_string()]);
+            let mut doc = monitor_json(port, "/accountz");
+            let mut names: Vec<String> = doc["accounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            (doc["system_account"].take(), names)
+        };
+        assert_eq!(seen(Kind::Natrium), seen(Kind::NatsServer), "{text}");
+    }
+}
+
 /// A reload that moves a user to another account closes its connection (its
 /// subscriptions belong to the old one); other users stay, as with the reference.
 #[test]

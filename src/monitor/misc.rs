@@ -128,6 +128,7 @@ struct AccountDetail {
 struct Accountz {
     server_id: String,
     now: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     system_account: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     accounts: Option<Vec<String>>,
@@ -137,16 +138,19 @@ struct Accountz {
 
 pub(super) fn accountz(m: &Monitor, req: &Request) -> Result<Response, String> {
     let acc = req.get("acc").unwrap_or("");
+    let system = super::varz::system_account(&m.server.current_opts());
     let mut body = Accountz {
         server_id: m.server.server_id.clone(),
         now: rfc3339(SystemTime::now()),
-        system_account: "$SYS".into(),
+        system_account: system.clone().unwrap_or_default(),
         accounts: None,
         account_detail: None,
     };
     let mut names = m.server.account_names();
-    if !names.iter().any(|n| n == "$SYS") {
-        names.push("$SYS".into());
+    if let Some(sys) = &system {
+        if !names.contains(sys) {
+            names.push(sys.clone());
+        }
     }
     match acc {
         "" => body.accounts = Some(names),
@@ -169,7 +173,7 @@ pub(super) fn accountz(m: &Monitor, req: &Request) -> Result<Response, String> {
             body.account_detail = Some(AccountDetail {
                 account_name: acc.into(),
                 update_time: rfc3339(m.start),
-                is_system: acc == "$SYS",
+                is_system: system.as_deref() == Some(acc),
                 expired: false,
                 complete: true,
                 jetstream_enabled: false,

@@ -163,7 +163,7 @@ pub fn totals(snaps: &[ShardSnapshot]) -> Totals {
 
 /// The system account as configured: `$SYS` unless `system_account` names another,
 /// none with `no_system_account`.
-fn system_account(opts: &crate::config::Options) -> Option<String> {
+pub(super) fn system_account(opts: &crate::config::Options) -> Option<String> {
     if opts
         .section("no_system_account")
         .and_then(|i| i.value.as_bool())
