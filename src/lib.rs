@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bus;
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod monitor;
 pub mod net;
 pub mod proto;

@@ -766,3 +766,83 @@ fn service_requests_carry_request_info_like_the_reference() {
         run(&Server::start(Kind::NatsServer, &["-c", &conf]))
     );
 }
+
+/// Every key path of a JSON value (`a`, `a.b`, ...).
+fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let Some(map) = v.as_object() {
+        for (k, x) in map {
+            let path = format!("{prefix}{k}");
+            key_paths(x, &format!("{path}."), out);
+            out.push(path);
+        }
+    }
+}
+
+/// `$SYS.ACCOUNT.<acc>.CONNECT` and `.DISCONNECT`: same subjects, same JSON keys and
+/// the same client fields as the reference, seen by a system account user on the
+/// other shard.
+#[test]
+fn connect_and_disconnect_events_like_the_reference() {
+    let dir = TempDir::new("accev");
+    let conf = dir.write_string(
+        "ev.conf",
+        "accounts {\n  A { users = [ {user: a, password: a} ] }\n  $SYS { users = [ {user: s, password: s} ] }\n}\n",
+    );
+    let events = |server: &Server| {
+        let addr = server.addr();
+        let [mut s0, mut s1] = split_by_shard(server, [1, 1], || {
+            let c = RawConn::open(&addr);
+            let cid = c.client_id();
+            (c, cid)
+        });
+        let mut sys = s0.remove(0);
+        sys.handshake(r#"{"verbose":false,"user":"s","pass":"s"}"#);
+        sys.send(b"SUB $SYS.ACCOUNT.*.CONNECT 1\r\nSUB $SYS.ACCOUNT.*.DISCONNECT 2\r\n");
+        sys.ping();
+        let mut a = s1.remove(0);
+        a.handshake(
+            r#"{"verbose":false,"user":"a","pass":"a","name":"n1","lang":"rust","version":"1"}"#,
+        );
+        drop(a);
+        let mut out = Vec::new();
+        while out.len() < 2 {
+            let m = sys.read_msg();
+            // The reference sends events from its own goroutine: the system user's
+            // own CONNECT may come after its SUB. Only A's events count here.
+            if !m.subject.starts_with("$SYS.ACCOUNT.A.") {
+                continue;
+            }
+            let doc: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            let mut keys = Vec::new();
+            key_paths(&doc, "", &mut keys);
+            keys.sort();
+            let c = &doc["client"];
+            out.push(format!(
+                "{} {} acc={} user={} name={} lang={} ver={} kind={} reason={} keys={keys:?}",
+                m.subject,
+                doc["type"],
+                c["acc"],
+                c["user"],
+                c["name"],
+                c["lang"],
+                c["ver"],
+                c["kind"],
+                doc["reason"]
+            ));
+        }
+        out
+    };
+    let natrium = events(&Server::natrium(&["-c", &conf]));
+    assert!(
+        natrium[0].starts_with("$SYS.ACCOUNT.A.CONNECT"),
+        "{natrium:?}"
+    );
+    assert!(
+        natrium[1].starts_with("$SYS.ACCOUNT.A.DISCONNECT"),
+        "{natrium:?}"
+    );
+    assert_eq!(
+        natrium,
+        events(&Server::start(Kind::NatsServer, &["-c", &conf]))
+    );
+}

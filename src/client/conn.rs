@@ -108,6 +108,7 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     client.wake_writer();
     drop(pinger);
     ctx.remove_client(&client);
+    crate::events::client_disconnect(&ctx, &client);
     writer.await;
     if admitted {
         ctx.server.release_connection();
@@ -415,7 +416,10 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     client.headers.set(opts.headers);
     let verbose = opts.verbose;
     *client.opts.borrow_mut() = opts;
-    client.connected.set(true);
+    let first_connect = !client.connected.replace(true);
+    if first_connect {
+        crate::events::client_connect(ctx, client);
+    }
     // nats-server's first RTT estimate, without a PING: the time from accepting the
     // connection to its CONNECT (INFO out, CONNECT back; TLS handshake included).
     // The PINGs of ping_loop refine it later.

@@ -13,7 +13,7 @@ mod metrics;
 mod misc;
 mod query;
 mod subsz;
-mod varz;
+pub mod varz;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};

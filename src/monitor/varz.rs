@@ -26,7 +26,9 @@ pub struct KindCounts {
 
 /// nats-server 2.15.1's feature flags. They switch JetStream behaviours, and natrium
 /// has no JetStream, so none is in force here, whatever the config says.
-const FEATURE_FLAGS: &[&str] = &[
+/// The feature flags nats-server 2.15.1 reports (none is in force here: they switch
+/// JetStream behaviour).
+pub const FEATURE_FLAGS: &[&str] = &[
     "js_ack_fc_v2",
     "js_api_reply_v2",
     "js_raft_delete_range",
@@ -163,7 +165,7 @@ pub fn totals(snaps: &[ShardSnapshot]) -> Totals {
 
 /// The system account as configured: `$SYS` unless `system_account` names another,
 /// none with `no_system_account`.
-pub(super) fn system_account(opts: &crate::config::Options) -> Option<String> {
+pub fn system_account(opts: &crate::config::Options) -> Option<String> {
     if opts
         .section("no_system_account")
         .and_then(|i| i.value.as_bool())

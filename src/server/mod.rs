@@ -55,6 +55,8 @@ pub struct ServerShared {
     pub auth: Arc<crate::auth::AuthConfig>,
     /// Set when the server is shutting down.
     pub shutdown: AtomicBool,
+    /// Sequence number of the last system event this server published.
+    pub event_seq: std::sync::atomic::AtomicU64,
     /// Account names and their ids. Read when a connection authenticates, never per
     /// message; names are added (configured accounts, reloads) and never removed, so
     /// an id means one account for the life of the process.
@@ -357,6 +359,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         lame_duck: AtomicBool::new(false),
         opts_now: std::sync::RwLock::new(Arc::new(opts.clone())),
         shutdown: AtomicBool::new(false),
+        event_seq: std::sync::atomic::AtomicU64::new(0),
         accounts: std::sync::RwLock::new(crate::account::Accounts::new()),
     });
     for name in &server.auth.accounts {

@@ -1,0 +1,139 @@
+//! System account events: what the server itself publishes in the system account
+//! (`$SYS` unless configured otherwise) about its clients, with nats-server's
+//! subjects and JSON. Published from the client's shard as ordinary messages
+//! (`Origin::Server`), so system-account subscribers on any shard get them.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use crate::bus::{Message, Origin};
+use crate::client::Client;
+use crate::monitor::format::rfc3339;
+use crate::monitor::varz::{system_account, FEATURE_FLAGS};
+use crate::shard::ShardCtx;
+
+/// `$SYS.ACCOUNT.<acc>.CONNECT` once a client is admitted into its account.
+pub fn client_connect(ctx: &ShardCtx, client: &Client) {
+    let subject = format!("$SYS.ACCOUNT.{}.CONNECT", account_name(client));
+    publish(ctx, &subject, |server| {
+        json!({
+            "type": "io.nats.server.advisory.v1.client_connect",
+            "id": event_id(),
+            "timestamp": rfc3339(SystemTime::now()),
+            "server": server,
+            "client": client_info(client, None),
+        })
+    });
+}
+
+/// `$SYS.ACCOUNT.<acc>.DISCONNECT` when an admitted client's connection ends.
+pub fn client_disconnect(ctx: &ShardCtx, client: &Client) {
+    if !client.connected.get() {
+        return;
+    }
+    let subject = format!("$SYS.ACCOUNT.{}.DISCONNECT", account_name(client));
+    let stop = SystemTime::now();
+    publish(ctx, &subject, |server| {
+        json!({
+            "type": "io.nats.server.advisory.v1.client_disconnect",
+            "id": event_id(),
+            "timestamp": rfc3339(stop),
+            "server": server,
+            "client": client_info(client, Some(stop)),
+            // The server's view: what it sent the client and received from it.
+            "sent": {"msgs": client.stats.out_msgs.get(), "bytes": client.stats.out_bytes.get()},
+            "received": {"msgs": client.stats.in_msgs.get(), "bytes": client.stats.in_bytes.get()},
+            "reason": client.close_reason.get(),
+        })
+    });
+}
+
+fn account_name(client: &Client) -> String {
+    client
+        .auth
+        .account_name
+        .borrow()
+        .as_deref()
+        .unwrap_or(crate::account::GLOBAL_NAME)
+        .to_string()
+}
+
+/// Publishes `body(server info)` on `subject` in the system account, when there is
+/// one and someone there listens (the JSON is not built otherwise).
+fn publish(ctx: &ShardCtx, subject: &str, body: impl FnOnce(Value) -> Value) {
+    let opts = ctx.server.current_opts();
+    let Some(sys) = system_account(&opts).and_then(|name| ctx.server.account_lookup(&name)) else {
+        return;
+    };
+    if !ctx.has_interest(sys, subject.as_bytes()) {
+        return;
+    }
+    let seq = ctx.server.event_seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let flags: Map<String, Value> = FEATURE_FLAGS
+        .iter()
+        .map(|&f| (f.to_string(), Value::from(false)))
+        .collect();
+    let server = json!({
+        "name": ctx.server.server_name,
+        "host": opts.host,
+        "id": ctx.server.server_id,
+        "ver": crate::server::COMPAT_VERSION,
+        "feature_flags": flags,
+        "jetstream": false,
+        "flags": 0,
+        "seq": seq,
+        "time": rfc3339(SystemTime::now()),
+    });
+    let payload = Bytes::from(body(server).to_string());
+    let subject = Bytes::copy_from_slice(subject.as_bytes());
+    let reply = Bytes::new();
+    let msg = Message::owned(&subject, &reply, 0, &payload);
+    let mut st = ctx.state.borrow_mut();
+    ctx.publish(&mut st, sys, &msg, Origin::Server, false);
+}
+
+/// The `client` object of connect and disconnect events.
+fn client_info(client: &Client, stop: Option<SystemTime>) -> Value {
+    let opts = client.opts.borrow();
+    let account = account_name(client);
+    let mut info = Map::new();
+    info.insert("start".into(), rfc3339(client.start).into());
+    if let Some(peer) = client.peer {
+        info.insert("host".into(), peer.ip().to_canonical().to_string().into());
+    }
+    info.insert("id".into(), client.cid.into());
+    info.insert("acc".into(), account.clone().into());
+    if let Some(user) = client.auth.user.borrow().as_deref() {
+        info.insert("user".into(), user.into());
+    }
+    for (key, value) in [
+        ("name", &opts.name),
+        ("lang", &opts.lang),
+        ("ver", &opts.version),
+    ] {
+        if !value.is_empty() {
+            info.insert(key.into(), value.as_str().into());
+        }
+    }
+    if let Some(stop) = stop {
+        if let Some(rtt) = client.rtt.get() {
+            info.insert("rtt".into(), (rtt.as_nanos() as u64).into());
+        }
+        info.insert("stop".into(), rfc3339(stop).into());
+    }
+    info.insert("name_tag".into(), account.into());
+    info.insert("kind".into(), "Client".into());
+    info.insert("client_type".into(), "nats".into());
+    Value::Object(info)
+}
+
+/// A unique event id (22 characters, like the reference's NUIDs).
+fn event_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..22)
+        .map(|_| ALPHABET[rand::random::<u8>() as usize % ALPHABET.len()] as char)
+        .collect()
+}
