@@ -846,3 +846,46 @@ fn connect_and_disconnect_events_like_the_reference() {
         events(&Server::start(Kind::NatsServer, &["-c", &conf]))
     );
 }
+
+/// A failed login is reported on `$SYS.SERVER.<id>.CLIENT.AUTH.ERR` with the
+/// reference's JSON keys and values.
+#[test]
+fn auth_error_event_like_the_reference() {
+    let dir = TempDir::new("accautherr");
+    let conf = dir.write_string(
+        "ev.conf",
+        "accounts {\n  A { users = [ {user: a, password: a} ] }\n  $SYS { users = [ {user: s, password: s} ] }\n}\n",
+    );
+    let event = |server: &Server| {
+        let mut sys =
+            RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"s","pass":"s"}"#);
+        sys.send(b"SUB $SYS.SERVER.*.CLIENT.AUTH.ERR 1\r\n");
+        sys.ping();
+        let mut bad = RawConn::open(&server.addr());
+        bad.send(b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"wrong\",\"name\":\"n1\"}\r\nPING\r\n");
+        bad.expect(b"-ERR 'Authorization Violation'\r\n");
+        bad.expect_closed();
+        let m = sys.read_msg();
+        let doc: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        let mut keys = Vec::new();
+        key_paths(&doc, "", &mut keys);
+        keys.sort();
+        let c = &doc["client"];
+        let subject = m
+            .subject
+            .replace(doc["server"]["id"].as_str().unwrap(), "ID");
+        format!(
+            "{subject} {} acc={} user={} name={} reason={} keys={keys:?}",
+            doc["type"], c["acc"], c["user"], c["name"], doc["reason"]
+        )
+    };
+    let natrium = event(&Server::natrium(&["-c", &conf]));
+    assert!(
+        natrium.starts_with("$SYS.SERVER.ID.CLIENT.AUTH.ERR"),
+        "{natrium}"
+    );
+    assert_eq!(
+        natrium,
+        event(&Server::start(Kind::NatsServer, &["-c", &conf]))
+    );
+}

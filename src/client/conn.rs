@@ -383,6 +383,9 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     match result {
         Ok(id) => super::auth::admit(ctx, client, id),
         Err(why) => {
+            // Kept for the auth error event: who tried, and the round trip so far.
+            *client.opts.borrow_mut() = opts;
+            estimate_rtt(client);
             auth_violation(client, &why);
             return Next::Stop;
         }
@@ -420,19 +423,23 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     if first_connect {
         crate::events::client_connect(ctx, client);
     }
-    // nats-server's first RTT estimate, without a PING: the time from accepting the
-    // connection to its CONNECT (INFO out, CONNECT back; TLS handshake included).
-    // The PINGs of ping_loop refine it later.
+    estimate_rtt(client);
+    if verbose {
+        client.queue(encode::OK);
+    }
+    Next::Continue
+}
+
+/// nats-server's first RTT estimate, without a PING: the time from accepting the
+/// connection to its CONNECT (INFO out, CONNECT back; TLS handshake included). The
+/// PINGs of ping_loop refine it later.
+fn estimate_rtt(client: &Client) {
     let since_accept = std::time::SystemTime::now()
         .duration_since(client.start)
         .unwrap_or_default();
     client
         .rtt
         .set(Some(since_accept.max(Duration::from_micros(1))));
-    if verbose {
-        client.queue(encode::OK);
-    }
-    Next::Continue
 }
 
 async fn on_ping(ctx: &Rc<ShardCtx>, client: &Client) -> Next {

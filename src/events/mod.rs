@@ -29,12 +29,17 @@ pub fn client_connect(ctx: &ShardCtx, client: &Client) {
     });
 }
 
-/// `$SYS.ACCOUNT.<acc>.DISCONNECT` when an admitted client's connection ends.
+/// `$SYS.ACCOUNT.<acc>.DISCONNECT` when an admitted client's connection ends, and
+/// `$SYS.SERVER.<id>.CLIENT.AUTH.ERR` (the same event) when it failed to
+/// authenticate.
 pub fn client_disconnect(ctx: &ShardCtx, client: &Client) {
-    if !client.connected.get() {
+    let subject = if client.connected.get() {
+        format!("$SYS.ACCOUNT.{}.DISCONNECT", account_name(client))
+    } else if client.close_reason.get() == AUTH_FAILURE {
+        format!("$SYS.SERVER.{}.CLIENT.AUTH.ERR", ctx.server.server_id)
+    } else {
         return;
-    }
-    let subject = format!("$SYS.ACCOUNT.{}.DISCONNECT", account_name(client));
+    };
     let stop = SystemTime::now();
     publish(ctx, &subject, |server| {
         json!({
@@ -50,6 +55,9 @@ pub fn client_disconnect(ctx: &ShardCtx, client: &Client) {
         })
     });
 }
+
+/// The close reason of a connection that failed to authenticate.
+const AUTH_FAILURE: &str = "Authentication Failure";
 
 fn account_name(client: &Client) -> String {
     client
@@ -106,7 +114,14 @@ fn client_info(client: &Client, stop: Option<SystemTime>) -> Value {
     }
     info.insert("id".into(), client.cid.into());
     info.insert("acc".into(), account.clone().into());
-    if let Some(user) = client.auth.user.borrow().as_deref() {
+    // The authenticated user, else (a failed attempt) the one CONNECT named.
+    let user = client
+        .auth
+        .user
+        .borrow()
+        .clone()
+        .or_else(|| opts.user.clone());
+    if let Some(user) = user.filter(|u| !u.is_empty()) {
         info.insert("user".into(), user.into());
     }
     for (key, value) in [
