@@ -570,10 +570,13 @@ pub fn parse_go_duration(orig: &str) -> Result<i128, String> {
                 ))
             }
         };
-        total += int_part * mult + frac * mult / scale;
-        if total > i64::MAX as i128 {
-            return Err(invalid());
-        }
+        // Checked: a long run of digits overflows even i128 (found by fuzzing).
+        total = int_part
+            .checked_mul(mult)
+            .and_then(|v| v.checked_add(frac * mult / scale))
+            .and_then(|v| total.checked_add(v))
+            .filter(|&t| t <= i64::MAX as i128)
+            .ok_or_else(invalid)?;
     }
     Ok(if neg { -total } else { total })
 }
@@ -937,6 +940,10 @@ mod tests {
         assert_eq!(p("10µs"), Ok(10_000));
         assert_eq!(p("3ns"), Ok(3));
         assert_eq!(p("0"), Ok(0));
+        // Found by fuzzing (fuzz/artifacts): digits that overflow i128 once scaled.
+        let long = format!("100s8{}s", "0".repeat(37));
+        assert_eq!(p(&long), Err(format!("time: invalid duration \"{long}\"")));
+        assert!(p(&format!("{}h", "9".repeat(38))).is_err());
         assert_eq!(p("-5s"), Ok(-5_000_000_000));
         assert_eq!(p("5"), Err("time: missing unit in duration \"5\"".into()));
         assert_eq!(p(""), Err("time: invalid duration \"\"".into()));
