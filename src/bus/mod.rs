@@ -180,9 +180,17 @@ pub struct RoutedMsg {
 pub enum Envelope {
     /// A message to deliver.
     Msg(RoutedMsg),
-    /// A response on a `_R_.` reply whose mapping this shard holds (only `subject`,
-    /// `reply`, `hdr_len` and `payload` are used).
-    Response(RoutedMsg),
+    /// A response on a `_R_.` reply whose mapping the receiving shard holds.
+    Response {
+        /// The `_R_.` subject.
+        subject: Bytes,
+        /// The response's own reply, empty when none.
+        reply: Bytes,
+        /// Bytes of `payload` that are the header block.
+        hdr_len: u32,
+        /// Header block and body.
+        payload: Bytes,
+    },
     /// The sender gained (`add`) or lost one subscription on `subject` (and `queue`).
     Interest {
         /// Account of the subscription.

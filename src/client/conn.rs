@@ -203,9 +203,7 @@ async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
         // Queue members this client unsubscribed leave the table once no other shard
         // can still be choosing them.
         if !client.leaving.borrow().is_empty() {
-            client.interest_dirty.set(false);
-            ctx.barrier().await;
-            ctx.finish_leaving(client);
+            settle_interest(ctx, client).await;
         }
 
         // Fast producer, slow consumer: pause this publisher (bounded) while a consumer
@@ -262,9 +260,7 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
     // on every shard (a single nats-server gives that for free): before acting on
     // anything but more SUB/UNSUBs, wait for the other shards to apply it.
     if client.interest_dirty.get() && !matches!(op, Op::Sub { .. } | Op::Unsub { .. }) {
-        client.interest_dirty.set(false);
-        ctx.barrier().await;
-        ctx.finish_leaving(client);
+        settle_interest(ctx, client).await;
     }
     // A 503 answered right here must not overtake this client's earlier messages to
     // other shards (its publish, then its failed request, then a peer acting on it).
@@ -305,8 +301,7 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
             let added = on_sub(ctx, client, subject, queue, sid);
             // A verbose client may act on the +OK alone: it too means "in force".
             if added && client.opts.borrow().verbose {
-                client.interest_dirty.set(false);
-                ctx.barrier().await;
+                settle_interest(ctx, client).await;
                 client.queue(encode::OK);
             }
             Next::Continue
@@ -335,6 +330,14 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
             Next::Stop
         }
     }
+}
+
+/// Waits until every other shard applied this client's SUB/UNSUBs so far, then lets
+/// its unsubscribed queue members leave the table.
+async fn settle_interest(ctx: &ShardCtx, client: &Client) {
+    client.interest_dirty.set(false);
+    ctx.barrier().await;
+    ctx.finish_leaving(client);
 }
 
 fn verbose_ok(client: &Client) {

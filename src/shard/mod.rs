@@ -215,7 +215,7 @@ impl ShardCtx {
         Rc::new(ShardCtx {
             id,
             index: layout.index,
-            count: layout.count,
+            count: layout.clients.len(),
             peers: layout.peers,
             clients: layout.clients,
             mesh,
@@ -283,10 +283,14 @@ impl ShardCtx {
                     }
                 }
             }
-            Envelope::Response(m) => {
-                let mut st = self.state.borrow_mut();
-                let msg = Message::owned(&m.subject, &m.reply, m.hdr_len as usize, &m.payload);
-                self.deliver_response(&mut st, &msg);
+            Envelope::Response {
+                subject,
+                reply,
+                hdr_len,
+                payload,
+            } => {
+                let msg = Message::owned(&subject, &reply, hdr_len as usize, &payload);
+                self.deliver_response(&mut self.state.borrow_mut(), &msg);
             }
             Envelope::Delivered { token, any, more } => {
                 self.on_delivered(&mut self.state.borrow_mut(), token, any, more);
@@ -497,10 +501,12 @@ impl ShardCtx {
             return self.publish_response(st, msg);
         }
         let (mut any, mut routed) = (false, false);
-        if let Some(taps) = st.tables(account).taps.clone() {
+        let tables = st.tables(account);
+        let (taps, services) = (tables.taps.clone(), tables.services.clone());
+        if let Some(taps) = taps {
             (any, routed) = self.publish_imports(st, &taps, msg);
         }
-        if let Some(services) = st.tables(account).services.clone() {
+        if let Some(services) = services {
             let (a, r) = self.publish_services(st, account, &services, msg, origin, want_status);
             any |= a;
             routed |= r;
@@ -591,10 +597,10 @@ impl ShardCtx {
             let request = Message::owned(&subject, &reply, hdr_len, &payload);
             let (a, r) = self.publish_in(st, svc.into, &request, origin, want_status);
             if !a && want_status {
-                // Nobody in the exporting account: the requester gets its 503.
-                if let Some(route) = st.replies.remove(&reply) {
-                    self.send_no_responders(st, account, route.cid, msg.subject, msg.reply);
-                }
+                // Nobody in the exporting account: the 503 on the `_R_.` reply goes
+                // back to the requester (see send_no_responders); counted as answered
+                // so the importing account does not send a second one.
+                self.send_no_responders(st, svc.into, origin.cid(), &subject, &reply);
                 any = true;
             }
             any |= a;
@@ -689,20 +695,12 @@ impl ShardCtx {
             Some(i) if i < self.clients.len() => {
                 self.mesh.send(
                     self.clients[i],
-                    Envelope::Response(RoutedMsg {
-                        account: AccountId::GLOBAL,
+                    Envelope::Response {
                         subject: msg.shared_subject(),
                         reply: msg.shared_reply(),
                         hdr_len: msg.hdr_len as u32,
                         payload: msg.shared_payload(),
-                        plain: false,
-                        queue: None,
-                        more_queues: Vec::new(),
-                        status_token: 0,
-                        origin: self.id as u16,
-                        tried: 0,
-                        hops: 0,
-                    }),
+                    },
                 );
                 true
             }
@@ -713,11 +711,11 @@ impl ShardCtx {
 
     /// Delivers a response on one of this shard's `_R_.` replies to the requester.
     fn deliver_response(&self, st: &mut ShardState, msg: &Message<'_>) {
-        let (account, reply) = match st.replies.get(msg.subject) {
-            Some(route) => (route.account, route.reply.clone()),
-            None => return,
+        let Some(route) = st.replies.get(msg.subject) else {
+            return;
         };
-        if st.replies.get(msg.subject).is_some_and(|r| r.singleton) {
+        let (account, reply) = (route.account, route.reply.clone());
+        if route.singleton {
             st.replies.remove(msg.subject);
         }
         let (resp_reply, payload) = (msg.shared_reply(), msg.shared_payload());
@@ -769,6 +767,11 @@ impl ShardCtx {
             || !tables.remote.match_subject(subject).is_empty()
             || tables.taps.as_deref().is_some_and(|taps| {
                 taps.iter()
+                    .any(|t| crate::subject::matches_valid(&t.pattern, subject))
+            })
+            || tables.services.as_deref().is_some_and(|services| {
+                services
+                    .iter()
                     .any(|t| crate::subject::matches_valid(&t.pattern, subject))
             })
     }
@@ -857,18 +860,20 @@ impl ShardCtx {
                 }
             }
             if let Some(rq) = rq {
-                let shard = Self::pick_weighted(st, &rq.members, rq.total);
-                st.targets[shard as usize].add_queue(&q.name);
-                routed = true;
+                if let Some(shard) = Self::pick_weighted(st, rq.members.iter().copied(), rq.total) {
+                    st.targets[shard as usize].add_queue(&q.name);
+                    routed = true;
+                }
             }
         }
         for rq in &remote.queues {
             if local.queues.iter().any(|q| q.name == rq.name) {
                 continue;
             }
-            let shard = Self::pick_weighted(st, &rq.members, rq.total);
-            st.targets[shard as usize].add_queue(&rq.name);
-            routed = true;
+            if let Some(shard) = Self::pick_weighted(st, rq.members.iter().copied(), rq.total) {
+                st.targets[shard as usize].add_queue(&rq.name);
+                routed = true;
+            }
         }
         if !routed {
             return (any, false);
@@ -919,15 +924,20 @@ impl ShardCtx {
         (true, true)
     }
 
-    fn pick_weighted(st: &mut ShardState, members: &[(u16, u32)], total: u32) -> u16 {
+    /// One of `members` (shard, weight), chosen by weight; `total` is their sum.
+    fn pick_weighted(
+        st: &mut ShardState,
+        members: impl Iterator<Item = (u16, u32)> + Clone,
+        total: u32,
+    ) -> Option<u16> {
         let mut pick = Self::rand_below(st, total.max(1));
-        for (shard, weight) in members {
-            if pick < *weight {
-                return *shard;
+        for (shard, weight) in members.clone() {
+            if pick < weight {
+                return Some(shard);
             }
             pick -= weight;
         }
-        members[0].0
+        members.map(|(shard, _)| shard).next()
     }
 
     /// Delivers to one member of a local queue group, starting at a random member and
@@ -974,42 +984,35 @@ impl ShardCtx {
     /// shards because no member here could take them.
     fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) -> (bool, u32) {
         let local = st.tables(m.account).local.match_subject(&m.subject);
-        let mut any = false;
-        let mut handed_on = 0;
-        if !local.is_empty() {
-            let mut frame = self.frame.borrow_mut();
+        let mut frame = self.frame.borrow_mut();
+        let encoded = (!local.is_empty()).then(|| {
             let targets = local.plain.len() + local.queues.len();
-            let encoded = frame.encode(
+            frame.encode(
                 targets,
                 &m.subject,
                 &m.reply,
                 m.hdr_len as usize,
                 &m.payload,
                 &m.payload,
-            );
-            if m.plain {
-                for (i, (sub, _)) in local.plain.iter().enumerate() {
-                    prefetch_ahead(&local.plain, i);
-                    any |= self.deliver(st, &sub.0, &encoded, 0);
-                }
+            )
+        });
+        let mut any = false;
+        if let Some(encoded) = encoded.as_ref().filter(|_| m.plain) {
+            for (i, (sub, _)) in local.plain.iter().enumerate() {
+                prefetch_ahead(&local.plain, i);
+                any |= self.deliver(st, &sub.0, encoded, 0);
             }
-            for name in m.queue.iter().chain(m.more_queues.iter()) {
-                let taken = local
-                    .queues
-                    .iter()
-                    .find(|q| q.name == name)
-                    .is_some_and(|q| self.deliver_queue_local(st, &q.members, &encoded, 0, true));
-                if taken {
-                    any = true;
-                } else if self.hand_on(st, m, name) {
-                    handed_on += 1;
-                }
-            }
-        } else {
-            for name in m.queue.iter().chain(m.more_queues.iter()) {
-                if self.hand_on(st, m, name) {
-                    handed_on += 1;
-                }
+        }
+        let mut handed_on = 0;
+        for name in m.queue.iter().chain(m.more_queues.iter()) {
+            let group = local.queues.iter().find(|q| q.name == name);
+            let taken = encoded.as_ref().zip(group).is_some_and(|(encoded, q)| {
+                self.deliver_queue_local(st, &q.members, encoded, 0, true)
+            });
+            if taken {
+                any = true;
+            } else if self.hand_on(st, m, name) {
+                handed_on += 1;
             }
         }
         (any, handed_on)
@@ -1028,26 +1031,15 @@ impl ShardCtx {
         let Some(rq) = remote.queues.iter().find(|q| q.name == name) else {
             return false;
         };
-        let open = |shard: u16| shard as usize != self.id && tried & shard_bit(shard as usize) == 0;
-        let total: u32 = rq
-            .members
-            .iter()
-            .filter(|(s, _)| open(*s))
-            .map(|(_, w)| w)
-            .sum();
+        let open = |&(shard, _): &(u16, u32)| {
+            shard as usize != self.id && tried & shard_bit(shard as usize) == 0
+        };
+        let members = rq.members.iter().copied().filter(open);
+        let total: u32 = members.clone().map(|(_, w)| w).sum();
         if total == 0 {
             return false;
         }
-        let mut pick = Self::rand_below(st, total);
-        let mut target = None;
-        for (shard, weight) in rq.members.iter().filter(|(s, _)| open(*s)) {
-            if pick < *weight {
-                target = Some(*shard);
-                break;
-            }
-            pick -= weight;
-        }
-        let Some(target) = target else {
+        let Some(target) = Self::pick_weighted(st, members, total) else {
             return false;
         };
         self.mesh.send(
@@ -1193,8 +1185,6 @@ impl ShardCtx {
 pub struct Layout {
     /// Place among the client shards.
     pub index: usize,
-    /// Number of client shards.
-    pub count: usize,
     /// Mesh ids of the other client shards.
     pub peers: Vec<usize>,
     /// Mesh ids of all client shards, by index.
@@ -1209,7 +1199,6 @@ impl Layout {
             .collect();
         Layout {
             index: clients.iter().position(|&i| i == id).unwrap_or(0),
-            count: clients.len().max(1),
             peers: clients.iter().copied().filter(|&i| i != id).collect(),
             clients,
         }
@@ -1272,11 +1261,13 @@ mod tests {
 
     #[test]
     fn client_shards_are_numbered_around_dedicated_executors() {
-        let layout = |index, count, peers: &[usize], clients: &[usize]| Layout {
-            index,
-            count,
-            peers: peers.to_vec(),
-            clients: clients.to_vec(),
+        let layout = |index, count: usize, peers: &[usize], clients: &[usize]| {
+            assert_eq!(clients.len(), count);
+            Layout {
+                index,
+                peers: peers.to_vec(),
+                clients: clients.to_vec(),
+            }
         };
         // A lone shard (no mesh): index 0 of 1, nobody to talk to.
         assert_eq!(Layout::of(0, &[]), layout(0, 1, &[], &[0]));
