@@ -177,18 +177,10 @@ pub fn go_error_text(e: &std::io::Error) -> String {
 /// nats-server's format for the errors it reports before its own logger exists, such
 /// as a log file that cannot be opened.
 pub fn go_log_line(msg: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let tm = broken_down(now.as_secs() as i64, false);
+    let (d, _) = now_parts(false);
     format!(
         "{:04}/{:02}/{:02} {:02}:{:02}:{:02} {msg}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
+        d[0], d[1], d[2], d[3], d[4], d[5]
     )
 }
 
@@ -242,8 +234,13 @@ pub fn trace_enabled() -> bool {
     TRACE.load(Ordering::Relaxed)
 }
 
-fn broken_down(secs: i64, utc: bool) -> libc::tm {
-    let secs = secs as libc::time_t;
+/// Now as year, month, day, hour, minute, second (local or UTC), and the time since
+/// the epoch for the sub-second part.
+fn now_parts(utc: bool) -> ([i32; 6], std::time::Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as libc::time_t;
     // SAFETY: localtime_r/gmtime_r fill the tm we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     unsafe {
@@ -253,41 +250,43 @@ fn broken_down(secs: i64, utc: bool) -> libc::tm {
             libc::localtime_r(&secs, &mut tm);
         }
     }
-    tm
-}
-
-/// Local (or UTC) time as `2026/11/23 08:00:00.123456`.
-fn timestamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let tm = broken_down(now.as_secs() as i64, UTC.load(Ordering::Relaxed));
-    format!(
-        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:06}",
+    let parts = [
         tm.tm_year + 1900,
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
         tm.tm_min,
         tm.tm_sec,
+    ];
+    (parts, now)
+}
+
+/// Local (or UTC) time as `2026/11/23 08:00:00.123456`.
+fn timestamp() -> String {
+    let (d, now) = now_parts(UTC.load(Ordering::Relaxed));
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:06}",
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        d[4],
+        d[5],
         now.subsec_micros()
     )
 }
 
 /// Suffix of a rotated log file: local time `YYYY.MM.DD.hh.mm.ss.nnnnnnnnn`.
 fn backup_suffix() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let tm = broken_down(now.as_secs() as i64, false);
+    let (d, now) = now_parts(false);
     format!(
         "{:04}.{:02}.{:02}.{:02}.{:02}.{:02}.{:09}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        d[4],
+        d[5],
         now.subsec_nanos()
     )
 }

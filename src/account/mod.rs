@@ -72,6 +72,11 @@ impl Accounts {
         self.names.get(id.index()).map_or("", |n| n)
     }
 
+    /// Every account's name, by id.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|n| &**n)
+    }
+
     /// Number of accounts.
     pub fn len(&self) -> usize {
         self.names.len()

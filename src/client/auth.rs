@@ -49,10 +49,18 @@ impl ClientAuth {
         self.hook.set(on);
     }
 
+    /// The account's name (`$G` when no configuration put the client elsewhere).
+    pub fn account(&self) -> String {
+        let account = self.account_name.borrow();
+        account
+            .as_deref()
+            .unwrap_or(crate::account::GLOBAL_NAME)
+            .to_string()
+    }
+
     /// `"<account>/user:name"` for log lines, once known.
     pub fn label(&self) -> String {
-        let account = self.account_name.borrow();
-        let account = account.as_deref().unwrap_or(crate::account::GLOBAL_NAME);
+        let account = self.account();
         match self.user.borrow().as_deref() {
             Some(u) => format!(" - \"{account}/user:{u}\""),
             None => String::new(),

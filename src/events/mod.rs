@@ -17,7 +17,7 @@ use crate::shard::ShardCtx;
 
 /// `$SYS.ACCOUNT.<acc>.CONNECT` once a client is admitted into its account.
 pub fn client_connect(ctx: &ShardCtx, client: &Client) {
-    let subject = format!("$SYS.ACCOUNT.{}.CONNECT", account_name(client));
+    let subject = format!("$SYS.ACCOUNT.{}.CONNECT", client.auth.account());
     publish(ctx, &subject, |server| {
         json!({
             "type": "io.nats.server.advisory.v1.client_connect",
@@ -34,7 +34,7 @@ pub fn client_connect(ctx: &ShardCtx, client: &Client) {
 /// authenticate.
 pub fn client_disconnect(ctx: &ShardCtx, client: &Client) {
     let subject = if client.connected.get() {
-        format!("$SYS.ACCOUNT.{}.DISCONNECT", account_name(client))
+        format!("$SYS.ACCOUNT.{}.DISCONNECT", client.auth.account())
     } else if client.close_reason.get() == AUTH_FAILURE {
         format!("$SYS.SERVER.{}.CLIENT.AUTH.ERR", ctx.server.server_id)
     } else {
@@ -58,16 +58,6 @@ pub fn client_disconnect(ctx: &ShardCtx, client: &Client) {
 
 /// The close reason of a connection that failed to authenticate.
 const AUTH_FAILURE: &str = "Authentication Failure";
-
-fn account_name(client: &Client) -> String {
-    client
-        .auth
-        .account_name
-        .borrow()
-        .as_deref()
-        .unwrap_or(crate::account::GLOBAL_NAME)
-        .to_string()
-}
 
 /// Publishes `body(server info)` on `subject` in the system account, when there is
 /// one and someone there listens (the JSON is not built otherwise).
@@ -106,7 +96,7 @@ fn publish(ctx: &ShardCtx, subject: &str, body: impl FnOnce(Value) -> Value) {
 /// The `client` object of connect and disconnect events.
 fn client_info(client: &Client, stop: Option<SystemTime>) -> Value {
     let opts = client.opts.borrow();
-    let account = account_name(client);
+    let account = client.auth.account();
     let mut info = Map::new();
     info.insert("start".into(), rfc3339(client.start).into());
     if let Some(peer) = client.peer {

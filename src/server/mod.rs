@@ -84,13 +84,7 @@ impl ServerShared {
     /// Every account's name, by id.
     pub fn account_names(&self) -> Vec<String> {
         let accounts = self.accounts.read().expect("accounts");
-        (0..accounts.len())
-            .map(|i| {
-                accounts
-                    .name(crate::account::AccountId(i as u32))
-                    .to_string()
-            })
-            .collect()
+        accounts.names().map(str::to_string).collect()
     }
 
     /// The name of account `id`.
