@@ -9,8 +9,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use shards::{split_by_shard, RawConn};
-use support::{natrium_bin, nats_server_bin, Kind, Server, TempDir};
+use shards::{open_by_shard, RawConn};
+use support::{http_get_json, natrium_bin, nats_server_bin, Kind, Monitored, Server, TempDir};
 
 const ISOLATION_CONF: &str = r#"
 accounts {
@@ -43,16 +43,11 @@ struct Received {
 }
 
 fn run_clients(server: &Server) -> Received {
-    let addr = server.addr();
     let need = [
         CLIENTS.iter().filter(|c| c.1 == 0).count(),
         CLIENTS.iter().filter(|c| c.1 == 1).count(),
     ];
-    let [mut s0, mut s1] = split_by_shard(server, need, || {
-        let c = RawConn::open(&addr);
-        let cid = c.client_id();
-        (c, cid)
-    });
+    let [mut s0, mut s1] = open_by_shard(server, need);
     let mut conns: Vec<(&str, RawConn)> = Vec::new();
     for (name, shard, pass) in CLIENTS {
         let mut c = if *shard == 0 {
@@ -248,40 +243,20 @@ fn bad_account_sections_fail_like_the_reference() {
     }
 }
 
-/// `GET path` on the monitoring port (HTTP/1.0: no chunked body from the reference).
-fn monitor_json(port: u16, path: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body:?}"))
-}
-
 /// `/connz?auth=1` names a connection's account, except `$G`, as the reference does.
 #[test]
 fn connz_names_the_account_like_the_reference() {
     let dir = TempDir::new("accconnz");
     let conf = dir.write_string("iso.conf", ISOLATION_CONF);
     let accounts_seen = |kind: Kind| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = Server::start(kind, &["-c", &conf, "-m", &port.to_string()]);
+        let m = Monitored::start(kind, &["-c", &conf]);
         let mut conns = Vec::new();
         for user in ["a", "b", "g"] {
             let json = format!(r#"{{"verbose":false,"user":"{user}","pass":"{user}"}}"#);
-            conns.push(RawConn::connect(&server.addr(), &json));
+            conns.push(RawConn::connect(&m.server.addr(), &json));
         }
-        conns.push(RawConn::connect(&server.addr(), r#"{"verbose":false}"#));
-        let doc = monitor_json(port, "/connz?auth=1");
+        conns.push(RawConn::connect(&m.server.addr(), r#"{"verbose":false}"#));
+        let doc = http_get_json(m.http, "/connz?auth=1");
         let mut seen: Vec<(String, String)> = doc["connections"]
             .as_array()
             .unwrap()
@@ -296,11 +271,7 @@ fn connz_names_the_account_like_the_reference() {
         seen.sort();
         seen
     };
-    let natrium = accounts_seen(if support::natrium_is_reference() {
-        Kind::NatsServer
-    } else {
-        Kind::Natrium
-    });
+    let natrium = accounts_seen(Kind::Natrium);
     assert!(
         natrium.contains(&("a".to_string(), "A".to_string())),
         "{natrium:?}"
@@ -335,15 +306,10 @@ accounts {
 /// prefix and `to` rewrites and the reply kept, from and to both shards; nothing
 /// flows back. Compared with the reference.
 fn run_imports(server: &Server, a_shard: usize) -> BTreeMap<String, Vec<String>> {
-    let addr = server.addr();
     let mut need = [0, 0];
     need[a_shard] += 2;
     need[1 - a_shard] += 2;
-    let [mut s0, mut s1] = split_by_shard(server, need, || {
-        let c = RawConn::open(&addr);
-        let cid = c.client_id();
-        (c, cid)
-    });
+    let [mut s0, mut s1] = open_by_shard(server, need);
     let mut side = |shard: usize| {
         if shard == 0 {
             s0.remove(0)
@@ -442,11 +408,7 @@ fn reload_adds_a_stream_import() {
     for kind in [Kind::Natrium, Kind::NatsServer] {
         let dir = TempDir::new("accreload");
         let conf = dir.write_string("r.conf", before);
-        let server = if kind == Kind::Natrium {
-            Server::natrium(&["-c", &conf])
-        } else {
-            Server::start(kind, &["-c", &conf])
-        };
+        let server = Server::of(kind, &["-c", &conf]);
         let mut b = RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"b","pass":"b"}"#);
         b.send(b"SUB foo.> 1\r\n");
         b.ping();
@@ -527,15 +489,10 @@ fn reply_of(raw: &[u8]) -> String {
 /// the responses come back to the requester (one for a singleton, all for a stream),
 /// with requester and responder on different shards; no responder gives the 503.
 fn run_services(server: &Server, a_shard: usize) -> Vec<String> {
-    let addr = server.addr();
     let mut need = [0, 0];
     need[a_shard] += 1;
     need[1 - a_shard] += 1;
-    let [mut s0, mut s1] = split_by_shard(server, need, || {
-        let c = RawConn::open(&addr);
-        let cid = c.client_id();
-        (c, cid)
-    });
+    let [mut s0, mut s1] = open_by_shard(server, need);
     let (mut a, mut b) = if a_shard == 0 {
         (s0.remove(0), s1.remove(0))
     } else {
@@ -607,6 +564,19 @@ fn service_imports_answer_like_the_reference() {
     }
 }
 
+/// The `accounts` list of an `/accountz` answer, sorted (the reference's order is
+/// Go's map order).
+fn account_names(doc: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = doc["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 /// `/accountz` lists the configured accounts (and `$G`, `$SYS`) and counts each
 /// account's connections, as the reference does.
 #[test]
@@ -614,30 +584,24 @@ fn accountz_lists_accounts_like_the_reference() {
     let dir = TempDir::new("accz");
     let conf = dir.write_string("iso.conf", ISOLATION_CONF);
     let seen = |kind: Kind| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = Server::start(kind, &["-c", &conf, "-m", &port.to_string()]);
-        let _a = RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"a","pass":"a"}"#);
+        let m = Monitored::start(kind, &["-c", &conf]);
+        let _a = RawConn::connect(
+            &m.server.addr(),
+            r#"{"verbose":false,"user":"a","pass":"a"}"#,
+        );
         let _a2 = RawConn::connect(
-            &server.addr(),
+            &m.server.addr(),
             r#"{"verbose":false,"user":"a2","pass":"a2"}"#,
         );
-        let _b = RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"b","pass":"b"}"#);
-        let doc = monitor_json(port, "/accountz");
-        let mut names: Vec<String> = doc["accounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_str().unwrap().to_string())
-            .collect();
-        names.sort();
+        let _b = RawConn::connect(
+            &m.server.addr(),
+            r#"{"verbose":false,"user":"b","pass":"b"}"#,
+        );
+        let names = account_names(&http_get_json(m.http, "/accountz"));
         let clients: Vec<u64> = ["A", "B"]
             .iter()
             .map(|acc| {
-                let d = monitor_json(port, &format!("/accountz?acc={acc}"));
+                let d = http_get_json(m.http, &format!("/accountz?acc={acc}"));
                 d["account_detail"]["client_connections"].as_u64().unwrap()
             })
             .collect();
@@ -660,21 +624,9 @@ fn accountz_names_the_system_account_like_the_reference() {
         let dir = TempDir::new("accsys");
         let conf = dir.write_string("s.conf", text);
         let seen = |kind: Kind| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let _server = Server::start(kind, &["-c", &conf, "-m", &port.to_string()]);
-            let mut doc = monitor_json(port, "/accountz");
-            let mut names: Vec<String> = doc["accounts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n.as_str().unwrap().to_string())
-                .collect();
-            names.sort();
-            (doc["system_account"].take(), names)
+            let m = Monitored::start(kind, &["-c", &conf]);
+            let mut doc = http_get_json(m.http, "/accountz");
+            (doc["system_account"].take(), account_names(&doc))
         };
         assert_eq!(seen(Kind::Natrium), seen(Kind::NatsServer), "{text}");
     }
@@ -689,11 +641,7 @@ fn reload_moving_a_user_closes_its_connection() {
     for kind in [Kind::Natrium, Kind::NatsServer] {
         let dir = TempDir::new("accmove");
         let conf = dir.write_string("m.conf", before);
-        let server = if kind == Kind::Natrium {
-            Server::natrium(&["-c", &conf])
-        } else {
-            Server::start(kind, &["-c", &conf])
-        };
+        let server = Server::of(kind, &["-c", &conf]);
         let mut moved =
             RawConn::connect(&server.addr(), r#"{"verbose":false,"user":"a","pass":"a"}"#);
         let mut kept =
@@ -789,12 +737,7 @@ fn connect_and_disconnect_events_like_the_reference() {
         "accounts {\n  A { users = [ {user: a, password: a} ] }\n  $SYS { users = [ {user: s, password: s} ] }\n}\n",
     );
     let events = |server: &Server| {
-        let addr = server.addr();
-        let [mut s0, mut s1] = split_by_shard(server, [1, 1], || {
-            let c = RawConn::open(&addr);
-            let cid = c.client_id();
-            (c, cid)
-        });
+        let [mut s0, mut s1] = open_by_shard(server, [1, 1]);
         let mut sys = s0.remove(0);
         sys.handshake(r#"{"verbose":false,"user":"s","pass":"s"}"#);
         sys.send(b"SUB $SYS.ACCOUNT.*.CONNECT 1\r\nSUB $SYS.ACCOUNT.*.DISCONNECT 2\r\n");

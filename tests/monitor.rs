@@ -14,53 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shards::{raw_by_shard, RawConn};
-use support::{Kind, Server, TempDir};
+use support::{Kind, Monitored, TempDir};
 
 const QUIET: &str = r#"{"verbose":false,"name":"mon","lang":"raw","version":"1.2.3"}"#;
-
-/// A server with monitoring on a random port, found through the ports file.
-struct Monitored {
-    server: Server,
-    http: u16,
-    _dir: TempDir,
-}
-
-fn start(kind: Kind, extra: &[&str]) -> Monitored {
-    let dir = TempDir::new(if kind == Kind::Natrium { "n" } else { "g" });
-    let d = dir.0.to_string_lossy().into_owned();
-    let mut args = vec!["-m", "-1", "--ports_file_dir", d.as_str()];
-    args.extend_from_slice(extra);
-    let server = match kind {
-        Kind::Natrium => Server::natrium(&args),
-        Kind::NatsServer => Server::nats_server(&args),
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let http = loop {
-        let found = std::fs::read_dir(&dir.0)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".ports"))
-            .find_map(|e| {
-                let doc: Value =
-                    serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
-                let url = doc["monitoring"][0].as_str()?.to_string();
-                url.rsplit(':').next()?.parse::<u16>().ok()
-            });
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no monitoring entry in the ports file"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Monitored {
-        server,
-        http,
-        _dir: dir,
-    }
-}
 
 struct HttpResp {
     status: u16,
@@ -132,7 +88,7 @@ fn publish(c: &mut RawConn, subject: &str, n: usize, size: usize) {
 
 #[test]
 fn varz_and_metrics_count_clients_on_both_shards() {
-    let m = start(Kind::Natrium, &[]);
+    let m = Monitored::start(Kind::Natrium, &[]);
     let [mut s0, mut s1] = raw_by_shard(&m.server, [2, 2], QUIET);
     // One subscriber per shard on `foo`, one publisher per shard.
     s0[0].send(b"SUB foo 1\r\n");
@@ -212,7 +168,7 @@ fn varz_and_metrics_count_clients_on_both_shards() {
 
 #[test]
 fn connz_paging_sorting_subs_and_closed() {
-    let m = start(Kind::Natrium, &[]);
+    let m = Monitored::start(Kind::Natrium, &[]);
     let [mut s0, mut s1] = raw_by_shard(&m.server, [2, 2], QUIET);
     // Different message counts per connection: 1, 2, 3, 4.
     let mut all: Vec<&mut RawConn> = s0.iter_mut().chain(s1.iter_mut()).collect();
@@ -333,7 +289,7 @@ fn connz_paging_sorting_subs_and_closed() {
 
 #[test]
 fn subsz_lists_and_filters_subscriptions() {
-    let m = start(Kind::Natrium, &[]);
+    let m = Monitored::start(Kind::Natrium, &[]);
     let [mut s0, mut s1] = raw_by_shard(&m.server, [1, 1], QUIET);
     s0[0].send(b"SUB foo.* 1\r\nSUB bar 2\r\n");
     s0[0].ping();
@@ -375,8 +331,8 @@ fn key_sets_match_reference() {
         eprintln!("nats-server not on PATH: skipped");
         return;
     }
-    let n = start(Kind::Natrium, &[]);
-    let g = start(Kind::NatsServer, &[]);
+    let n = Monitored::start(Kind::Natrium, &[]);
+    let g = Monitored::start(Kind::NatsServer, &[]);
     let mut cn = RawConn::connect(&n.server.addr(), QUIET);
     let mut cg = RawConn::connect(&g.server.addr(), QUIET);
     for c in [&mut cn, &mut cg] {
@@ -422,9 +378,9 @@ fn key_sets_match_reference() {
 /// Bad query values get 400 and the reference's message; unknown paths 404.
 #[test]
 fn bad_requests_match_reference() {
-    let n = start(Kind::Natrium, &[]);
+    let n = Monitored::start(Kind::Natrium, &[]);
     let reference = (support::nats_server_bin().is_some() && !support::natrium_is_reference())
-        .then(|| start(Kind::NatsServer, &[]));
+        .then(|| Monitored::start(Kind::NatsServer, &[]));
     let cases: &[(&str, u16, &str)] = &[
         ("/nope", 404, "404 page not found\n"),
         ("/varz/", 404, "404 page not found\n"),
@@ -498,7 +454,7 @@ fn bad_requests_match_reference() {
 /// stuck monitoring client delays neither other monitoring requests nor the shards.
 #[test]
 fn huge_slow_and_garbage_requests_are_cut_off() {
-    let m = start(Kind::Natrium, &[]);
+    let m = Monitored::start(Kind::Natrium, &[]);
     let huge = format!(
         "GET /varz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(10_000)

@@ -69,23 +69,7 @@ impl Dir {
 
     /// The monitoring URL from the ports file a server wrote here.
     fn monitoring_url(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let found = std::fs::read_dir(&self.0)
-                .unwrap()
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".ports"))
-                .find_map(|e| {
-                    let doc: Value =
-                        serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
-                    Some(doc["monitoring"][0].as_str()?.to_string())
-                });
-            if let Some(u) = found {
-                return u;
-            }
-            assert!(Instant::now() < deadline, "no monitoring URL in ports file");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        support::monitoring_url(&self.0)
     }
 }
 

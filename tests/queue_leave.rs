@@ -11,12 +11,10 @@
 mod shards;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use shards::{raw_by_shard, raw_pair, RawConn};
-use support::Server;
+use support::{http_get_json, Kind, Monitored, Server};
 
 const QUIET: &str = r#"{"verbose":false}"#;
 
@@ -270,16 +268,7 @@ fn members_coming_and_going_lose_nothing() {
 fn closed_out_msgs(monitor: u16, cid: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut s = TcpStream::connect(("127.0.0.1", monitor)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        // HTTP/1.0: the reference answers a large body in chunks to a 1.1 request.
-        s.write_all(b"GET /connz?state=closed&limit=1000 HTTP/1.0\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        let doc: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let doc = http_get_json(monitor, "/connz?state=closed&limit=1000");
         let found = doc["connections"]
             .as_array()
             .into_iter()
@@ -291,8 +280,7 @@ fn closed_out_msgs(monitor: u16, cid: u64) -> u64 {
         }
         assert!(
             Instant::now() < deadline,
-            "cid {cid} never listed as closed: {}",
-            &body[..body.len().min(3000)]
+            "cid {cid} never listed as closed"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -304,16 +292,11 @@ fn closed_out_msgs(monitor: u16, cid: u64) -> u64 {
 /// must be exactly the messages published: none dropped on the way, none twice.
 #[test]
 fn disconnecting_member_hands_over_what_was_in_flight() {
-    let monitor = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let port = monitor.to_string();
-    let server = Server::natrium(&["-m", &port]);
+    let m = Monitored::start(Kind::Natrium, &[]);
+    let (server, monitor) = (&m.server, m.http);
     for round in 0..30u32 {
         let (sa, sb) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
-        let (mut a, mut b) = raw_pair(&server, sa, sb, QUIET);
+        let (mut a, mut b) = raw_pair(server, sa, sb, QUIET);
         let subject = format!("gone.{round}");
         for c in [&mut a, &mut b] {
             c.send(format!("SUB {subject} q 1\r\n").as_bytes());

@@ -7,12 +7,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::{Kind, Server, TempDir};
+use support::{http_get_json, Kind, Monitored, TempDir};
 
 /// INFO keys natrium does not send yet: `xkey` comes with auth callout.
 const INFO_LATER: &[&str] = &["xkey"];
@@ -53,47 +53,6 @@ struct Seen {
     info: Value,
 }
 
-/// The monitoring port from the ports file `kind` writes into `dir`.
-fn monitor_port(dir: &TempDir) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found = std::fs::read_dir(&dir.0)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".ports"))
-            .find_map(|e| {
-                let doc: Value =
-                    serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
-                let url = doc["monitoring"][0].as_str()?.to_string();
-                url.rsplit(':').next()?.parse::<u16>().ok()
-            });
-        if let Some(p) = found {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no monitoring entry in the ports file"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `GET path` as HTTP/1.0, so that the body comes whole (no chunked encoding).
-fn get_json(port: u16, path: &str) -> Value {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(
-        head.lines().next().is_some_and(|l| l.contains(" 200 ")),
-        "GET {path}: {head}"
-    );
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-}
-
 /// The INFO a new client connection gets.
 fn info(port: u16) -> Value {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -105,18 +64,11 @@ fn info(port: u16) -> Value {
 }
 
 fn visit(kind: Kind, args: &[&str]) -> Seen {
-    let dir = TempDir::new("varz-keys");
-    let d = dir.0.to_string_lossy().into_owned();
-    let mut all = vec!["-m", "-1", "--ports_file_dir", d.as_str()];
-    all.extend_from_slice(args);
-    let server = Server::start(kind, &all);
-    let http = monitor_port(&dir);
-    let seen = Seen {
-        varz: get_json(http, "/varz"),
-        info: info(server.port),
-    };
-    drop(server);
-    seen
+    let m = Monitored::start(kind, args);
+    Seen {
+        varz: http_get_json(m.http, "/varz"),
+        info: info(m.server.port),
+    }
 }
 
 /// Self-signed `cert.pem` / `key.pem` for `localhost` in `dir`.

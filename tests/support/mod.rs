@@ -56,6 +56,15 @@ impl Server {
         Server::start(Kind::Natrium, args)
     }
 
+    /// Starts `kind`: natrium as [`Server::natrium`] (the reference under
+    /// `NATRIUM_TEST_AS_NATS_SERVER`), or the reference nats-server.
+    pub fn of(kind: Kind, args: &[&str]) -> Server {
+        match kind {
+            Kind::Natrium => Server::natrium(args),
+            Kind::NatsServer => Server::nats_server(args),
+        }
+    }
+
     /// Starts the reference nats-server; panics if it is not installed.
     pub fn nats_server(args: &[&str]) -> Server {
         Server::start(Kind::NatsServer, args)
@@ -215,4 +224,75 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The monitoring URL a server wrote into the ports file in `dir`
+/// (`--ports_file_dir`), waited for up to 5 s.
+pub fn monitoring_url(dir: &std::path::Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ports"))
+            .find_map(|e| {
+                let doc: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+                Some(doc["monitoring"][0].as_str()?.to_string())
+            });
+        if let Some(url) = found {
+            return url;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no monitoring entry in the ports file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server with monitoring on a free port (`-m -1`, found through the ports file).
+pub struct Monitored {
+    /// The server.
+    pub server: Server,
+    /// Its monitoring port.
+    pub http: u16,
+    _dir: TempDir,
+}
+
+impl Monitored {
+    /// Starts `kind` (natrium, or the reference under `NATRIUM_TEST_AS_NATS_SERVER`)
+    /// with monitoring plus `extra`.
+    pub fn start(kind: Kind, extra: &[&str]) -> Monitored {
+        let dir = TempDir::new(if kind == Kind::Natrium { "n" } else { "g" });
+        let d = dir.0.to_string_lossy().into_owned();
+        let mut args = vec!["-m", "-1", "--ports_file_dir", d.as_str()];
+        args.extend_from_slice(extra);
+        let server = Server::of(kind, &args);
+        let url = monitoring_url(&dir.0);
+        let http = url.rsplit(':').next().unwrap().parse().unwrap();
+        Monitored {
+            server,
+            http,
+            _dir: dir,
+        }
+    }
+}
+
+/// `GET path` on a monitoring port as HTTP/1.0 (so the reference sends a large body
+/// whole, not chunked); asserts a 200 and returns the JSON body.
+pub fn http_get_json(port: u16, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(
+        head.lines().next().is_some_and(|l| l.contains(" 200 ")),
+        "GET {path}: {head}"
+    );
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }

@@ -398,14 +398,19 @@ impl RawConn {
 }
 
 /// Opens raw connections (INFO read, no CONNECT yet) until `need[0]` are on shard 0 and
-/// `need[1]` on shard 1, then performs `CONNECT <connect_json>` + PING/PONG on each.
-pub fn raw_by_shard(server: &Server, need: [usize; 2], connect_json: &str) -> [Vec<RawConn>; 2] {
+/// `need[1]` on shard 1.
+pub fn open_by_shard(server: &Server, need: [usize; 2]) -> [Vec<RawConn>; 2] {
     let addr = server.addr();
-    let mut got = split_by_shard(server, need, || {
+    split_by_shard(server, need, || {
         let c = RawConn::open(&addr);
         let cid = c.client_id();
         (c, cid)
-    });
+    })
+}
+
+/// [`open_by_shard`], then `CONNECT <connect_json>` + PING/PONG on each.
+pub fn raw_by_shard(server: &Server, need: [usize; 2], connect_json: &str) -> [Vec<RawConn>; 2] {
+    let mut got = open_by_shard(server, need);
     for group in got.iter_mut() {
         for c in group.iter_mut() {
             c.handshake(connect_json);
