@@ -112,6 +112,18 @@ pub fn is_subset(sub: &[u8], sup: &[u8]) -> bool {
     a.next().is_none()
 }
 
+/// Whether an export of `exported` to `accounts` (`None`: all) lets `into` import
+/// `subject`.
+fn admits(
+    exported: &str,
+    accounts: &Option<Vec<Arc<str>>>,
+    subject: &str,
+    into: &Arc<str>,
+) -> bool {
+    is_subset(subject.as_bytes(), exported.as_bytes())
+        && accounts.as_ref().is_none_or(|list| list.contains(into))
+}
+
 /// Checks configured stream imports against the exports, as nats-server does at
 /// start: the exporting account exists, exports a subject covering the import to the
 /// importer, and no account imports the same subject from the same account twice.
@@ -138,11 +150,7 @@ pub fn check_stream_imports(
             ));
         }
         let allowed = exports.iter().any(|(acc, e)| {
-            *acc == imp.from
-                && is_subset(imp.subject.as_bytes(), e.subject.as_bytes())
-                && e.accounts
-                    .as_ref()
-                    .is_none_or(|list| list.contains(&imp.into))
+            *acc == imp.from && admits(&e.subject, &e.accounts, &imp.subject, &imp.into)
         });
         if !allowed {
             return Err(format!(
@@ -227,11 +235,7 @@ pub fn check_service_imports(
             ));
         }
         let export = exports.iter().find(|(acc, e)| {
-            *acc == imp.from
-                && is_subset(imp.subject.as_bytes(), e.subject.as_bytes())
-                && e.accounts
-                    .as_ref()
-                    .is_none_or(|list| list.contains(&imp.into))
+            *acc == imp.from && admits(&e.subject, &e.accounts, &imp.subject, &imp.into)
         });
         let Some((_, export)) = export else {
             return Err(format!(

@@ -132,6 +132,19 @@ impl AuthConfig {
         !self.nkeys.is_empty()
     }
 
+    /// Adds a user by name, or by nkey for nkey users; nats-server's text when one is
+    /// there already.
+    fn add_user(&mut self, u: User) -> Result<(), String> {
+        let (map, key, what) = match &u.nkey {
+            Some(nk) => (&mut self.nkeys, nk.clone(), "nkey"),
+            None => (&mut self.users, u.name.clone(), "user"),
+        };
+        if map.insert(key.clone(), Arc::new(u)).is_some() {
+            return Err(format!("Duplicate {what} \"{key}\" detected"));
+        }
+        Ok(())
+    }
+
     /// The config in force for `opts`: the `authorization` section (already checked
     /// by the config file loader), overridden by `--user`/`--pass`/`--auth`, plus
     /// `no_auth_user`. Errors are the start-up checks nats-server does.
@@ -152,14 +165,7 @@ impl AuthConfig {
                 return Err(e.1);
             }
             for u in section.users {
-                let u = Arc::new(u);
-                let (map, key) = match &u.nkey {
-                    Some(nk) => (&mut cfg.nkeys, nk.clone()),
-                    None => (&mut cfg.users, u.name.clone()),
-                };
-                if map.insert(key.clone(), u).is_some() {
-                    return Err(format!("Duplicate user \"{key}\" detected"));
-                }
+                cfg.add_user(u)?;
             }
             cfg.accounts = section.names;
             cfg.stream_imports = section.imports;
@@ -697,21 +703,8 @@ fn parse_section(item: &Item, errors: &mut Errors) -> Section {
             if u.permissions.is_none() {
                 u.permissions = default_perms.clone();
             }
-            if let Some(nk) = u.nkey.clone() {
-                if out.cfg.nkeys.insert(nk.clone(), Arc::new(u)).is_some() {
-                    errors.push((
-                        Some(Where::Section),
-                        format!("Duplicate nkey \"{nk}\" detected"),
-                    ));
-                }
-            } else {
-                let name = u.name.clone();
-                if out.cfg.users.insert(name.clone(), Arc::new(u)).is_some() {
-                    errors.push((
-                        Some(Where::Section),
-                        format!("Duplicate user \"{name}\" detected"),
-                    ));
-                }
+            if let Err(e) = out.cfg.add_user(u) {
+                errors.push((Some(Where::Section), e));
             }
         }
     }
