@@ -497,6 +497,34 @@ impl ShardCtx {
         origin: Origin,
         want_status: bool,
     ) -> bool {
+        let tables = st.tables(account);
+        if tables.taps.is_some()
+            || tables.services.is_some()
+            || msg.subject.starts_with(SERVICE_REPLY_PREFIX)
+        {
+            return self.publish_across_accounts(st, account, msg, origin, want_status);
+        }
+        let (any, routed) = self.publish_in(st, account, msg, origin, want_status);
+        if !any && want_status {
+            if let Origin::Client(cid) = origin {
+                self.send_no_responders(st, account, cid, msg.subject, msg.reply);
+            }
+        }
+        routed
+    }
+
+    /// [`ShardCtx::publish`] of a response on a `_R_.` reply, or in an account with
+    /// stream or service imports (kept off the common path).
+    #[cold]
+    #[inline(never)]
+    fn publish_across_accounts(
+        &self,
+        st: &mut ShardState,
+        account: AccountId,
+        msg: &Message<'_>,
+        origin: Origin,
+        want_status: bool,
+    ) -> bool {
         if msg.subject.starts_with(SERVICE_REPLY_PREFIX) {
             return self.publish_response(st, msg);
         }
@@ -523,6 +551,7 @@ impl ShardCtx {
 
     /// Delivers `msg` in `account` only: returns whether anyone took it (or it was
     /// routed) and whether it was routed.
+    #[inline(always)]
     fn publish_in(
         &self,
         st: &mut ShardState,
@@ -548,7 +577,6 @@ impl ShardCtx {
 
     /// Publishes `msg` again in every account that imports it from `account` (one
     /// hop: what arrives through an import is not imported further).
-    #[cold]
     fn publish_imports(
         &self,
         st: &mut ShardState,
@@ -572,7 +600,6 @@ impl ShardCtx {
 
     /// Sends requests that match service imports to their exporting accounts, each
     /// with a fresh `_R_.` reply that maps back to the requester's reply.
-    #[cold]
     fn publish_services(
         &self,
         st: &mut ShardState,
