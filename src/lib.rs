@@ -6,6 +6,7 @@ pub mod account;
 pub mod auth;
 pub mod bus;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod monitor;

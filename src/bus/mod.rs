@@ -191,7 +191,8 @@ pub enum Envelope {
         /// Header block and body.
         payload: Bytes,
     },
-    /// The sender gained (`add`) or lost one subscription on `subject` (and `queue`).
+    /// The sender gained (`add`) or lost `n` subscriptions on `subject` (and `queue`);
+    /// the cluster core counts a queue group's weight behind its routes this way.
     Interest {
         /// Account of the subscription.
         account: AccountId,
@@ -201,6 +202,8 @@ pub enum Envelope {
         queue: Option<Bytes>,
         /// Gained or lost.
         add: bool,
+        /// How many.
+        n: u32,
     },
     /// Answer with [`Envelope::BarrierAck`] once every earlier envelope is applied.
     Barrier(u64),

@@ -62,7 +62,7 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
     ("allow_non_tls", &[], Policy::Tls),
     ("ocsp", &[], Policy::Warn),
     ("ocsp_cache", &[], Policy::Warn),
-    ("cluster", &[], Policy::Warn),
+    ("cluster", &[], Policy::Cluster),
     ("gateway", &[], Policy::Warn),
     ("leafnodes", &["leaf"], Policy::Warn),
     ("jetstream", &[], Policy::JetStream),
@@ -108,6 +108,8 @@ pub enum Policy {
     Auth,
     /// `accounts {}`: checked by `crate::auth::config` (kept raw).
     Accounts,
+    /// `cluster {}`: parsed by `super::cluster` into [`Options::cluster`].
+    Cluster,
 }
 
 /// Parses `path` and applies it onto `opts` (which should hold the defaults;
@@ -191,17 +193,17 @@ fn clean(p: &Path) -> PathBuf {
     }
 }
 
-fn int(v: &Value) -> Result<i64, String> {
+pub(super) fn int(v: &Value) -> Result<i64, String> {
     v.as_int().ok_or_else(|| v.conversion_error("int64"))
 }
 
-fn string(v: &Value) -> Result<String, String> {
+pub(super) fn string(v: &Value) -> Result<String, String> {
     v.as_str()
         .map(str::to_string)
         .ok_or_else(|| v.conversion_error("string"))
 }
 
-fn boolean(v: &Value) -> Result<bool, String> {
+pub(super) fn boolean(v: &Value) -> Result<bool, String> {
     v.as_bool().ok_or_else(|| v.conversion_error("bool"))
 }
 
@@ -280,7 +282,12 @@ fn to_i32(n: i64, name: &str) -> Result<i32, String> {
 }
 
 /// A duration option: a Go duration string, or (with a warning) seconds.
-fn duration(e: &Entry, name: &str, int_seconds: bool, r: &mut Report) -> Result<Duration, String> {
+pub(super) fn duration(
+    e: &Entry,
+    name: &str,
+    int_seconds: bool,
+    r: &mut Report,
+) -> Result<Duration, String> {
     let v = &e.item.value;
     if let Value::String(s) = v {
         return parse_go_duration(s)
@@ -316,7 +323,7 @@ fn split_host_port(s: &str) -> Option<(String, String)> {
 }
 
 /// `listen`-style values: a port, or `host:port` (`:port`). Host `None` = unchanged.
-fn listen(v: &Value) -> Result<(Option<String>, i32), String> {
+pub(super) fn listen(v: &Value) -> Result<(Option<String>, i32), String> {
     match v {
         Value::Int(p) => Ok((None, to_i32(*p, "port")?)),
         Value::String(s) => {
@@ -472,6 +479,7 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
                     r.errors.extend(errors);
                     r.refused.extend(refused);
                 }
+                Policy::Cluster => super::cluster::check_entry(e, o, r),
                 // ----- TLS (issue #5): `tls {}` and `allow_non_tls` -----
                 Policy::Tls => {
                     if *name == "tls" {
@@ -1062,9 +1070,19 @@ mod tests {
             assert!(o.section(name).is_some(), "{name}");
         }
         assert!(o.jetstream);
-        // one line per unsupported block; jetstream is reported by the server itself
-        assert_eq!(r.unsupported.len(), 6, "{:?}", r.unsupported);
-        assert!(r.unsupported[0].starts_with("t.conf:1:0: \"cluster\" is not supported"));
+        // one line per unsupported block; jetstream is reported by the server itself,
+        // and cluster is parsed (issue #13)
+        assert_eq!(r.unsupported.len(), 5, "{:?}", r.unsupported);
+        assert!(
+            r.unsupported[0].starts_with("t.conf:2:1: \"leaf\" is not supported"),
+            "{:?}",
+            r.unsupported
+        );
+        let c = o.cluster.as_ref().expect("cluster options");
+        assert_eq!(
+            (c.name.as_deref(), c.host.as_str(), c.port),
+            (Some("c"), "127.0.0.1", 6222)
+        );
         let (o, r) = load_str("authorization { user: a, password: b }\ntls { cert_file: x }");
         // tls is parsed now (issue #5): a cert without key_file is an error.
         assert_eq!(

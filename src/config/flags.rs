@@ -452,7 +452,7 @@ fn finish(o: &mut Options) -> Result<(), String> {
     {
         return Err("solicited routes require cluster capabilities, e.g. --cluster".into());
     }
-    Ok(())
+    super::cluster::apply_flags(o)
 }
 
 /// The signal a `--signal` command sends, nats-server's mapping.

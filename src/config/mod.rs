@@ -1,5 +1,6 @@
 //! Configuration: options, command-line flags and the nats-server conf format.
 
+pub mod cluster;
 pub mod file;
 pub mod flags;
 pub mod options;

@@ -59,6 +59,8 @@ pub struct Options {
     /// `--cluster_name`, `--no_advertise`, `--connect_retries`), kept for the
     /// clustering issue; until then they only produce a warning.
     pub cluster_flags: Vec<String>,
+    /// The cluster (routes) settings: the `cluster {}` block with the flags over it.
+    pub cluster: Option<super::cluster::ClusterOptions>,
     /// Config file given with `-c`.
     pub config_file: Option<PathBuf>,
     /// `-t`: check the config file and exit.
@@ -167,6 +169,7 @@ impl Default for Options {
             no_header_support: false,
             jetstream: false,
             cluster_flags: Vec::new(),
+            cluster: None,
             config_file: None,
             check_config: false,
             config_digest: None,

@@ -55,6 +55,8 @@ pub struct ServerShared {
     pub auth: Arc<crate::auth::AuthConfig>,
     /// Set when the server is shutting down.
     pub shutdown: AtomicBool,
+    /// The route port (0 without a cluster).
+    pub cluster_port: std::sync::atomic::AtomicU32,
     /// Sequence number of the last system event this server published.
     pub event_seq: std::sync::atomic::AtomicU64,
     /// Account names and their ids. Read when a connection authenticates, never per
@@ -204,11 +206,42 @@ impl ServerShared {
 #[derive(Debug)]
 pub struct FatalError(pub String);
 
-/// Which cores the client shards run on.
-fn shard_cores(opts: &Options) -> Vec<usize> {
+/// Which cores the client shards run on, and the cluster core's (when routes are
+/// configured): a core of its own unless there is only one, or `--shards` takes them all.
+fn shard_cores(opts: &Options) -> (Vec<usize>, Option<usize>) {
     let cores = opts.cores.clone().unwrap_or_else(shards::allowed_cores);
-    let n = opts.shards.unwrap_or(cores.len()).max(1);
-    (0..n).map(|i| cores[i % cores.len()]).collect()
+    let clustered = opts.cluster.is_some();
+    let spare = usize::from(clustered && cores.len() > 1);
+    let n = opts.shards.unwrap_or(cores.len() - spare).max(1);
+    let client: Vec<usize> = (0..n).map(|i| cores[i % cores.len()]).collect();
+    let core = clustered.then(|| {
+        cores
+            .iter()
+            .rev()
+            .copied()
+            .find(|c| !client.contains(c))
+            .unwrap_or(cores[cores.len() - 1])
+    });
+    (client, core)
+}
+
+/// Opens the route port.
+fn bind_cluster_port(
+    c: &crate::config::cluster::ClusterOptions,
+) -> Result<(std::net::TcpListener, u16), FatalError> {
+    let port = match c.port {
+        0 => crate::config::cluster::DEFAULT_ROUTE_PORT,
+        -1 => 0,
+        p => p,
+    };
+    let listener = listen::bind_tcp(&c.host, port.into()).map_err(|e| {
+        FatalError(format!(
+            "Error listening on router port: {}, \"{e}\"",
+            listen::host_port(&c.host, port)
+        ))
+    })?;
+    let bound = listen::bound_port(&listener);
+    Ok((listener, bound))
 }
 
 /// Opens the client port; the error is nats-server's `[FTL]` text.
@@ -277,14 +310,8 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     if opts.jetstream {
         log_warn!("JetStream is not available in natrium; serving core NATS only");
     }
-    if !opts.cluster_flags.is_empty() {
-        log_warn!(
-            "Clustering is not available in natrium yet; ignoring {}",
-            opts.cluster_flags.join(", ")
-        );
-    }
     let io_memory = 64 << 10;
-    let cores = shard_cores(&opts);
+    let (cores, cluster_core) = shard_cores(&opts);
     shards::raise_memlock_limit(8 << 20);
     shards::preflight(io_memory).map_err(|e| FatalError(e.0))?;
 
@@ -299,6 +326,9 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     log_info!("  Name:     {server_name}");
     log_info!("  ID:       {server_id}");
     log_info!("  Shards:   {} on cores {:?}", cores.len(), cores);
+    if let Some(core) = cluster_core {
+        log_info!("  Cluster core: core {core}");
+    }
 
     let monitor = crate::monitor::bind(&opts)?;
     let monitor_url = monitor.as_ref().map(|m| m.url());
@@ -354,6 +384,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         opts_now: std::sync::RwLock::new(Arc::new(opts.clone())),
         shutdown: AtomicBool::new(false),
         event_seq: std::sync::atomic::AtomicU64::new(0),
+        cluster_port: std::sync::atomic::AtomicU32::new(0),
         accounts: std::sync::RwLock::new(crate::account::Accounts::new()),
     });
     for name in &server.auth.accounts {
@@ -375,9 +406,22 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         handoff.push(ours);
         shard_ends.push(theirs.into_raw_fd());
     }
+    let cluster = match (&opts.cluster, cluster_core) {
+        (Some(c), Some(_)) => Some(bind_cluster_port(c)?),
+        _ => None,
+    };
+    let mut cluster_handoff = None;
+    if let Some((_, port)) = &cluster {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
+        cluster_handoff = Some(ours);
+        shard_ends.push(theirs.into_raw_fd());
+        server.cluster_port.store(*port as u32, Ordering::Relaxed);
+    }
     let fds = Arc::new(shard_ends);
     let cfg = shards::RuntimeConfig {
         cores: cores.clone(),
+        dedicated_cores: cluster_core.into_iter().collect(),
         spin_before_park: (opts.spin_us > 0).then(|| Duration::from_micros(opts.spin_us)),
         io_memory,
         ..Default::default()
@@ -390,7 +434,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         async move { crate::shard::control::shard_main(mesh, server, fds, ready).await }
     })
     .map_err(|e| FatalError(e.0))?;
-    for _ in 0..cores.len() {
+    for _ in 0..cores.len() + usize::from(cluster_core.is_some()) {
         if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
             return Err(FatalError("shards did not start within 10s".into()));
         }
@@ -404,6 +448,20 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         };
         log_info!("TLS {how} for client connections");
     }
+    let route_acceptor = match (cluster, cluster_handoff) {
+        (Some((listener, port)), Some(handoff)) => {
+            let host = &opts.cluster.as_ref().expect("cluster").host;
+            log_info!(
+                "Listening for route connections on {}",
+                listen::host_port(host, port)
+            );
+            Some(
+                acceptor::Acceptor::start(listener, vec![handoff])
+                    .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?,
+            )
+        }
+        _ => None,
+    };
     let acceptor = acceptor::Acceptor::start(listener, handoff)
         .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?;
     log_info!(
@@ -432,6 +490,11 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         if let Some(url) = &monitor_url {
             doc["monitoring"] = serde_json::json!([url]);
         }
+        if let Some(c) = &opts.cluster {
+            let port = server.cluster_port.load(Ordering::Relaxed) as u16;
+            doc["cluster"] =
+                serde_json::json!([format!("nats://{}", listen::local_host_port(&c.host, port))]);
+        }
         let path = ports_file_path(dir);
         if let Err(e) = std::fs::write(&path, doc.to_string()) {
             // nats-server's words; it carries on without the file.
@@ -447,6 +510,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     log_info!("Server is ready");
 
     control::run(&server, runtime, acceptor, sigset, ports_file);
+    drop(route_acceptor);
     Ok(())
 }
 

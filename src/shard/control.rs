@@ -53,6 +53,10 @@ pub async fn shard_main(
     handoff: Arc<Vec<RawFd>>,
     ready: crossbeam_channel::Sender<()>,
 ) {
+    if mesh.roles()[mesh.id()] == shards::Role::Dedicated {
+        let fd = handoff[handoff.len() - 1];
+        return crate::cluster::core_main(mesh, server, fd, ready).await;
+    }
     let ctx = ShardCtx::new(mesh, server.clone());
     ctx.install_imports(&ctx.auth());
     let id = ctx.index;

@@ -188,6 +188,11 @@ pub struct ShardCtx {
     pub peers: Vec<usize>,
     /// Mesh ids of all client shards, by index.
     pub clients: Vec<usize>,
+    /// Mesh id of the cluster core, when routes are configured: it takes part in
+    /// interest like another shard (what routes want looks like its subscriptions).
+    pub cluster_core: Option<usize>,
+    /// No other shard and no cluster core: everything is delivered here.
+    alone: bool,
     /// Links to the other shards.
     pub mesh: shards::Shard<Envelope>,
     /// Server-wide settings and counters.
@@ -211,6 +216,11 @@ impl ShardCtx {
         let id = mesh.id();
         let layout = Layout::of(id, mesh.roles());
         let executors = mesh.count();
+        let cluster_core = mesh
+            .roles()
+            .iter()
+            .position(|r| *r == shards::Role::Dedicated);
+        let alone = layout.peers.is_empty() && cluster_core.is_none();
         let opts = Arc::new(server.opts.clone());
         Rc::new(ShardCtx {
             id,
@@ -218,6 +228,8 @@ impl ShardCtx {
             count: layout.clients.len(),
             peers: layout.peers,
             clients: layout.clients,
+            alone,
+            cluster_core,
             mesh,
             max_pending: std::cell::Cell::new(opts.max_pending),
             opts: RefCell::new(opts),
@@ -300,13 +312,14 @@ impl ShardCtx {
                 subject,
                 queue,
                 add,
+                n,
             } => {
                 let mut st = self.state.borrow_mut();
                 let remote = &mut st.tables(account).remote;
                 if add {
-                    remote.insert(&subject, queue.as_deref(), from as u16);
+                    remote.insert_n(&subject, queue.as_deref(), from as u16, n);
                 } else {
-                    remote.remove(&subject, queue.as_deref(), &(from as u16));
+                    remote.remove_n(&subject, queue.as_deref(), &(from as u16), n);
                 }
             }
             Envelope::Barrier(token) => self.mesh.send(from, Envelope::BarrierAck(token)),
@@ -399,7 +412,8 @@ impl ShardCtx {
         .await
     }
 
-    /// Tells every other shard about one subscription gained or lost.
+    /// Tells every other shard (and the cluster core) about one subscription gained or
+    /// lost.
     pub fn broadcast_interest(
         &self,
         account: AccountId,
@@ -407,7 +421,7 @@ impl ShardCtx {
         queue: &Option<Bytes>,
         add: bool,
     ) {
-        for &peer in &self.peers {
+        for &peer in self.peers.iter().chain(self.cluster_core.iter()) {
             self.mesh.send(
                 peer,
                 Envelope::Interest {
@@ -415,6 +429,7 @@ impl ShardCtx {
                     subject: subject.clone(),
                     queue: queue.clone(),
                     add,
+                    n: 1,
                 },
             );
         }
@@ -860,7 +875,7 @@ impl ShardCtx {
             prefetch_ahead(&local.plain, i);
             any |= self.deliver(st, &sub.0, frame, publisher);
         }
-        if self.peers.is_empty() {
+        if self.alone {
             for q in &local.queues {
                 any |= self.deliver_queue_local(st, &q.members, frame, publisher, false);
             }

@@ -26,6 +26,9 @@ pub struct Server {
     pub kind: Kind,
     /// Every stderr line seen so far is sent here by a reader thread.
     log: mpsc::Receiver<String>,
+    /// The lines logged up to `Server is ready`.
+    pub startup: Vec<String>,
+    route_port: std::cell::OnceCell<u16>,
 }
 
 /// Path of the reference nats-server, if installed.
@@ -103,6 +106,7 @@ impl Server {
             }
         });
         let mut port = None;
+        let mut startup = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -117,7 +121,9 @@ impl Server {
                 let p = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
                 port = p;
             }
-            if line.contains("Server is ready") {
+            let ready = line.contains("Server is ready");
+            startup.push(line);
+            if ready {
                 break;
             }
         }
@@ -126,7 +132,30 @@ impl Server {
             port: port.expect("no 'Listening for client connections on' line before ready"),
             kind,
             log: rx,
+            startup,
+            route_port: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The route port from the log (`Listening for route connections on`; nats-server
+    /// logs it just after `Server is ready`).
+    pub fn route_port(&self) -> u16 {
+        let port_of = |l: &str| {
+            let rest = l.split("Listening for route connections on ").nth(1)?;
+            rest.trim().rsplit(':').next()?.parse().ok()
+        };
+        *self.route_port.get_or_init(|| {
+            if let Some(p) = self.startup.iter().find_map(|l| port_of(l)) {
+                return p;
+            }
+            let line = self
+                .wait_log(
+                    "Listening for route connections on ",
+                    Duration::from_secs(10),
+                )
+                .unwrap_or_else(|| panic!("no route listener line: {:?}", self.startup));
+            port_of(&line).expect("route port")
+        })
     }
 
     /// `nats://127.0.0.1:PORT`.

@@ -1,0 +1,544 @@
+//! The route protocol between servers of one cluster: the ops a peer sends (parsed
+//! in place from the read buffer) and the lines this server sends.
+//!
+//! Framing is the client protocol's: text control lines ending in `\r\n` (a bare
+//! `\n` is accepted), case-insensitive op names, spaces or tabs between arguments,
+//! and for messages the payload plus `\r\n` after the line.
+
+use bytes::{BufMut, BytesMut};
+
+/// One op from a route peer. Slices point into the parsed buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteOp<'a> {
+    /// `INFO {json}`.
+    Info(&'a [u8]),
+    /// `CONNECT {json}`.
+    Connect(&'a [u8]),
+    /// `PING`.
+    Ping,
+    /// `PONG`.
+    Pong,
+    /// `+OK`.
+    Ok,
+    /// `-ERR <text>`.
+    Err(&'a [u8]),
+    /// `RS+`/`LS+`: interest gained (queue: the weight behind the peer now).
+    Sub(Interest<'a>),
+    /// `RS-`/`LS-`: interest lost.
+    Unsub(Interest<'a>),
+    /// `RMSG`/`HMSG`/`LMSG`.
+    Msg(RouteMsg<'a>),
+}
+
+/// The arguments of `RS+`, `RS-`, `LS+` and `LS-`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Interest<'a> {
+    /// Leaf origin cluster (`LS+`/`LS-` only).
+    pub origin: Option<&'a [u8]>,
+    /// Account name.
+    pub account: &'a [u8],
+    /// Subject.
+    pub subject: &'a [u8],
+    /// Queue group and its weight (1 when a `RS-` or an old peer gives none).
+    pub queue: Option<(&'a [u8], u32)>,
+}
+
+/// A message from a route.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RouteMsg<'a> {
+    /// Leaf origin cluster (`LMSG` only).
+    pub origin: Option<&'a [u8]>,
+    /// Account name.
+    pub account: &'a [u8],
+    /// Subject.
+    pub subject: &'a [u8],
+    /// Reply subject, empty when none.
+    pub reply: &'a [u8],
+    /// The queue groups that chose a member behind this server, space separated
+    /// (empty: only plain subscribers get it).
+    pub queues: &'a [u8],
+    /// Bytes of `payload` that are the header block.
+    pub hdr_len: usize,
+    /// Header block and body.
+    pub payload: &'a [u8],
+}
+
+/// Why a peer's bytes cannot be parsed: the `-ERR` text nats-server sends.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    fn new(what: &str) -> ParseError {
+        ParseError(what.to_string())
+    }
+}
+
+/// Parses the op at the start of `buf`: `Ok(None)` while it is incomplete, else the
+/// op and the bytes it took. `max_line` bounds a control line, `max_payload` a message.
+pub fn parse(
+    buf: &[u8],
+    max_line: usize,
+    max_payload: usize,
+) -> Result<Option<(RouteOp<'_>, usize)>, ParseError> {
+    let Some(nl) = memchr::memchr(b'\n', buf) else {
+        if buf.len() > max_line {
+            return Err(ParseError::new("Maximum Control Line Exceeded"));
+        }
+        return Ok(None);
+    };
+    let line = &buf[..nl];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let after = nl + 1;
+    let (op, rest) = split_op(line);
+    let op_is = |name: &str| op.eq_ignore_ascii_case(name.as_bytes());
+    if op_is("PING") {
+        return Ok(Some((RouteOp::Ping, after)));
+    }
+    if op_is("PONG") {
+        return Ok(Some((RouteOp::Pong, after)));
+    }
+    if op_is("+OK") {
+        return Ok(Some((RouteOp::Ok, after)));
+    }
+    if op_is("-ERR") {
+        return Ok(Some((RouteOp::Err(trim(rest)), after)));
+    }
+    if op_is("INFO") {
+        return Ok(Some((RouteOp::Info(trim(rest)), after)));
+    }
+    if op_is("CONNECT") {
+        return Ok(Some((RouteOp::Connect(trim(rest)), after)));
+    }
+    if op_is("RS+") || op_is("LS+") || op_is("RS-") || op_is("LS-") {
+        let leaf = op[0].eq_ignore_ascii_case(&b'L');
+        let add = op[2] == b'+';
+        let interest = parse_interest(rest, leaf, add)?;
+        let op = if add {
+            RouteOp::Sub(interest)
+        } else {
+            RouteOp::Unsub(interest)
+        };
+        return Ok(Some((op, after)));
+    }
+    if op_is("RMSG") || op_is("HMSG") || op_is("LMSG") {
+        let leaf = op_is("LMSG");
+        let headers = !op_is("RMSG");
+        return parse_msg(buf, after, rest, leaf, headers, max_payload);
+    }
+    Err(ParseError::new("Unknown Protocol Operation"))
+}
+
+fn split_op(line: &[u8]) -> (&[u8], &[u8]) {
+    let line = trim(line);
+    match line.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &[]),
+    }
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = s.iter().position(|b| !is_space(b)).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
+/// Splits off the first argument: (argument, the rest after its separator).
+fn next_arg(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let s = trim(s);
+    if s.is_empty() {
+        return None;
+    }
+    Some(match s.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, &[]),
+    })
+}
+
+/// Splits off the last argument: (the rest before its separator, argument).
+fn last_arg(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let s = trim(s);
+    if s.is_empty() {
+        return None;
+    }
+    Some(match s.iter().rposition(|&b| b == b' ' || b == b'\t') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (&[], s),
+    })
+}
+
+fn number(s: &[u8]) -> Option<usize> {
+    if s.is_empty() || s.len() > 18 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |n, d| n * 10 + (d - b'0') as usize))
+}
+
+fn parse_interest(args: &[u8], leaf: bool, add: bool) -> Result<Interest<'_>, ParseError> {
+    let bad = || {
+        ParseError::new(if add {
+            "processRemoteSub Parse Error"
+        } else {
+            "processRemoteUnsub Parse Error"
+        })
+    };
+    let mut rest = args;
+    let mut take = || -> Option<&[u8]> {
+        let (a, r) = next_arg(rest)?;
+        rest = r;
+        Some(a)
+    };
+    let first = take().ok_or_else(bad)?;
+    let second = take().ok_or_else(bad)?;
+    let third = take();
+    let fourth = take();
+    let fifth = take();
+    // LS+ and LS- carry the leaf's origin cluster first (we announce `lnocu`).
+    let (origin, account, subject, queue, weight) = if leaf {
+        (Some(first), second, third.ok_or_else(bad)?, fourth, fifth)
+    } else {
+        (None, first, second, third, fourth)
+    };
+    let queue = match queue {
+        None => None,
+        Some(q) => {
+            let weight = match weight {
+                Some(w) => number(w).ok_or_else(bad)?.min(u32::MAX as usize) as u32,
+                None if add => return Err(bad()),
+                None => 1,
+            };
+            Some((q, weight))
+        }
+    };
+    Ok(Interest {
+        origin,
+        account,
+        subject,
+        queue,
+    })
+}
+
+fn parse_msg<'a>(
+    buf: &'a [u8],
+    after: usize,
+    args: &'a [u8],
+    leaf: bool,
+    headers: bool,
+    max_payload: usize,
+) -> Result<Option<(RouteOp<'a>, usize)>, ParseError> {
+    let bad = || ParseError::new("processRoutedMsgArgs Parse Error");
+    let mut rest = args;
+    let origin = if leaf {
+        let (o, r) = next_arg(rest).ok_or_else(bad)?;
+        rest = r;
+        Some(o)
+    } else {
+        None
+    };
+    let (account, r) = next_arg(rest).ok_or_else(bad)?;
+    let (subject, r) = next_arg(r).ok_or_else(bad)?;
+    let (r, total) = last_arg(r).ok_or_else(bad)?;
+    let total = number(total).ok_or_else(bad)?;
+    // LMSG always carries a header size; HMSG does too.
+    let (middle, hdr_len) = if headers {
+        let (r, hdr) = last_arg(r).ok_or_else(bad)?;
+        (r, number(hdr).ok_or_else(bad)?)
+    } else {
+        (r, 0)
+    };
+    if hdr_len > total {
+        return Err(bad());
+    }
+    if total > max_payload {
+        return Err(ParseError::new("Maximum Payload Violation"));
+    }
+    let middle = trim(middle);
+    let (reply, queues): (&[u8], &[u8]) = match next_arg(middle) {
+        None => (&[], &[]),
+        Some((b"+", r)) => {
+            let (reply, queues) = next_arg(r).ok_or_else(bad)?;
+            (reply, trim(queues))
+        }
+        Some((b"|", queues)) => (&[], trim(queues)),
+        Some((reply, extra)) => {
+            if !trim(extra).is_empty() {
+                return Err(bad());
+            }
+            (reply, &[])
+        }
+    };
+    let end = after + total;
+    if buf.len() < end + 2 {
+        return Ok(None);
+    }
+    let payload = &buf[after..end];
+    let mut used = end;
+    // The payload ends with `\r\n` (a bare `\n` is tolerated).
+    match &buf[end..end + 2] {
+        b"\r\n" => used += 2,
+        [b'\n', _] => used += 1,
+        _ => return Err(ParseError::new("Unknown Protocol Operation")),
+    }
+    Ok(Some((
+        RouteOp::Msg(RouteMsg {
+            origin,
+            account,
+            subject,
+            reply,
+            queues,
+            hdr_len,
+            payload,
+        }),
+        used,
+    )))
+}
+
+fn put_num(out: &mut BytesMut, n: usize) {
+    let mut b = itoa::Buffer::new();
+    out.put_slice(b.format(n).as_bytes());
+}
+
+/// `RS+ <acc> <subject>[ <queue> <weight>]`.
+pub fn sub(out: &mut BytesMut, account: &[u8], subject: &[u8], queue: Option<(&[u8], u32)>) {
+    out.put_slice(b"RS+ ");
+    out.put_slice(account);
+    out.put_u8(b' ');
+    out.put_slice(subject);
+    if let Some((q, w)) = queue {
+        out.put_u8(b' ');
+        out.put_slice(q);
+        out.put_u8(b' ');
+        put_num(out, w as usize);
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// `RS- <acc> <subject>[ <queue>]`.
+pub fn unsub(out: &mut BytesMut, account: &[u8], subject: &[u8], queue: Option<&[u8]>) {
+    out.put_slice(b"RS- ");
+    out.put_slice(account);
+    out.put_u8(b' ');
+    out.put_slice(subject);
+    if let Some(q) = queue {
+        out.put_u8(b' ');
+        out.put_slice(q);
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// The control line of a message to a peer: `RMSG` (or `HMSG` with headers) with the
+/// reply and the queue groups that chose a member behind it, then the payload.
+/// `headers` says whether the peer takes them; without, the header block is dropped.
+#[allow(clippy::too_many_arguments)]
+pub fn msg(
+    out: &mut BytesMut,
+    account: &[u8],
+    subject: &[u8],
+    reply: &[u8],
+    queues: &[&[u8]],
+    hdr_len: usize,
+    payload: &[u8],
+    headers: bool,
+) {
+    let (hdr_len, payload) = if headers {
+        (hdr_len, payload)
+    } else {
+        (0, &payload[hdr_len.min(payload.len())..])
+    };
+    out.reserve(32 + account.len() + subject.len() + reply.len() + payload.len());
+    out.put_slice(if hdr_len > 0 { b"HMSG " } else { b"RMSG " });
+    out.put_slice(account);
+    out.put_u8(b' ');
+    out.put_slice(subject);
+    match (reply.is_empty(), queues.is_empty()) {
+        (true, true) => {}
+        (false, true) => {
+            out.put_u8(b' ');
+            out.put_slice(reply);
+        }
+        (true, false) => out.put_slice(b" |"),
+        (false, false) => {
+            out.put_slice(b" + ");
+            out.put_slice(reply);
+        }
+    }
+    for q in queues {
+        out.put_u8(b' ');
+        out.put_slice(q);
+    }
+    out.put_u8(b' ');
+    if hdr_len > 0 {
+        put_num(out, hdr_len);
+        out.put_u8(b' ');
+    }
+    put_num(out, payload.len());
+    out.put_slice(b"\r\n");
+    out.put_slice(payload);
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(input: &[u8]) -> (RouteOp<'_>, usize) {
+        parse(input, 65536, 1 << 20).unwrap().unwrap()
+    }
+
+    #[test]
+    fn interest_lines_as_nats_server_sends_them() {
+        let (op, n) = one(b"RS+ $G foo\r\nPING\r\n");
+        assert_eq!(n, 12);
+        assert_eq!(
+            op,
+            RouteOp::Sub(Interest {
+                origin: None,
+                account: b"$G",
+                subject: b"foo",
+                queue: None
+            })
+        );
+        let (op, _) = one(b"RS+ $G bar q1 2\r\n");
+        assert!(matches!(
+            op,
+            RouteOp::Sub(Interest {
+                queue: Some((b"q1", 2)),
+                ..
+            })
+        ));
+        let (op, _) = one(b"RS- $G bar q1\r\n");
+        assert!(matches!(
+            op,
+            RouteOp::Unsub(Interest {
+                queue: Some((b"q1", 1)),
+                ..
+            })
+        ));
+        let (op, _) = one(b"LS+ C2 $G foo\r\n");
+        assert!(matches!(
+            op,
+            RouteOp::Sub(Interest {
+                origin: Some(b"C2"),
+                subject: b"foo",
+                ..
+            })
+        ));
+        let (op, _) = one(b"LS- C2 $G foo\r\n");
+        assert!(matches!(
+            op,
+            RouteOp::Unsub(Interest {
+                origin: Some(b"C2"),
+                ..
+            })
+        ));
+        assert!(parse(b"RS+ $G\r\n", 100, 100).is_err());
+        assert!(
+            parse(b"RS+ $G foo q\r\n", 100, 100).is_err(),
+            "a queue needs its weight"
+        );
+    }
+
+    #[test]
+    fn messages_in_every_form() {
+        // (input, reply, queues, header length, payload)
+        type Case<'a> = (&'a [u8], &'a [u8], &'a [u8], usize, &'a [u8]);
+        let cases: &[Case] = &[
+            (b"RMSG $G foo 2\r\nhi\r\n", b"", b"", 0, b"hi"),
+            (b"RMSG $G foo r 2\r\nhi\r\n", b"r", b"", 0, b"hi"),
+            (b"RMSG $G foo | q1 q2 2\r\nhi\r\n", b"", b"q1 q2", 0, b"hi"),
+            (b"RMSG $G foo + r q1 2\r\nhi\r\n", b"r", b"q1", 0, b"hi"),
+            (
+                b"HMSG $G foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+                b"",
+                b"",
+                12,
+                b"NATS/1.0\r\n\r\nhi",
+            ),
+            (
+                b"HMSG $G foo + r q 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+                b"r",
+                b"q",
+                12,
+                b"NATS/1.0\r\n\r\nhi",
+            ),
+        ];
+        for (input, reply, queues, hdr, payload) in cases {
+            let (op, n) = one(input);
+            assert_eq!(n, input.len());
+            let RouteOp::Msg(m) = op else { panic!() };
+            assert_eq!((m.account, m.subject), (&b"$G"[..], &b"foo"[..]));
+            assert_eq!(
+                (m.reply, m.queues, m.hdr_len, m.payload),
+                (*reply, *queues, *hdr, *payload)
+            );
+        }
+        let (op, _) = one(b"LMSG C2 $G foo 0 2\r\nhi\r\n");
+        assert!(matches!(
+            op,
+            RouteOp::Msg(RouteMsg {
+                origin: Some(b"C2"),
+                hdr_len: 0,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse(b"RMSG $G foo 5\r\nhi", 100, 100).unwrap(),
+            None,
+            "incomplete"
+        );
+        assert!(
+            parse(b"RMSG $G foo 5\r\nhello!!", 100, 100).is_err(),
+            "no CRLF after payload"
+        );
+        assert!(
+            parse(b"RMSG $G foo 500\r\n", 100, 100).is_err(),
+            "over max_payload"
+        );
+        assert!(
+            parse(b"HMSG $G foo 5 2\r\nhi\r\n", 100, 100).is_err(),
+            "header past the end"
+        );
+        assert!(parse(b"RMSG $G foo x\r\n", 100, 100).is_err());
+        assert!(parse(b"BOGUS\r\n", 100, 100).is_err());
+        assert!(
+            parse(&[b'x'; 200], 100, 100).is_err(),
+            "control line too long"
+        );
+    }
+
+    #[test]
+    fn encoded_lines_parse_back() {
+        let mut out = BytesMut::new();
+        sub(&mut out, b"$G", b"foo", Some((b"q", 3)));
+        unsub(&mut out, b"$G", b"foo", None);
+        msg(&mut out, b"A", b"s", b"r", &[b"q1", b"q2"], 0, b"hi", true);
+        msg(
+            &mut out,
+            b"A",
+            b"s",
+            b"",
+            &[b"q1"],
+            12,
+            b"NATS/1.0\r\n\r\nhi",
+            true,
+        );
+        msg(
+            &mut out,
+            b"A",
+            b"s",
+            b"",
+            &[],
+            12,
+            b"NATS/1.0\r\n\r\nhi",
+            false,
+        );
+        assert_eq!(
+            &out[..],
+            &b"RS+ $G foo q 3\r\nRS- $G foo\r\nRMSG A s + r q1 q2 2\r\nhi\r\n\
+               HMSG A s | q1 12 14\r\nNATS/1.0\r\n\r\nhi\r\nRMSG A s 2\r\nhi\r\n"[..]
+        );
+    }
+}

@@ -1,0 +1,463 @@
+//! Clusters (issue #13): natrium nodes joined by routes, with each other and with the
+//! reference nats-server in both directions (natrium seeds and nats-server seeds),
+//! driven by the async-nats client on every node. Each natrium node runs two client
+//! shards and its cluster core, so messages cross rings as well as routes.
+//!
+//! Every scenario counts exactly: a plain subscriber gets each message once, a queue
+//! group gets each message once across all nodes, and nothing arrives twice.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, HeaderMap, Subscriber};
+use futures::StreamExt;
+use support::{Kind, Server};
+
+/// Hang protection for every wait (never a timing assertion).
+const WAIT: Duration = Duration::from_secs(10);
+
+const KINDS: [Kind; 2] = [Kind::Natrium, Kind::NatsServer];
+
+/// A node listening for routes on a free port, soliciting `routes`.
+fn node(kind: Kind, name: &str, routes: &[u16], extra: &[&str]) -> Server {
+    let routes: Vec<String> = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    let mut args = vec![
+        "-n",
+        name,
+        "--cluster_name",
+        "C1",
+        "--cluster",
+        "nats://127.0.0.1:-1",
+    ];
+    let joined = routes.join(",");
+    if !routes.is_empty() {
+        args.extend(["--routes", &joined]);
+    }
+    args.extend(extra);
+    Server::start(kind, &args)
+}
+
+async fn connect(server: &Server) -> Client {
+    tokio::time::timeout(WAIT, async_nats::connect(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+async fn next(sub: &mut Subscriber) -> async_nats::Message {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("timed out waiting for a message")
+        .expect("subscription ended")
+}
+
+/// Waits until a message published on `subject` from `publisher` reaches `sub`: the
+/// subscription's interest has crossed the route. Probes are drained.
+async fn await_interest(publisher: &Client, sub: &mut Subscriber, subject: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher
+            .publish(subject.to_string(), "probe".into())
+            .await
+            .unwrap();
+        publisher.flush().await.unwrap();
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
+            // Drain any later probes.
+            while let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(200), sub.next()).await
+            {}
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "interest in {subject} never crossed the route"
+        );
+    }
+}
+
+/// Messages that arrive within a short quiet period (after the expected ones).
+async fn drain(sub: &mut Subscriber) -> usize {
+    let mut n = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await {
+        n += 1;
+    }
+    n
+}
+
+/// Pub/sub, wildcards, request/reply and headers between clients on two nodes.
+async fn exchange(a: &Server, b: &Server) {
+    let (ca, cb) = (connect(a).await, connect(b).await);
+    for (publisher, subscriber, tag) in [(&ca, &cb, "ab"), (&cb, &ca, "ba")] {
+        let mut exact = subscriber.subscribe(format!("{tag}.exact")).await.unwrap();
+        let mut wild = subscriber.subscribe(format!("{tag}.*.w")).await.unwrap();
+        let mut full = subscriber.subscribe(format!("{tag}.>")).await.unwrap();
+        subscriber.flush().await.unwrap();
+        await_interest(publisher, &mut exact, &format!("{tag}.exact")).await;
+        await_interest(publisher, &mut wild, &format!("{tag}.x.w")).await;
+        drain(&mut full).await;
+        for i in 0..100 {
+            publisher
+                .publish(format!("{tag}.exact"), format!("{i}").into())
+                .await
+                .unwrap();
+            publisher
+                .publish(format!("{tag}.{i}.w"), format!("{i}").into())
+                .await
+                .unwrap();
+        }
+        publisher.flush().await.unwrap();
+        for i in 0..100 {
+            assert_eq!(
+                next(&mut exact).await.payload,
+                format!("{i}"),
+                "{tag} in order"
+            );
+            assert_eq!(
+                next(&mut wild).await.subject.as_str(),
+                format!("{tag}.{i}.w")
+            );
+        }
+        for _ in 0..200 {
+            next(&mut full).await;
+        }
+        assert_eq!(
+            drain(&mut exact).await + drain(&mut wild).await,
+            0,
+            "{tag}: duplicates"
+        );
+        assert_eq!(drain(&mut full).await, 0, "{tag}: duplicates on >");
+
+        // Headers cross the route.
+        let mut hsub = subscriber.subscribe(format!("{tag}.hdr")).await.unwrap();
+        subscriber.flush().await.unwrap();
+        await_interest(publisher, &mut hsub, &format!("{tag}.hdr")).await;
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Node", tag);
+        publisher
+            .publish_with_headers(format!("{tag}.hdr"), headers, "h".into())
+            .await
+            .unwrap();
+        let m = next(&mut hsub).await;
+        assert_eq!(
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get("X-Node"))
+                .map(|v| v.as_str()),
+            Some(tag)
+        );
+
+        // Request/reply: the responder is on the other node, the reply comes back.
+        let mut service = subscriber.subscribe(format!("{tag}.svc")).await.unwrap();
+        subscriber.flush().await.unwrap();
+        await_interest(publisher, &mut service, &format!("{tag}.svc")).await;
+        let responder = subscriber.clone();
+        let task = tokio::spawn(async move {
+            for _ in 0..10 {
+                let Some(m) = service.next().await else {
+                    return;
+                };
+                let reply = m.reply.clone().expect("request has a reply");
+                let body = format!("re:{}", String::from_utf8_lossy(&m.payload));
+                responder.publish(reply, body.into()).await.unwrap();
+            }
+            responder.flush().await.unwrap();
+        });
+        for i in 0..10 {
+            let r = tokio::time::timeout(
+                WAIT,
+                publisher.request(format!("{tag}.svc"), format!("{i}").into()),
+            )
+            .await
+            .expect("request timed out")
+            .expect("request");
+            assert_eq!(r.payload, format!("re:{i}"));
+        }
+        task.await.unwrap();
+    }
+}
+
+/// A queue group with members on both nodes takes each message exactly once.
+async fn queue_across(a: &Server, b: &Server) {
+    let (ca, cb) = (connect(a).await, connect(b).await);
+    let mut qa = ca.queue_subscribe("work", "g".into()).await.unwrap();
+    let mut qb = cb.queue_subscribe("work", "g".into()).await.unwrap();
+    let mut watch = cb.subscribe("work").await.unwrap();
+    ca.flush().await.unwrap();
+    cb.flush().await.unwrap();
+    // The plain watcher on B proves B's interest reached A; the queue member on A
+    // proves nothing about routes, so wait on the watcher.
+    await_interest(&ca, &mut watch, "work").await;
+    // Probes went to the group too: drain them before counting.
+    drain(&mut qa).await;
+    drain(&mut qb).await;
+    for publisher in [&ca, &cb] {
+        for i in 0..200 {
+            publisher
+                .publish("work", format!("{i}").into())
+                .await
+                .unwrap();
+        }
+        publisher.flush().await.unwrap();
+        let mut seen = vec![0u8; 200];
+        let mut got = 0;
+        while got < 200 {
+            let m = tokio::select! {
+                m = next(&mut qa) => m,
+                m = next(&mut qb) => m,
+            };
+            let i: usize = String::from_utf8_lossy(&m.payload).parse().unwrap();
+            seen[i] += 1;
+            got += 1;
+        }
+        assert!(seen.iter().all(|&n| n == 1), "each message once: {seen:?}");
+        assert_eq!(
+            drain(&mut qa).await + drain(&mut qb).await,
+            0,
+            "no duplicates"
+        );
+        for _ in 0..200 {
+            next(&mut watch).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_any_mix_exchange_messages_queue_groups_and_requests() {
+    for seed_kind in KINDS {
+        for joiner_kind in KINDS {
+            if seed_kind == Kind::NatsServer && joiner_kind == Kind::NatsServer {
+                continue;
+            }
+            let seed = node(seed_kind, "A", &[], &[]);
+            let joiner = node(joiner_kind, "B", &[seed.route_port()], &[]);
+            exchange(&seed, &joiner).await;
+            queue_across(&seed, &joiner).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_join_one_seed_find_each_other() {
+    // B and C know only A; a message from C reaches B directly (routes never forward
+    // another route's messages), so B and C must have connected through gossip.
+    for (b_kind, c_kind) in [
+        (Kind::NatsServer, Kind::Natrium),
+        (Kind::Natrium, Kind::NatsServer),
+    ] {
+        let a = node(Kind::Natrium, "A", &[], &[]);
+        let b = node(b_kind, "B", &[a.route_port()], &[]);
+        let c = node(c_kind, "C", &[a.route_port()], &[]);
+        let (cb, cc) = (connect(&b).await, connect(&c).await);
+        let mut sub = cb.subscribe("mesh").await.unwrap();
+        cb.flush().await.unwrap();
+        await_interest(&cc, &mut sub, "mesh").await;
+        for i in 0..50 {
+            cc.publish("mesh", format!("{i}").into()).await.unwrap();
+        }
+        cc.flush().await.unwrap();
+        for i in 0..50 {
+            assert_eq!(next(&mut sub).await.payload, format!("{i}"));
+        }
+        assert_eq!(drain(&mut sub).await, 0, "no duplicates through A");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_nodes_dialing_each_other_keep_one_route() {
+    for other in KINDS {
+        // B dials A; A is then restarted on its ports dialing B, while B redials A:
+        // both sides hold a configured route and one connection must survive.
+        let a = node(Kind::Natrium, "A", &[], &[]);
+        let (a_port, a_route) = (a.port, a.route_port());
+        let b = node(other, "B", &[a_route], &[]);
+        drop(a);
+        let a = Server::start(
+            Kind::Natrium,
+            &[
+                "-n",
+                "A",
+                "-p",
+                &a_port.to_string(),
+                "--cluster_name",
+                "C1",
+                "--cluster",
+                &format!("nats://127.0.0.1:{a_route}"),
+                "--routes",
+                &format!("nats://127.0.0.1:{}", b.route_port()),
+            ],
+        );
+        let (ca, cb) = (connect(&a).await, connect(&b).await);
+        let mut sub = cb.subscribe("dup").await.unwrap();
+        cb.flush().await.unwrap();
+        await_interest(&ca, &mut sub, "dup").await;
+        // Let B's redial and A's dial both land and the duplicate be resolved.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drain(&mut sub).await;
+        await_interest(&ca, &mut sub, "dup").await;
+        for i in 0..100 {
+            ca.publish("dup", format!("{i}").into()).await.unwrap();
+        }
+        ca.flush().await.unwrap();
+        for i in 0..100 {
+            assert_eq!(next(&mut sub).await.payload, format!("{i}"), "{other:?}");
+        }
+        assert_eq!(
+            drain(&mut sub).await,
+            0,
+            "{other:?}: one route, no duplicates"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_comes_back_and_interest_is_rebuilt() {
+    for other in KINDS {
+        let a = node(Kind::Natrium, "A", &[], &[]);
+        let b = node(other, "B", &[a.route_port()], &[]);
+        let ca = connect(&a).await;
+        let mut sub = ca.subscribe("back").await.unwrap();
+        ca.flush().await.unwrap();
+        let cb = connect(&b).await;
+        await_interest(&cb, &mut sub, "back").await;
+        drop(cb);
+        let (port, route) = (b.port, b.route_port());
+        drop(b); // SIGKILL
+        let b = Server::start(
+            other,
+            &[
+                "-n",
+                "B",
+                "--cluster_name",
+                "C1",
+                "--cluster",
+                &format!("nats://127.0.0.1:{route}"),
+                "--routes",
+                &format!("nats://127.0.0.1:{}", a.route_port()),
+                "-p",
+                &port.to_string(),
+            ],
+        );
+        let cb = connect(&b).await;
+        await_interest(&cb, &mut sub, "back").await;
+        for i in 0..100 {
+            cb.publish("back", format!("{i}").into()).await.unwrap();
+        }
+        cb.flush().await.unwrap();
+        for i in 0..100 {
+            assert_eq!(next(&mut sub).await.payload, format!("{i}"));
+        }
+        assert_eq!(drain(&mut sub).await, 0, "nothing twice after the restart");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_credentials_are_checked() {
+    let dir = support::TempDir::new("cluster-auth");
+    let conf = |name: &str, routes: &str| {
+        dir.write(
+            &format!("{name}.conf"),
+            &format!(
+                "cluster {{\n  name: C1\n  listen: 127.0.0.1:-1\n  authorization {{ user: ruser, password: s3cret }}\n  routes: [{routes}]\n}}\n"
+            ),
+        )
+    };
+    for kind in KINDS {
+        let a_conf = conf(&format!("a-{kind:?}"), "");
+        let a = Server::start(kind, &["-n", "A", "-c", a_conf.to_str().unwrap()]);
+        let port = a.route_port();
+        // Right credentials: a natrium node joins.
+        let good = conf(
+            "good",
+            &format!("\"nats-route://ruser:s3cret@127.0.0.1:{port}\""),
+        );
+        let b = Server::start(Kind::Natrium, &["-n", "B", "-c", good.to_str().unwrap()]);
+        let (ca, cb) = (connect(&a).await, connect(&b).await);
+        let mut sub = ca.subscribe("auth").await.unwrap();
+        ca.flush().await.unwrap();
+        await_interest(&cb, &mut sub, "auth").await;
+        // Wrong credentials: the same bytes get the same answer from both servers.
+        let got = raw_route_exchange(
+            port,
+            "CONNECT {\"user\":\"ruser\",\"pass\":\"wrong\",\"cluster\":\"C1\",\"name\":\"NFAKE\",\"headers\":true}\r\n",
+        );
+        assert!(
+            got.contains("-ERR 'Authorization Violation'"),
+            "{kind:?}: {got}"
+        );
+    }
+}
+
+/// Connects to a route port, reads the INFO, sends `input`, and returns everything
+/// the server sends until it closes (or 3 s pass).
+fn raw_route_exchange(port: u16, input: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut info = Vec::new();
+    let mut byte = [0u8; 1];
+    while !info.ends_with(b"\r\n") {
+        if s.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        info.push(byte[0]);
+    }
+    assert!(
+        info.starts_with(b"INFO {"),
+        "{:?}",
+        String::from_utf8_lossy(&info)
+    );
+    s.write_all(input.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn bad_route_peers_get_the_reference_errors() {
+    let cases = [
+        (
+            "client CONNECT",
+            "CONNECT {\"lang\":\"go\",\"verbose\":false}\r\n",
+        ),
+        ("op before CONNECT", "PING\r\n"),
+        (
+            "other cluster",
+            "CONNECT {\"cluster\":\"ZZ\",\"name\":\"NFAKE\",\"headers\":true}\r\n",
+        ),
+        (
+            "gateway",
+            "CONNECT {\"gateway\":\"G2\",\"name\":\"NFAKE\"}\r\n",
+        ),
+    ];
+    let servers = KINDS.map(|k| node(k, "A", &[], &[]));
+    for (what, input) in cases {
+        let answers: Vec<String> = servers
+            .iter()
+            .map(|s| {
+                let got = raw_route_exchange(s.route_port(), input);
+                got.lines()
+                    .filter(|l| l.starts_with("-ERR"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        assert!(!answers[1].is_empty(), "{what}: the reference sent no -ERR");
+        assert_eq!(answers[0], answers[1], "{what}: natrium vs nats-server");
+    }
+    // Garbage after a good handshake closes the route and leaves the server serving.
+    let natrium = &servers[0];
+    let got = raw_route_exchange(
+        natrium.route_port(),
+        "CONNECT {\"cluster\":\"C1\",\"name\":\"NFAKE\",\"headers\":true}\r\nINFO {\"server_id\":\"NFAKE\",\"cluster\":\"C1\"}\r\nBOGUS\r\n",
+    );
+    assert!(got.contains("-ERR"), "garbage gets an -ERR: {got}");
+    let mut c = std::net::TcpStream::connect(natrium.addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 5];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"INFO ", "still serving clients");
+}
