@@ -461,3 +461,70 @@ fn bad_route_peers_get_the_reference_errors() {
     c.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"INFO ", "still serving clients");
 }
+
+/// Keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+#[test]
+fn routez_and_varz_show_the_cluster_as_nats_server_does() {
+    let mut shapes = Vec::new();
+    for kind in KINDS {
+        let a = support::Monitored::start(
+            kind,
+            &[
+                "-n",
+                "A",
+                "--cluster_name",
+                "C1",
+                "--cluster",
+                "nats://127.0.0.1:-1",
+            ],
+        );
+        let b = node(Kind::Natrium, "B", &[a.server.route_port()], &[]);
+        let mut client = std::net::TcpStream::connect(b.addr()).unwrap();
+        client
+            .write_all(b"CONNECT {\"verbose\":false}\r\nSUB watched.subject 1\r\nPING\r\n")
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        let route = loop {
+            let routez = support::http_get_json(a.http, "/routez?subs=1");
+            let found = routez["routes"].as_array().and_then(|routes| {
+                routes
+                    .iter()
+                    .find(|r| {
+                        r["subscriptions_list"]
+                            .as_array()
+                            .is_some_and(|l| l.iter().any(|s| s == "watched.subject"))
+                    })
+                    .cloned()
+            });
+            if let Some(r) = found {
+                assert_eq!(r["remote_name"], "B", "{kind:?}: {r}");
+                assert_eq!(r["did_solicit"], false, "{kind:?}: {r}");
+                break r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?}: B's interest never shown: {routez}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let varz = support::http_get_json(a.http, "/varz");
+        assert_eq!(varz["cluster"]["name"], "C1", "{kind:?}");
+        assert_eq!(
+            varz["cluster"]["cluster_port"].as_u64(),
+            Some(a.server.route_port() as u64)
+        );
+        let plain = support::http_get_json(a.http, "/routez");
+        assert!(plain["num_routes"].as_u64() >= Some(1), "{plain}");
+        shapes.push((keys(&route), keys(&varz["cluster"])));
+    }
+    assert_eq!(shapes[0], shapes[1], "natrium vs nats-server key sets");
+}

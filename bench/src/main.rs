@@ -85,6 +85,13 @@ struct Cli {
     /// Cores for the load generator [default with --compare: 1]
     #[arg(long, value_name = "LIST")]
     client_cores: Option<String>,
+    /// With --compare: run each server as a two-node cluster, publishers on one node
+    /// and subscribers on the other, so every message crosses a route
+    #[arg(long)]
+    cluster: bool,
+    /// Subscribers connect here instead of --url (another node of a cluster)
+    #[arg(long, value_name = "URL")]
+    sub_url: Option<String>,
     /// Rounds per server with --compare (A B A B ...)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     rounds: u64,
@@ -284,6 +291,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
     }
     let mut opts = RunOpts {
         url: proto::Url::parse(&cli.url)?,
+        sub_url: cli.sub_url.as_deref().map(proto::Url::parse).transpose()?,
         subject: cli.subject.clone(),
         timeout: cli.timeout,
         window: cli.window,
@@ -402,14 +410,24 @@ fn compare(
         };
         for round in 1..=cli.rounds {
             for bin in [&nat, &ns] {
-                let mut srv = bin.start(server_cores, cli.timeout)?;
+                let (mut srv, sub_node) = if cli.cluster {
+                    let (a, b) = bin.start_pair(server_cores, cli.timeout)?;
+                    (a, Some(b))
+                } else {
+                    (bin.start(server_cores, cli.timeout)?, None)
+                };
                 opts.url = proto::Url::parse(&srv.url())?;
+                opts.sub_url = sub_node
+                    .as_ref()
+                    .map(|b| proto::Url::parse(&b.url()))
+                    .transpose()?;
                 opts.server_pid = Some(srv.pid);
                 opts.server_name = bin.name.clone();
                 let r = scenario::run(spec, opts);
                 let alive = srv.alive();
                 let tail = srv.log_tail();
                 srv.stop();
+                drop(sub_node);
                 let r = r.map_err(|e| {
                     if alive {
                         format!("{} on {}: {e}", spec.label(), bin.name)

@@ -216,6 +216,58 @@ impl Conn {
         self.write_all(line.as_bytes())
     }
 
+    /// Subscribes on `subject` and waits until a message published through `probe`
+    /// (a connection to another server of the cluster) arrives: interest has crossed
+    /// the route. A probe subscription after the real one proves it, because a server
+    /// sends one connection's interest to a route in order. Ends with a PING whose
+    /// PONG the reader sees, as after [`Conn::subscribe_nowait`].
+    pub fn subscribe_across(
+        &mut self,
+        probe: &mut Conn,
+        subject: &str,
+        queue: Option<&str>,
+        sid: u32,
+        probe_subject: &str,
+    ) -> Result<(), String> {
+        const PROBE_SID: u32 = 999_999;
+        let sub = match queue {
+            Some(q) => format!("SUB {subject} {q} {sid}\r\n"),
+            None => format!("SUB {subject} {sid}\r\n"),
+        };
+        self.write_all(format!("{sub}SUB {probe_subject} {PROBE_SID}\r\n").as_bytes())?;
+        self.flush()?;
+        let deadline = Instant::now() + self.timeout;
+        let wanted = format!("MSG {probe_subject} {PROBE_SID} 0");
+        // Short reads, so that a probe that did not make it is sent again soon.
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(20)));
+        'probe: loop {
+            probe.write_all(format!("PUB {probe_subject} 0\r\n\r\n").as_bytes())?;
+            probe.flush()?;
+            let wait = (Instant::now() + Duration::from_millis(100)).min(deadline);
+            loop {
+                match self.read_line(wait) {
+                    Ok(line) if line == wanted => break 'probe,
+                    Ok(line) if line == "PING" => self.write_all(b"PONG\r\n")?,
+                    Ok(_) => {}
+                    Err(_) if Instant::now() < deadline => continue 'probe,
+                    Err(_) => return Err(format!("interest in {subject} never crossed the route")),
+                }
+            }
+        }
+        let _ = self.stream.set_read_timeout(Some(self.timeout));
+        // Later probes may still be in flight: they arrive before this PONG.
+        self.write_all(format!("UNSUB {PROBE_SID}\r\nPING\r\n").as_bytes())?;
+        loop {
+            let line = self.read_line(deadline)?;
+            if line == "PONG" {
+                break;
+            }
+        }
+        self.write_all(b"PING\r\n")
+    }
+
     pub fn subscribe(
         &mut self,
         subject: &str,

@@ -94,6 +94,8 @@ pub fn human_size(n: usize) -> String {
 #[derive(Clone, Debug)]
 pub struct RunOpts {
     pub url: Url,
+    /// Where subscribers connect when it is not `url` (another node of a cluster).
+    pub sub_url: Option<Url>,
     pub subject: String,
     pub timeout: Duration,
     /// Max bytes a subscriber may lag behind the publishers (0 = no flow control).
@@ -305,11 +307,21 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
 
     // Connect and subscribe everyone before anybody publishes.
     let mut sub_conns = Vec::with_capacity(nsubs);
+    let mut probe = match &opts.sub_url {
+        Some(_) => Some(Conn::connect(&opts.url, "bench-probe", opts.timeout)?),
+        None => None,
+    };
     for i in 0..nsubs {
-        let mut c = Conn::connect(&opts.url, &format!("bench-sub-{i}"), opts.timeout)?;
-        c.subscribe_nowait(&subject, queue.then_some("benchq"), 1)?;
+        let url = opts.sub_url.as_ref().unwrap_or(&opts.url);
+        let mut c = Conn::connect(url, &format!("bench-sub-{i}"), opts.timeout)?;
+        let q = queue.then_some("benchq");
+        match probe.as_mut() {
+            Some(p) => c.subscribe_across(p, &subject, q, 1, &format!("{subject}.probe.{i}"))?,
+            None => c.subscribe_nowait(&subject, q, 1)?,
+        }
         sub_conns.push(c);
     }
+    drop(probe);
     let mut pub_conns = Vec::with_capacity(spec.pubs);
     for i in 0..spec.pubs {
         pub_conns.push(Conn::connect(

@@ -32,9 +32,55 @@ fn free_port() -> Result<u16, String> {
 
 impl ServerBin {
     pub fn start(&self, cores: &[usize], timeout: Duration) -> Result<Running, String> {
+        self.start_with(cores, timeout, &[])
+    }
+
+    /// Two servers joined by a route (cluster `bench`): the first listens for routes,
+    /// the second dials it. Ready once each takes clients; interest crossing the route
+    /// is what the scenario waits for.
+    pub fn start_pair(
+        &self,
+        cores: &[usize],
+        timeout: Duration,
+    ) -> Result<(Running, Running), String> {
+        let route = free_port()?;
+        let listen = |p: u16| format!("nats://127.0.0.1:{p}");
+        let a = self.start_with(
+            cores,
+            timeout,
+            &[
+                "--cluster_name".into(),
+                "bench".into(),
+                "--cluster".into(),
+                listen(route),
+            ],
+        )?;
+        let b = self.start_with(
+            cores,
+            timeout,
+            &[
+                "--cluster_name".into(),
+                "bench".into(),
+                "--cluster".into(),
+                listen(free_port()?),
+                "--routes".into(),
+                listen(route),
+            ],
+        )?;
+        Ok((a, b))
+    }
+
+    /// Starts the server on a free port with `extra` arguments.
+    pub fn start_with(
+        &self,
+        cores: &[usize],
+        timeout: Duration,
+        extra: &[String],
+    ) -> Result<Running, String> {
         let port = free_port()?;
         let mut cmd = Command::new(&self.path);
         cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        cmd.args(extra);
         if self.pass_cores && !cores.is_empty() {
             cmd.args(["--cores", &sys::cores_arg(cores)]);
         }

@@ -5,6 +5,12 @@ use bytes::Bytes;
 
 use crate::account::AccountId;
 
+/// Envelopes allowed to wait for room in one ring before a sender (a publisher's read
+/// loop, a route's) stops reading.
+pub const BACKLOG_HIGH: usize = 64;
+/// A stopped sender resumes when the backlog is this small again.
+pub const BACKLOG_LOW: usize = 0;
+
 /// Where a published message comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {

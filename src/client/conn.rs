@@ -8,6 +8,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::bus::{BACKLOG_HIGH, BACKLOG_LOW};
 use glommio::net::TcpStream;
 
 use super::{Client, Subscription};
@@ -22,10 +24,6 @@ use crate::subject;
 
 /// Bytes read per syscall at most; also the size of a fresh read buffer.
 const READ_SIZE: usize = 64 * 1024;
-/// Envelopes allowed to wait for room in one ring before a publisher stops reading.
-const BACKLOG_HIGH: usize = 8192;
-/// A stopped publisher resumes when the backlog is this small again.
-const BACKLOG_LOW: usize = 1024;
 /// The writer gives a buffer that grew past this back to the allocator after a flush.
 const KEEP_OUT_CAPACITY: usize = 1 << 20;
 
@@ -210,7 +208,7 @@ async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
         // it fed is past 75% of max_pending, as nats-server stalls fast producers.
         ctx.stall_for_slow_consumers().await;
         // Backpressure: stop reading while another shard's ring is far behind.
-        for &peer in &ctx.peers {
+        for &peer in ctx.peers.iter().chain(ctx.cluster_core.iter()) {
             if ctx.mesh.backlog(peer) > BACKLOG_HIGH {
                 ctx.mesh.wait_backlog(peer, BACKLOG_LOW).await;
             }

@@ -15,6 +15,7 @@
 //!   (the cluster is a full mesh).
 
 pub mod route;
+pub mod snapshot;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -73,11 +74,14 @@ struct CoreState {
     routes: BTreeMap<u64, Rc<Route>>,
     next_route: u64,
     rng: u64,
-    /// Account ids by name, for messages from routes.
-    by_name: HashMap<Bytes, AccountId>,
+    /// Account ids by name, for messages from routes (looked up per message: foldhash).
+    by_name: HashMap<Bytes, AccountId, foldhash::fast::RandomState>,
     /// Account names by id, for lines to routes.
     names: Vec<Bytes>,
     targets: Vec<ShardTarget>,
+    /// Scratch space for one message's routes and queue picks (kept, not reallocated).
+    scratch_routes: Vec<u64>,
+    scratch_picks: Vec<(u64, Bytes)>,
 }
 
 impl ClusterCore {
@@ -113,9 +117,11 @@ impl ClusterCore {
                 routes: BTreeMap::new(),
                 next_route: 0,
                 rng: 0x2545_F491_4F6C_DD1D,
-                by_name: HashMap::new(),
+                by_name: HashMap::default(),
                 names: Vec::new(),
                 targets: (0..executors).map(|_| ShardTarget::default()).collect(),
+                scratch_routes: Vec::new(),
+                scratch_picks: Vec::new(),
             }),
         })
     }
@@ -376,10 +382,12 @@ impl ClusterCore {
             return;
         }
         let res = st.routes_interest[i].match_subject(&m.subject);
-        // (route, queue group) picks, then one line per route.
-        let mut picks: Vec<(u64, &Bytes)> = Vec::new();
-        for name in m.queue.iter().chain(m.more_queues.iter()) {
-            let Some(q) = res.queues.iter().find(|q| q.name == name) else {
+        let name = Self::account_name(&self.server, &mut st, m.account);
+        let mut routes = std::mem::take(&mut st.scratch_routes);
+        let mut picks = std::mem::take(&mut st.scratch_picks);
+        // The queue groups that chose a member behind a route: pick that route.
+        for group in m.queue.iter().chain(m.more_queues.iter()) {
+            let Some(q) = res.queues.iter().find(|q| q.name == group) else {
                 continue;
             };
             let mut pick = Self::rand_below(&mut st, q.total);
@@ -392,23 +400,17 @@ impl ClusterCore {
                 pick -= w;
             }
             if let Some(r) = chosen {
-                picks.push((r, name));
+                picks.push((r, q.name.clone()));
             }
         }
-        let mut sent: Vec<u64> = Vec::new();
-        let name = Self::account_name(&self.server, &mut st, m.account);
-        let wants = res
-            .plain
-            .iter()
-            .filter(|_| m.plain)
-            .map(|(r, _)| *r)
-            .chain(picks.iter().map(|(r, _)| *r));
-        let mut line = BytesMut::new();
-        for route_id in wants {
-            if sent.contains(&route_id) {
-                continue;
-            }
-            sent.push(route_id);
+        if m.plain {
+            routes.extend(res.plain.iter().map(|(r, _)| *r));
+        }
+        routes.extend(picks.iter().map(|(r, _)| *r));
+        // One line per route, however many of its patterns matched.
+        routes.sort_unstable();
+        routes.dedup();
+        for &route_id in &routes {
             let Some(route) = st.routes.get(&route_id) else {
                 continue;
             };
@@ -417,19 +419,25 @@ impl ClusterCore {
                 .filter(|(r, _)| *r == route_id)
                 .map(|(_, q)| &q[..])
                 .collect();
-            line.clear();
-            crate::proto::route::msg(
-                &mut line,
-                &name,
-                &m.subject,
-                &m.reply,
-                &queues,
-                m.hdr_len as usize,
-                &m.payload,
-                route.headers.get(),
-            );
-            route.send(&line);
+            let headers = route.headers.get();
+            route.send_with(|out| {
+                crate::proto::route::msg(
+                    out,
+                    &name,
+                    &m.subject,
+                    &m.reply,
+                    &queues,
+                    m.hdr_len as usize,
+                    &m.payload,
+                    headers,
+                )
+            });
+            route.count_out(m.payload.len());
         }
+        routes.clear();
+        picks.clear();
+        st.scratch_routes = routes;
+        st.scratch_picks = picks;
     }
 
     /// A message from a route: to the client shards with plain subscribers, and to one
@@ -557,7 +565,15 @@ pub async fn core_main(
         glommio::spawn_local(route::solicit(core.clone(), url, false)).detach();
     }
     let _ = ready.send(());
+    let commands = server.cluster_commands();
     while !server.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+        while let Some(cmd) = commands.as_ref().and_then(|c| c.try_recv().ok()) {
+            match cmd {
+                snapshot::ClusterCommand::Routes { subs, reply } => {
+                    let _ = reply.send(core.snapshot(subs));
+                }
+            }
+        }
         glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
     }
     drop(acceptor);

@@ -56,6 +56,15 @@ pub struct Route {
     pub in_bytes: Cell<u64>,
     /// Payload bytes sent.
     pub out_bytes: Cell<u64>,
+    /// Dialed because the configuration lists it.
+    pub configured: bool,
+    /// When the connection was made.
+    pub start: std::time::SystemTime,
+    /// When the peer last sent something.
+    pub last_activity: Cell<std::time::SystemTime>,
+    /// Round trip of the last answered PING.
+    pub rtt: Cell<Option<Duration>>,
+    ping_sent: Cell<Option<std::time::Instant>>,
     out: RefCell<BytesMut>,
     writer: RefCell<Option<Waker>>,
     closed: Cell<bool>,
@@ -68,13 +77,26 @@ pub struct Route {
 impl Route {
     /// Queues protocol bytes for the peer.
     pub fn send(&self, bytes: &[u8]) {
-        if self.closed.get() || bytes.is_empty() {
+        if bytes.is_empty() {
             return;
         }
-        self.out.borrow_mut().extend_from_slice(bytes);
+        self.send_with(|out| out.extend_from_slice(bytes));
+    }
+
+    /// Queues what `write` appends to the outbound buffer.
+    pub fn send_with(&self, write: impl FnOnce(&mut BytesMut)) {
+        if self.closed.get() {
+            return;
+        }
+        write(&mut self.out.borrow_mut());
         if let Some(w) = self.writer.borrow_mut().take() {
             w.wake();
         }
+    }
+
+    /// Bytes queued for the peer.
+    pub fn pending(&self) -> usize {
+        self.out.borrow().len()
     }
 
     /// Counts one message sent (payload bytes).
@@ -141,7 +163,7 @@ pub async fn solicit(core: Rc<ClusterCore>, url: RouteUrl, implicit: bool) {
         match dial(&url).await {
             Ok(tcp) => {
                 failures = 0;
-                match serve(core.clone(), tcp, Some(url.clone())).await {
+                match serve(core.clone(), tcp, Some((url.clone(), !implicit))).await {
                     Ended::ToSelf => return,
                     Ended::Closed(remote) => {
                         last_remote = remote.or(last_remote);
@@ -191,12 +213,25 @@ enum Phase {
 }
 
 /// Runs one route connection until it closes.
-pub async fn serve(core: Rc<ClusterCore>, tcp: TcpStream, url: Option<RouteUrl>) -> Ended {
+pub async fn serve(
+    core: Rc<ClusterCore>,
+    tcp: TcpStream,
+    dialed: Option<(RouteUrl, bool)>,
+) -> Ended {
+    let (url, configured) = match dialed {
+        Some((url, configured)) => (Some(url), configured),
+        None => (None, false),
+    };
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().ok();
     let route = Rc::new(Route {
         id: core.next_route_id(),
         solicited: url.is_some(),
+        configured,
+        start: std::time::SystemTime::now(),
+        last_activity: Cell::new(std::time::SystemTime::now()),
+        rtt: Cell::new(None),
+        ping_sent: Cell::new(None),
         peer,
         remote_id: RefCell::new(String::new()),
         remote_name: RefCell::new(String::new()),
@@ -250,28 +285,32 @@ pub async fn serve(core: Rc<ClusterCore>, tcp: TcpStream, url: Option<RouteUrl>)
 }
 
 async fn write_loop(route: Rc<Route>) {
+    // Two buffers: the read path appends to one while the other is being written.
+    let mut spare = BytesMut::new();
     loop {
-        let data = poll_fn(|cx| {
+        let more = poll_fn(|cx| {
             let mut out = route.out.borrow_mut();
             if !out.is_empty() {
-                return Poll::Ready(Some(out.split()));
+                std::mem::swap(&mut *out, &mut spare);
+                return Poll::Ready(true);
             }
             if route.closed.get() {
-                return Poll::Ready(None);
+                return Poll::Ready(false);
             }
             *route.writer.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         })
         .await;
-        let Some(data) = data else {
+        if !more {
             return;
-        };
-        if writer::write_all(&route.stream, &data).await.is_err() {
+        }
+        if writer::write_all(&route.stream, &spare).await.is_err() {
             route.close("Write Error");
             route.out.borrow_mut().clear();
             writer::shutdown(&route.stream);
             return;
         }
+        spare.clear();
     }
 }
 
@@ -289,37 +328,45 @@ async fn ping_loop(core: Rc<ClusterCore>, route: Rc<Route>) {
             return;
         }
         route.pings_out.set(route.pings_out.get() + 1);
+        route.ping_sent.set(Some(std::time::Instant::now()));
         route.send(b"PING\r\n");
     }
 }
 
 /// Reads and applies the peer's ops; true when the route turned out to reach this
-/// server itself.
+/// server itself. Messages are handed on as slices of the read buffer (no copy per
+/// message); a partial op at the end is carried into the next buffer. While a client
+/// shard is far behind, the route is not read (TCP pushes back on the peer) rather
+/// than cut.
 async fn read_loop(core: &Rc<ClusterCore>, route: &Rc<Route>, mut phase: Phase) -> bool {
     let max_line = 16 * core.server.opts.max_control_line.max(4096);
     let max_payload = core.server.opts.max_payload.max(1);
-    let mut pending = BytesMut::new();
+    let mut rbuf = BytesMut::zeroed(READ_CHUNK);
+    let mut filled = 0usize;
     loop {
-        let old = pending.len();
-        pending.resize(old + READ_CHUNK, 0);
-        let n = match writer::read_some(&route.stream, &mut pending[old..]).await {
-            Ok(0) | Err(_) => {
-                pending.truncate(old);
-                return false;
-            }
+        if rbuf.len() - filled < 512 {
+            rbuf = regrow(&rbuf[..filled], READ_CHUNK);
+        }
+        let end = rbuf.len().min(filled + READ_CHUNK);
+        let n = match writer::read_some(&route.stream, &mut rbuf[filled..end]).await {
+            Ok(0) | Err(_) => return false,
             Ok(n) => n,
         };
-        pending.truncate(old + n);
         if route.is_closed() {
             return false;
         }
-        // Parts of messages are handed on as slices of this chunk: no copy per message.
-        let chunk = pending.split().freeze();
+        filled += n;
+        route.last_activity.set(std::time::SystemTime::now());
+        let chunk = rbuf.split_to(filled).freeze();
         let mut at = 0;
+        let mut need = 0;
         while at < chunk.len() && !route.is_closed() {
             let (op, used) = match wire::parse(&chunk[at..], max_line, max_payload) {
                 Ok(Some(v)) => v,
-                Ok(None) => break,
+                Ok(None) => {
+                    need = wire::needed(&chunk[at..]);
+                    break;
+                }
                 Err(e) => {
                     log_error!("{} - Route Error '{}'", route.label(), e.0);
                     route.err(&e.0, "Protocol Error");
@@ -333,8 +380,27 @@ async fn read_loop(core: &Rc<ClusterCore>, route: &Rc<Route>, mut phase: Phase) 
                 Step::ToSelf => return true,
             }
         }
-        pending.extend_from_slice(&chunk[at..]);
+        let rest = &chunk[at..];
+        filled = rest.len();
+        if rbuf.len() < filled.max(need) + 512 {
+            rbuf = BytesMut::zeroed(READ_CHUNK.max(need + 512).max(filled + 512));
+        }
+        rbuf[..filled].copy_from_slice(rest);
+        drop(chunk);
+        for &shard in &core.clients {
+            if core.mesh.backlog(shard) > crate::bus::BACKLOG_HIGH {
+                core.mesh.wait_backlog(shard, crate::bus::BACKLOG_LOW).await;
+            }
+        }
+        futures_lite::future::yield_now().await;
     }
+}
+
+/// A zeroed buffer of at least `want` bytes starting with `data`.
+fn regrow(data: &[u8], want: usize) -> BytesMut {
+    let mut fresh = BytesMut::zeroed(want.max(data.len() + 512));
+    fresh[..data.len()].copy_from_slice(data);
+    fresh
 }
 
 enum Step {
@@ -356,7 +422,12 @@ fn apply(
     }
     match op {
         RouteOp::Ping => route.send(b"PONG\r\n"),
-        RouteOp::Pong => route.pings_out.set(0),
+        RouteOp::Pong => {
+            route.pings_out.set(0);
+            if let Some(sent) = route.ping_sent.take() {
+                route.rtt.set(Some(sent.elapsed()));
+            }
+        }
         RouteOp::Ok => {}
         RouteOp::Err(text) => {
             log_error!(
@@ -571,6 +642,7 @@ fn handshake_done(core: &Rc<ClusterCore>, route: &Rc<Route>, info: &serde_json::
     }
     route.registered.set(true);
     core.register(route);
+    route.ping_sent.set(Some(std::time::Instant::now()));
     route.send(b"PING\r\n");
     gossip(core, route);
     Step::Go

@@ -1,5 +1,6 @@
-//! The smaller endpoints: `/` (index), `/routez`, `/gatewayz`, `/leafz` (no clusters
-//! yet: empty lists), `/accountz`, `/accstatz`, `/healthz`, and process figures.
+//! The smaller endpoints: `/` (index), `/routez` (from the cluster core), `/gatewayz`,
+//! `/leafz` (no gateways or leaf nodes yet: empty lists), `/accountz`, `/accstatz`,
+//! `/healthz`, and process figures.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -57,17 +58,72 @@ struct Routez {
     server_name: String,
     now: String,
     num_routes: usize,
-    routes: Vec<()>,
+    routes: Vec<RouteInfo>,
+}
+
+#[derive(Serialize)]
+struct RouteInfo {
+    rid: u64,
+    remote_id: String,
+    remote_name: String,
+    did_solicit: bool,
+    is_configured: bool,
+    ip: String,
+    port: u16,
+    start: String,
+    last_activity: String,
+    rtt: String,
+    uptime: String,
+    idle: String,
+    pending_size: usize,
+    in_msgs: u64,
+    out_msgs: u64,
+    in_bytes: u64,
+    out_bytes: u64,
+    subscriptions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriptions_list: Option<Vec<String>>,
+    compression: &'static str,
 }
 
 pub(super) fn routez(m: &Monitor, req: &Request) -> Result<Response, String> {
-    subs_param(req)?;
+    let (list, detail) = subs_param(req)?;
+    let subs = list || detail;
+    let now = SystemTime::now();
+    let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    let routes: Vec<RouteInfo> = m
+        .server
+        .route_snapshots(subs)
+        .into_iter()
+        .map(|r| RouteInfo {
+            rid: r.rid,
+            remote_id: r.remote_id,
+            remote_name: r.remote_name,
+            did_solicit: r.did_solicit,
+            is_configured: r.is_configured,
+            ip: r.ip,
+            port: r.port,
+            start: rfc3339(r.start),
+            last_activity: rfc3339(r.last_activity),
+            rtt: r.rtt.map(super::format::rtt).unwrap_or_default(),
+            uptime: super::format::uptime(since(r.start)),
+            idle: super::format::uptime(since(r.last_activity)),
+            pending_size: r.pending_size,
+            in_msgs: r.in_msgs,
+            out_msgs: r.out_msgs,
+            in_bytes: r.in_bytes,
+            out_bytes: r.out_bytes,
+            subscriptions: r.subscriptions.len(),
+            subscriptions_list: (subs && !r.subscriptions.is_empty()).then_some(r.subscriptions),
+            compression: "off",
+        })
+        .collect();
     Ok(Response::json(to_json(&Routez {
         server_id: m.server.server_id.clone(),
         server_name: m.server.server_name.clone(),
-        now: rfc3339(SystemTime::now()),
-        num_routes: 0,
-        routes: Vec::new(),
+        now: rfc3339(now),
+        num_routes: routes.len(),
+        routes,
     })))
 }
 

@@ -15,6 +15,57 @@ use crate::shard::snapshot::ShardSnapshot;
 #[derive(Serialize)]
 pub struct Empty {}
 
+/// The `cluster` section: empty without a cluster, as nats-server shows it.
+#[derive(Serialize, Default)]
+pub struct VarzCluster {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_port: Option<u16>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_go_float"
+    )]
+    auth_timeout: Option<f64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_go_float"
+    )]
+    tls_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool_size: Option<i64>,
+}
+
+impl VarzCluster {
+    fn of(m: &Monitor) -> VarzCluster {
+        let Some(c) = &m.server.opts.cluster else {
+            return VarzCluster::default();
+        };
+        let timeout = c.auth.as_ref().and_then(|a| a.timeout).map_or(2.0, secs);
+        VarzCluster {
+            name: c.name.clone(),
+            addr: Some(c.host.clone()),
+            cluster_port: Some(
+                m.server
+                    .cluster_port
+                    .load(std::sync::atomic::Ordering::Relaxed) as u16,
+            ),
+            auth_timeout: Some(timeout),
+            tls_timeout: Some(2.0),
+            urls: c.routes.iter().map(|u| u.host_port()).collect(),
+            pool_size: Some(c.pool_size),
+        }
+    }
+}
+
+fn opt_go_float<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    go_float(&v.unwrap_or_default(), s)
+}
+
 /// Slow consumer / stale connection counts by connection kind.
 #[derive(Serialize, Default)]
 pub struct KindCounts {
@@ -73,7 +124,7 @@ struct Varz {
     max_control_line: usize,
     max_payload: usize,
     max_pending: usize,
-    cluster: Empty,
+    cluster: VarzCluster,
     gateway: Empty,
     leaf: Empty,
     mqtt: Empty,
@@ -222,7 +273,7 @@ pub(super) fn varz(m: &Monitor) -> Response {
         auth_required,
         tls_required,
         tls_verify,
-        cluster: Empty {},
+        cluster: VarzCluster::of(m),
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},

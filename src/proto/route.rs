@@ -128,6 +128,18 @@ pub fn parse(
     Err(ParseError::new("Unknown Protocol Operation"))
 }
 
+/// How many bytes the incomplete op at the start of `buf` needs in all, when its
+/// control line is complete (a message waiting for its payload); else 0.
+pub fn needed(buf: &[u8]) -> usize {
+    let Some(nl) = memchr::memchr(b'\n', buf) else {
+        return 0;
+    };
+    let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
+    last_arg(line)
+        .and_then(|(_, n)| number(n))
+        .map_or(0, |total| nl + 1 + total + 2)
+}
+
 fn split_op(line: &[u8]) -> (&[u8], &[u8]) {
     let line = trim(line);
     match line.iter().position(|&b| b == b' ' || b == b'\t') {

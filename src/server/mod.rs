@@ -55,6 +55,12 @@ pub struct ServerShared {
     pub auth: Arc<crate::auth::AuthConfig>,
     /// Set when the server is shutting down.
     pub shutdown: AtomicBool,
+    /// The cluster core's command channel (with a cluster): monitoring asks it for
+    /// route snapshots.
+    pub cluster_control:
+        Option<crossbeam_channel::Sender<crate::cluster::snapshot::ClusterCommand>>,
+    cluster_command_rx:
+        Option<crossbeam_channel::Receiver<crate::cluster::snapshot::ClusterCommand>>,
     /// The route port (0 without a cluster).
     pub cluster_port: std::sync::atomic::AtomicU32,
     /// Sequence number of the last system event this server published.
@@ -92,6 +98,28 @@ impl ServerShared {
     /// The name of account `id`.
     pub fn account_name(&self, id: crate::account::AccountId) -> String {
         self.accounts.read().expect("accounts").name(id).to_string()
+    }
+
+    /// The command channel the cluster core reads.
+    pub fn cluster_commands(
+        &self,
+    ) -> Option<crossbeam_channel::Receiver<crate::cluster::snapshot::ClusterCommand>> {
+        self.cluster_command_rx.clone()
+    }
+
+    /// The routes as the cluster core sees them now (empty without a cluster).
+    pub fn route_snapshots(&self, subs: bool) -> Vec<crate::cluster::snapshot::RouteSnapshot> {
+        let Some(tx) = &self.cluster_control else {
+            return Vec::new();
+        };
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        if tx
+            .send(crate::cluster::snapshot::ClusterCommand::Routes { subs, reply })
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
     }
 
     /// The command channel shard `id` reads.
@@ -369,6 +397,10 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     let (controls, command_rx): (Vec<_>, Vec<_>) = (0..cores.len())
         .map(|_| crossbeam_channel::unbounded())
         .unzip();
+    let cluster_channel = opts
+        .cluster
+        .as_ref()
+        .map(|_| crossbeam_channel::unbounded());
     let server = Arc::new(ServerShared {
         controls,
         command_rx,
@@ -385,6 +417,8 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         shutdown: AtomicBool::new(false),
         event_seq: std::sync::atomic::AtomicU64::new(0),
         cluster_port: std::sync::atomic::AtomicU32::new(0),
+        cluster_control: cluster_channel.as_ref().map(|(tx, _)| tx.clone()),
+        cluster_command_rx: cluster_channel.map(|(_, rx)| rx),
         accounts: std::sync::RwLock::new(crate::account::Accounts::new()),
     });
     for name in &server.auth.accounts {

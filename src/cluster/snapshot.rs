@@ -1,0 +1,91 @@
+//! What monitoring reads of the cluster core: one snapshot per route, taken on the
+//! core's executor and sent back over the control channel.
+
+use std::time::{Duration, SystemTime};
+
+use super::ClusterCore;
+
+/// A request from the control plane to the cluster core.
+pub enum ClusterCommand {
+    /// Describe every route (with their subscriptions when `subs`).
+    Routes {
+        /// Include each route's subscription subjects.
+        subs: bool,
+        /// Where the answer goes.
+        reply: crossbeam_channel::Sender<Vec<RouteSnapshot>>,
+    },
+}
+
+/// One route as `/routez` shows it.
+#[derive(Clone, Debug)]
+pub struct RouteSnapshot {
+    /// Route id.
+    pub rid: u64,
+    /// The peer's server id.
+    pub remote_id: String,
+    /// The peer's server name.
+    pub remote_name: String,
+    /// This server dialed it.
+    pub did_solicit: bool,
+    /// Dialed because the configuration lists it (not learned by gossip).
+    pub is_configured: bool,
+    /// The peer's address.
+    pub ip: String,
+    /// The peer's port.
+    pub port: u16,
+    /// When the connection was made.
+    pub start: SystemTime,
+    /// When the peer last sent something.
+    pub last_activity: SystemTime,
+    /// Last PING round trip.
+    pub rtt: Option<Duration>,
+    /// Bytes queued for the peer.
+    pub pending_size: usize,
+    /// Messages from the peer.
+    pub in_msgs: u64,
+    /// Messages to the peer.
+    pub out_msgs: u64,
+    /// Payload bytes from the peer.
+    pub in_bytes: u64,
+    /// Payload bytes to the peer.
+    pub out_bytes: u64,
+    /// The subjects the peer is interested in.
+    pub subscriptions: Vec<String>,
+}
+
+impl ClusterCore {
+    /// The registered routes, by id.
+    pub fn snapshot(&self, subs: bool) -> Vec<RouteSnapshot> {
+        self.routes()
+            .iter()
+            .map(|r| {
+                let interest = r.interest.borrow();
+                RouteSnapshot {
+                    rid: r.id,
+                    remote_id: r.remote_id.borrow().clone(),
+                    remote_name: r.remote_name.borrow().clone(),
+                    did_solicit: r.solicited,
+                    is_configured: r.configured,
+                    ip: r.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+                    port: r.peer.map_or(0, |p| p.port()),
+                    start: r.start,
+                    last_activity: r.last_activity.get(),
+                    rtt: r.rtt.get(),
+                    pending_size: r.pending(),
+                    in_msgs: r.in_msgs.get(),
+                    out_msgs: r.out_msgs.get(),
+                    in_bytes: r.in_bytes.get(),
+                    out_bytes: r.out_bytes.get(),
+                    subscriptions: if subs {
+                        interest
+                            .keys()
+                            .map(|(_, s, _)| String::from_utf8_lossy(s).into_owned())
+                            .collect()
+                    } else {
+                        vec![String::new(); interest.len()]
+                    },
+                }
+            })
+            .collect()
+    }
+}
