@@ -528,3 +528,76 @@ fn routez_and_varz_show_the_cluster_as_nats_server_does() {
     }
     assert_eq!(shapes[0], shapes[1], "natrium vs nats-server key sets");
 }
+
+/// Reads INFO lines from `s` until one satisfies `want` (PINGs answered); panics after
+/// `WAIT`.
+fn await_info(
+    s: &mut std::net::TcpStream,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    let mut buf = Vec::new();
+    loop {
+        while let Some(nl) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = buf.drain(..nl + 2).collect();
+            if line.starts_with(b"PING") {
+                s.write_all(b"PONG\r\n").unwrap();
+            }
+            if let Some(json) = line.strip_prefix(b"INFO ") {
+                let info: serde_json::Value = serde_json::from_slice(json).unwrap();
+                if want(&info) {
+                    return info;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no such INFO");
+        let mut tmp = [0u8; 4096];
+        match s.read(&mut tmp) {
+            Ok(0) => panic!("closed"),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(_) => {}
+        }
+    }
+}
+
+#[test]
+fn clients_learn_the_cluster_urls_as_nodes_come_and_go() {
+    for kind in KINDS {
+        let a = node(kind, "A", &[], &[]);
+        let mut s = std::net::TcpStream::connect(a.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let first = await_info(&mut s, |_| true);
+        assert_eq!(first["cluster"], "C1", "{kind:?}: {first}");
+        assert!(
+            first.get("connect_urls").is_none(),
+            "{kind:?}: alone: {first}"
+        );
+        s.write_all(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n")
+            .unwrap();
+        let b = node(Kind::Natrium, "B", &[a.route_port()], &[]);
+        let (a_url, b_url) = (a.addr(), b.addr());
+        let joined = await_info(&mut s, |i| {
+            i["connect_urls"].as_array().is_some_and(|u| u.len() == 2)
+        });
+        let urls: Vec<&str> = joined["connect_urls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|u| u.as_str())
+            .collect();
+        assert_eq!(urls, [a_url.as_str(), b_url.as_str()], "{kind:?}");
+        drop(b);
+        let left = await_info(&mut s, |i| {
+            i["connect_urls"].as_array().is_some_and(|u| u.len() == 1)
+        });
+        assert_eq!(left["connect_urls"][0], a_url.as_str(), "{kind:?}");
+        let later = std::net::TcpStream::connect(a.addr()).unwrap();
+        let mut later = later;
+        later
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let info = await_info(&mut later, |_| true);
+        assert_eq!(info["connect_urls"][0], a_url.as_str(), "{kind:?}: {info}");
+    }
+}

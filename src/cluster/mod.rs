@@ -96,7 +96,7 @@ impl ClusterCore {
             .filter(|&i| mesh.roles()[i] == shards::Role::Client)
             .collect();
         let (name, dynamic) = match &opts.name {
-            Some(n) => (n.clone(), false),
+            Some(n) => (n.clone(), opts.dynamic_name),
             None => (random_name(), true),
         };
         let id = mesh.id();
@@ -163,6 +163,30 @@ impl ClusterCore {
             .cloned()
     }
 
+    /// The client URLs of every server in the cluster (this one first), from the
+    /// routes' INFOs: what clients are told to reconnect to.
+    pub fn cluster_client_urls(&self) -> Vec<String> {
+        let mut urls = self.server.own_client_urls();
+        for r in self.routes() {
+            for u in r.client_urls.borrow().iter() {
+                if !urls.contains(u) {
+                    urls.push(u.clone());
+                }
+            }
+        }
+        urls
+    }
+
+    /// Tells clients (new ones through the INFO template, protocol-1 ones by an async
+    /// INFO) when the cluster's client URLs changed.
+    pub fn refresh_connect_urls(&self) {
+        let urls = self.cluster_client_urls();
+        if self.server.set_connect_urls(urls) {
+            self.server
+                .tell_shards(|_| crate::shard::control::ShardCommand::ConnectUrls);
+        }
+    }
+
     /// Registers a route whose handshake is done, and sends it this server's interest.
     pub fn register(&self, route: &Rc<Route>) {
         let lines = {
@@ -199,6 +223,8 @@ impl ClusterCore {
         for ((account, subject, queue), weight) in interest {
             self.change_route_interest(&mut st, route.id, account, &subject, &queue, weight, 0);
         }
+        drop(st);
+        self.refresh_connect_urls();
     }
 
     /// The id of account `name` as a route names it; `None` for an account this
@@ -519,7 +545,7 @@ impl ClusterCore {
 }
 
 /// A random cluster name, as nats-server makes one when none is configured.
-fn random_name() -> String {
+pub fn random_name() -> String {
     let kp = nkeys::KeyPair::new_server();
     kp.public_key()[1..23].to_string()
 }

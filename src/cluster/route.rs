@@ -44,6 +44,8 @@ pub struct Route {
     pub remote_url: RefCell<Option<String>>,
     /// The peer's INFO document (kept for gossip).
     pub remote_info: RefCell<Option<serde_json::Value>>,
+    /// The client URLs the peer announced (`connect_urls`).
+    pub client_urls: RefCell<Vec<String>>,
     /// Both sides support headers.
     pub headers: Cell<bool>,
     /// What the peer wants: (account, subject, queue) -> weight.
@@ -237,6 +239,7 @@ pub async fn serve(
         remote_name: RefCell::new(String::new()),
         remote_url: RefCell::new(None),
         remote_info: RefCell::new(None),
+        client_urls: RefCell::new(Vec::new()),
         headers: Cell::new(false),
         interest: RefCell::new(HashMap::new()),
         in_msgs: Cell::new(0),
@@ -640,8 +643,10 @@ fn handshake_done(core: &Rc<ClusterCore>, route: &Rc<Route>, info: &serde_json::
         core.unregister(&existing);
         existing.registered.set(false);
     }
+    *route.client_urls.borrow_mut() = urls_of(info);
     route.registered.set(true);
     core.register(route);
+    core.refresh_connect_urls();
     route.ping_sent.set(Some(std::time::Instant::now()));
     route.send(b"PING\r\n");
     gossip(core, route);
@@ -696,10 +701,33 @@ fn gossip(core: &Rc<ClusterCore>, route: &Rc<Route>) {
     }
 }
 
-/// An INFO on an established route: a server the peer knows and we may not.
+/// The `connect_urls` of an INFO.
+fn urls_of(info: &serde_json::Value) -> Vec<String> {
+    info.get("connect_urls")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An INFO on an established route: news of the peer itself (its client URLs, lame
+/// duck mode), or of a server the peer knows and we may not.
 fn on_info_update(core: &Rc<ClusterCore>, route: &Route, info: &serde_json::Value) {
     let id = info.get("server_id").and_then(|v| v.as_str()).unwrap_or("");
-    if id.is_empty() || id == *route.remote_id.borrow() || id == core.server.server_id {
+    if id == *route.remote_id.borrow() {
+        let urls = if info.get("ldm").and_then(|v| v.as_bool()) == Some(true) {
+            Vec::new()
+        } else {
+            urls_of(info)
+        };
+        *route.client_urls.borrow_mut() = urls;
+        core.refresh_connect_urls();
+        return;
+    }
+    if id.is_empty() || id == core.server.server_id {
         return;
     }
     if core.route_to(id).is_some() {
@@ -756,8 +784,7 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
         obj.insert("nonce".into(), random_nonce().into());
     }
     if !core.opts.no_advertise {
-        let url = crate::server::listen::local_host_port(&server.opts.host, server.port);
-        obj.insert("connect_urls".into(), serde_json::json!([url]));
+        obj.insert("connect_urls".into(), server.own_client_urls().into());
     }
     let mut line = b"INFO ".to_vec();
     line.extend_from_slice(info.to_string().as_bytes());

@@ -18,6 +18,9 @@ pub const MAX_ROUTE_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub struct ClusterOptions {
     /// Cluster name; `None` until configured (a random one is then generated).
     pub name: Option<String>,
+    /// The name was generated at start, not configured (a peer's configured name
+    /// then wins).
+    pub dynamic_name: bool,
     /// Route listener host.
     pub host: String,
     /// Route listener port (`-1` = a free one, 0 = none configured: the default).
@@ -44,6 +47,7 @@ impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             name: None,
+            dynamic_name: false,
             host: "0.0.0.0".into(),
             port: 0,
             advertise: None,

@@ -47,6 +47,9 @@ pub struct Info {
     /// Auth nonce.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub nonce: String,
+    /// Cluster name (when clustered).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
     /// Client URLs of the cluster.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,

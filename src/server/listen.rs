@@ -34,6 +34,60 @@ pub fn local_host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// `HOST:PORT` for each address clients may use to reach a listener on `host`: the
+/// host itself, or for a wildcard host every non-loopback interface address (loopback
+/// when there is none), as nats-server lists them in `connect_urls`.
+pub fn client_urls(host: &str, port: u16) -> Vec<String> {
+    if !is_wildcard(host) {
+        return vec![host_port(host, port)];
+    }
+    let v4_only = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4());
+    let mut urls: Vec<String> = interface_addresses()
+        .into_iter()
+        .filter(|ip| !(ip.is_loopback() || v4_only && ip.is_ipv6()))
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+        .map(|ip| host_port(&ip.to_string(), port))
+        .collect();
+    urls.dedup();
+    if urls.is_empty() {
+        urls.push(host_port("127.0.0.1", port));
+    }
+    urls
+}
+
+/// The addresses of this host's interfaces.
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs allocates a list that freeifaddrs releases; every node and
+    // address pointer is checked before it is read.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut node = list;
+        while !node.is_null() {
+            let addr = (*node).ifa_addr;
+            if !addr.is_null() {
+                match (*addr).sa_family as i32 {
+                    libc::AF_INET => {
+                        let a = &*(addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let a = &*(addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(a.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            node = (*node).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out
+}
+
 /// True for the hosts that mean "every address": none, `0.0.0.0`, `::`.
 pub fn is_wildcard(host: &str) -> bool {
     host.is_empty() || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())

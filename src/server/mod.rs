@@ -209,6 +209,25 @@ impl ServerShared {
         info.to_line()
     }
 
+    /// The URLs clients reach this server at: the advertised address, else the
+    /// listen address (every interface address for a wildcard host, as nats-server).
+    pub fn own_client_urls(&self) -> Vec<String> {
+        if let Some(a) = &self.opts.client_advertise {
+            return vec![a.clone()];
+        }
+        listen::client_urls(&self.opts.host, self.port)
+    }
+
+    /// Puts the cluster's client URLs into the INFO template; true when they changed.
+    pub fn set_connect_urls(&self, urls: Vec<String>) -> bool {
+        let mut info = self.info.write().unwrap_or_else(|e| e.into_inner());
+        if info.connect_urls == urls {
+            return false;
+        }
+        info.connect_urls = urls;
+        true
+    }
+
     /// Counts a new connection; false when max_connections is reached.
     pub fn admit_connection(&self) -> bool {
         let n = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
@@ -338,6 +357,10 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     if opts.jetstream {
         log_warn!("JetStream is not available in natrium; serving core NATS only");
     }
+    if let Some(c) = opts.cluster.as_mut().filter(|c| c.name.is_none()) {
+        c.name = Some(crate::cluster::random_name());
+        c.dynamic_name = true;
+    }
     let io_memory = 64 << 10;
     let (cores, cluster_core) = shard_cores(&opts);
     shards::raise_memlock_limit(8 << 20);
@@ -351,6 +374,9 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         .unwrap_or_else(|| server_id.clone());
     log_info!("Starting natrium (compatible with nats-server {COMPAT_VERSION})");
     log_info!("  Version:  {VERSION}");
+    if let Some(name) = opts.cluster.as_ref().and_then(|c| c.name.as_ref()) {
+        log_info!("  Cluster:  {name}");
+    }
     log_info!("  Name:     {server_name}");
     log_info!("  ID:       {server_id}");
     log_info!("  Shards:   {} on cores {:?}", cores.len(), cores);
@@ -388,6 +414,11 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         client_id: 0,
         client_ip: String::new(),
         nonce: String::new(),
+        cluster: opts
+            .cluster
+            .as_ref()
+            .and_then(|c| c.name.clone())
+            .unwrap_or_default(),
         connect_urls: Vec::new(),
         ldm: false,
         connect_info: false,

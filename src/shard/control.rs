@@ -42,6 +42,9 @@ pub enum ShardCommand {
     },
     /// Close one connection (no -ERR), as lame duck mode does: `Server Shutdown`.
     CloseClient(u64),
+    /// The cluster's client URLs changed: send protocol-1 clients that got their
+    /// connect_info INFO an INFO with the new `connect_urls`.
+    ConnectUrls,
 }
 
 /// One shard's life: serve the connections the acceptor hands it over its socket pair
@@ -87,6 +90,14 @@ pub async fn shard_main(
                 }
                 ShardCommand::LameDuck { reply } => {
                     let _ = reply.send(lame_duck(&ctx));
+                }
+                ShardCommand::ConnectUrls => {
+                    let clients: Vec<_> = ctx.state.borrow().clients.values().cloned().collect();
+                    for c in clients.iter().filter(|c| !c.is_closed()) {
+                        if c.opts.borrow().protocol >= 1 && c.sent_connect_info.get() {
+                            c.queue(&ctx.server.client_info(c.cid, c.peer));
+                        }
+                    }
                 }
                 ShardCommand::CloseClient(cid) => {
                     let client = ctx.state.borrow().clients.get(&cid).cloned();
