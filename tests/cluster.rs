@@ -601,3 +601,34 @@ fn clients_learn_the_cluster_urls_as_nodes_come_and_go() {
         assert_eq!(info["connect_urls"][0], a_url.as_str(), "{kind:?}: {info}");
     }
 }
+
+#[test]
+fn a_node_in_lame_duck_mode_is_dropped_from_the_cluster_urls() {
+    for kind in KINDS {
+        let a = node(kind, "A", &[], &[]);
+        let mut s = std::net::TcpStream::connect(a.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s.write_all(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n")
+            .unwrap();
+        let mut b = node(Kind::Natrium, "B", &[a.route_port()], &[]);
+        // A client keeps B in lame duck mode for a while instead of stopping at once.
+        let mut held = std::net::TcpStream::connect(b.addr()).unwrap();
+        held.write_all(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n")
+            .unwrap();
+        await_info(&mut s, |i| {
+            i["connect_urls"].as_array().is_some_and(|u| u.len() == 2)
+        });
+        b.signal(libc::SIGUSR2);
+        let info = await_info(&mut s, |i| {
+            i["connect_urls"].as_array().is_some_and(|u| u.len() == 1)
+        });
+        assert_eq!(info["connect_urls"][0], a.addr().as_str(), "{kind:?}");
+        assert!(
+            b.wait_exit(Duration::ZERO).is_none(),
+            "B is still in lame duck mode"
+        );
+        let mut tmp = [0u8; 256];
+        let _ = held.read(&mut tmp);
+    }
+}

@@ -598,6 +598,12 @@ pub async fn core_main(
                 snapshot::ClusterCommand::Routes { subs, reply } => {
                     let _ = reply.send(core.snapshot(subs));
                 }
+                snapshot::ClusterCommand::LameDuck => {
+                    let line = route::ldm_line(&core);
+                    for r in core.routes() {
+                        r.send(&line);
+                    }
+                }
             }
         }
         glommio::timer::sleep(std::time::Duration::from_millis(20)).await;

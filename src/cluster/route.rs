@@ -792,6 +792,20 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
     line
 }
 
+/// The INFO telling peers this server is in lame duck mode.
+pub fn ldm_line(core: &ClusterCore) -> Vec<u8> {
+    let mut line = info_line(core, false);
+    let json = line[5..line.len() - 2].to_vec();
+    if let Ok(mut info) = serde_json::from_slice::<serde_json::Value>(&json) {
+        if let Some(obj) = info.as_object_mut() {
+            obj.insert("ldm".into(), true.into());
+            obj.remove("connect_urls");
+        }
+        line = format!("INFO {info}\r\n").into_bytes();
+    }
+    line
+}
+
 /// The CONNECT this server sends on a route it dialed.
 fn connect_line(core: &ClusterCore, url: &RouteUrl) -> Vec<u8> {
     let mut c = serde_json::json!({

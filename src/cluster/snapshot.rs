@@ -14,6 +14,9 @@ pub enum ClusterCommand {
         /// Where the answer goes.
         reply: crossbeam_channel::Sender<Vec<RouteSnapshot>>,
     },
+    /// The server entered lame duck mode: tell the peers (`"ldm":true`), so that
+    /// their clients stop reconnecting here.
+    LameDuck,
 }
 
 /// One route as `/routez` shows it.

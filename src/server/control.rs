@@ -177,6 +177,9 @@ impl Control<'_> {
         log_info!("Entering lame duck mode, stop accepting new clients");
         acceptor.stop();
         self.server.lame_duck.store(true, Ordering::SeqCst);
+        if let Some(cluster) = &self.server.cluster_control {
+            let _ = cluster.send(crate::cluster::snapshot::ClusterCommand::LameDuck);
+        }
         let (tx, rx) = crossbeam_channel::unbounded();
         self.server
             .tell_shards(|_| ShardCommand::LameDuck { reply: tx.clone() });
