@@ -632,3 +632,87 @@ fn a_node_in_lame_duck_mode_is_dropped_from_the_cluster_urls() {
         let _ = held.read(&mut tmp);
     }
 }
+
+#[test]
+fn a_peer_that_stops_reading_is_cut_and_nobody_else_notices() {
+    let dir = support::TempDir::new("cluster-slow");
+    let conf = dir.write(
+        "a.conf",
+        "max_pending: 2MB\nwrite_deadline: \"2s\"\ncluster {\n  name: C1\n  listen: 127.0.0.1:-1\n}\n",
+    );
+    let a = Server::start(Kind::Natrium, &["-n", "A", "-c", conf.to_str().unwrap()]);
+    // A fake peer: handshake, interest in `flood`, then it never reads again.
+    let mut peer = std::net::TcpStream::connect(("127.0.0.1", a.route_port())).unwrap();
+    peer.write_all(
+        b"CONNECT {\"cluster\":\"C1\",\"name\":\"NFAKE\",\"headers\":true}\r\n\
+          INFO {\"server_id\":\"NFAKE\",\"server_name\":\"fake\",\"cluster\":\"C1\",\"headers\":true}\r\n\
+          RS+ $G flood\r\n",
+    )
+    .unwrap();
+    let _ = peer.set_recv_buffer_size_hint();
+    // A local subscriber and a publisher of 64 MB in 256 KB messages.
+    let mut sub = std::net::TcpStream::connect(a.addr()).unwrap();
+    sub.write_all(b"CONNECT {\"verbose\":false}\r\nSUB flood 1\r\nPING\r\n")
+        .unwrap();
+    let mut publisher = std::net::TcpStream::connect(a.addr()).unwrap();
+    publisher
+        .write_all(b"CONNECT {\"verbose\":false}\r\n")
+        .unwrap();
+    let body = vec![b'~'; 256 * 1024];
+    let reader = std::thread::spawn(move || {
+        // The local subscriber reads everything: 256 messages.
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        while got < 256 * (256 * 1024) {
+            match sub.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += buf[..n].iter().filter(|&&b| b == b'~').count(),
+            }
+        }
+        got
+    });
+    for _ in 0..256 {
+        publisher
+            .write_all(format!("PUB flood {}\r\n", body.len()).as_bytes())
+            .unwrap();
+        publisher.write_all(&body).unwrap();
+        publisher.write_all(b"\r\n").unwrap();
+    }
+    assert!(
+        a.wait_log("Slow Consumer Detected", WAIT).is_some(),
+        "the stalled route was not cut"
+    );
+    assert_eq!(
+        reader.join().unwrap(),
+        256 * 256 * 1024,
+        "the local subscriber got it all"
+    );
+}
+
+trait RecvHint {
+    fn set_recv_buffer_size_hint(&self) -> std::io::Result<()>;
+}
+
+impl RecvHint for std::net::TcpStream {
+    /// A small receive buffer, so that a peer that stops reading stalls its sender soon.
+    fn set_recv_buffer_size_hint(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 4096;
+        // SAFETY: setting a socket option on a socket we own, with a valid int.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &size as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}

@@ -67,6 +67,8 @@ pub struct Route {
     /// Round trip of the last answered PING.
     pub rtt: Cell<Option<Duration>>,
     ping_sent: Cell<Option<std::time::Instant>>,
+    max_pending: usize,
+    write_deadline: Duration,
     out: RefCell<BytesMut>,
     writer: RefCell<Option<Waker>>,
     closed: Cell<bool>,
@@ -85,12 +87,28 @@ impl Route {
         self.send_with(|out| out.extend_from_slice(bytes));
     }
 
-    /// Queues what `write` appends to the outbound buffer.
+    /// Queues what `write` appends to the outbound buffer. A peer that lets more than
+    /// `max_pending` pile up is cut as a slow consumer, as nats-server cuts it.
     pub fn send_with(&self, write: impl FnOnce(&mut BytesMut)) {
         if self.closed.get() {
             return;
         }
-        write(&mut self.out.borrow_mut());
+        let pending = {
+            let mut out = self.out.borrow_mut();
+            write(&mut out);
+            out.len()
+        };
+        if pending > self.max_pending {
+            log_info!(
+                "{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+                self.label(),
+                self.max_pending
+            );
+            self.out.borrow_mut().clear();
+            self.close("Slow Consumer (Pending Bytes)");
+            writer::shutdown(&self.stream);
+            return;
+        }
         if let Some(w) = self.writer.borrow_mut().take() {
             w.wake();
         }
@@ -234,6 +252,12 @@ pub async fn serve(
         last_activity: Cell::new(std::time::SystemTime::now()),
         rtt: Cell::new(None),
         ping_sent: Cell::new(None),
+        max_pending: core.server.opts.max_pending.max(1 << 20),
+        write_deadline: core
+            .server
+            .opts
+            .write_deadline
+            .max(Duration::from_millis(100)),
         peer,
         remote_id: RefCell::new(String::new()),
         remote_name: RefCell::new(String::new()),
@@ -307,8 +331,27 @@ async fn write_loop(route: Rc<Route>) {
         if !more {
             return;
         }
-        if writer::write_all(&route.stream, &spare).await.is_err() {
-            route.close("Write Error");
+        let written = futures_lite::future::or(
+            async { Some(writer::write_all(&route.stream, &spare).await.is_ok()) },
+            async {
+                glommio::timer::sleep(route.write_deadline).await;
+                None
+            },
+        )
+        .await;
+        if written != Some(true) {
+            if written.is_none() {
+                log_info!(
+                    "{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
+                    route.label(),
+                    route.write_deadline
+                );
+            }
+            route.close(if written.is_none() {
+                "Slow Consumer (Write Deadline)"
+            } else {
+                "Write Error"
+            });
             route.out.borrow_mut().clear();
             writer::shutdown(&route.stream);
             return;
