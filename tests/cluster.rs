@@ -716,3 +716,59 @@ impl RecvHint for std::net::TcpStream {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_interest_is_per_account() {
+    let dir = support::TempDir::new("cluster-accounts");
+    let conf = |name: &str, routes: &str| {
+        dir.write(
+            &format!("{name}.conf"),
+            &format!(
+                "accounts {{\n  RED: {{ users: [{{user: red, password: r}}] }}\n  BLUE: {{ users: [{{user: blue, password: b}}] }}\n}}\n\
+                 cluster {{\n  name: C1\n  listen: 127.0.0.1:-1\n  routes: [{routes}]\n}}\n"
+            ),
+        )
+    };
+    for other in KINDS {
+        let a_conf = conf("a", "");
+        let a = Server::start(Kind::Natrium, &["-n", "A", "-c", a_conf.to_str().unwrap()]);
+        let b_conf = conf(
+            &format!("b-{other:?}"),
+            &format!("\"nats://127.0.0.1:{}\"", a.route_port()),
+        );
+        let b = Server::start(other, &["-n", "B", "-c", b_conf.to_str().unwrap()]);
+        let user = |s: &Server, u: &str, p: &str| {
+            async_nats::ConnectOptions::with_user_and_password(u.into(), p.into()).connect(s.url())
+        };
+        let red_a = user(&a, "red", "r").await.unwrap();
+        let blue_a = user(&a, "blue", "b").await.unwrap();
+        let red_b = user(&b, "red", "r").await.unwrap();
+        let blue_b = user(&b, "blue", "b").await.unwrap();
+        let mut red_sub = red_b.subscribe("shared.subject").await.unwrap();
+        let mut blue_sub = blue_b.subscribe("shared.subject").await.unwrap();
+        red_b.flush().await.unwrap();
+        blue_b.flush().await.unwrap();
+        await_interest(&red_a, &mut red_sub, "shared.subject").await;
+        await_interest(&blue_a, &mut blue_sub, "shared.subject").await;
+        for i in 0..20 {
+            red_a
+                .publish("shared.subject", format!("red{i}").into())
+                .await
+                .unwrap();
+        }
+        red_a.flush().await.unwrap();
+        for i in 0..20 {
+            assert_eq!(
+                next(&mut red_sub).await.payload,
+                format!("red{i}"),
+                "{other:?}"
+            );
+        }
+        assert_eq!(
+            drain(&mut blue_sub).await,
+            0,
+            "{other:?}: RED leaked into BLUE"
+        );
+        assert_eq!(drain(&mut red_sub).await, 0, "{other:?}: duplicates");
+    }
+}

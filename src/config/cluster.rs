@@ -207,10 +207,20 @@ fn apply_field(e: &Entry, c: &mut ClusterOptions, r: &mut Report) -> Result<(), 
             }
         }
         "authorization" => c.auth = Some(route_auth(v)?),
-        // Read by nats-server; natrium accepts them and runs without (see the issue
-        // note): one connection per peer, no compression, no route permissions.
-        "compression" | "permissions" | "accounts" | "connect_backoff" | "write_deadline"
-        | "write_timeout" | "tls" | "policies" => {}
+        // Read by nats-server; natrium runs without them and says so in nothing
+        // but behaviour: one connection per peer (pinned accounts share it), no
+        // compression (negotiated off with every peer).
+        "compression" | "accounts" | "connect_backoff" | "write_deadline" | "write_timeout"
+        | "policies" => {}
+        // Ignoring these would let through what the configuration forbids.
+        "permissions" | "tls" => r.refused.push(render(
+            &e.key_pos,
+            &format!(
+                "cluster \"{}\" is not supported by natrium yet, and running without it \
+                 would be unsafe",
+                e.key
+            ),
+        )),
         other => return Err(format!("unknown field \"{other}\"")),
     }
     Ok(())
