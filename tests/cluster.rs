@@ -772,3 +772,42 @@ async fn route_interest_is_per_account() {
         assert_eq!(drain(&mut red_sub).await, 0, "{other:?}: duplicates");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_routes() {
+    let dir = support::TempDir::new("cluster-reload");
+    for other in KINDS {
+        let b = node(other, "B", &[], &[]);
+        let conf = |routes: &str, port: &str| {
+            dir.write(
+                "a.conf",
+                &format!("cluster {{\n  name: C1\n  listen: 127.0.0.1:{port}\n  routes: [{routes}]\n}}\n"),
+            )
+        };
+        let path = conf("", "-1");
+        let a = Server::start(Kind::Natrium, &["-n", "A", "-c", path.to_str().unwrap()]);
+        let (ca, cb) = (connect(&a).await, connect(&b).await);
+        let mut sub = cb.subscribe("reloaded").await.unwrap();
+        cb.flush().await.unwrap();
+        conf(&format!("\"nats://127.0.0.1:{}\"", b.route_port()), "-1");
+        a.signal(libc::SIGHUP);
+        assert!(
+            a.wait_log("Reloaded: cluster routes", WAIT).is_some(),
+            "{other:?}"
+        );
+        await_interest(&ca, &mut sub, "reloaded").await;
+        conf("", "-1");
+        a.signal(libc::SIGHUP);
+        assert!(
+            a.wait_log("Route Removed", WAIT).is_some(),
+            "{other:?}: route not closed"
+        );
+        conf("", "16709");
+        a.signal(libc::SIGHUP);
+        let refused = a.wait_log("Failed to reload", WAIT).unwrap_or_default();
+        assert!(
+            refused.contains("config reload not supported for cluster port"),
+            "{other:?}: {refused}"
+        );
+    }
+}

@@ -50,8 +50,8 @@ pub struct ClusterCore {
     pub mesh: shards::Shard<Envelope>,
     /// Server-wide settings.
     pub server: Arc<ServerShared>,
-    /// Cluster settings at start.
-    pub opts: ClusterOptions,
+    /// Cluster settings in force (replaced on reload).
+    pub opts: RefCell<ClusterOptions>,
     /// The cluster's name (configured, generated, or adopted from a peer).
     pub name: RefCell<String>,
     /// The name was generated here, not configured: a peer's configured name wins.
@@ -105,7 +105,7 @@ impl ClusterCore {
             id,
             mesh,
             server,
-            opts,
+            opts: RefCell::new(opts),
             name: RefCell::new(name),
             dynamic: Cell::new(dynamic),
             port,
@@ -139,6 +139,31 @@ impl ClusterCore {
             Envelope::Msg(m) => self.on_shard_msg(&m),
             Envelope::Barrier(token) => self.mesh.send(from, Envelope::BarrierAck(token)),
             Envelope::Response { .. } | Envelope::BarrierAck(_) | Envelope::Delivered { .. } => {}
+        }
+    }
+
+    /// Puts reloaded settings in force: a new name, new credentials for later
+    /// handshakes, routes dialed for URLs added and closed for URLs removed.
+    pub fn reload(self: &Rc<Self>, new: ClusterOptions) {
+        let old = self.opts.replace(new.clone());
+        if let Some(name) = new.name.clone().filter(|n| *n != *self.name.borrow()) {
+            if !new.dynamic_name {
+                *self.name.borrow_mut() = name;
+                self.dynamic.set(false);
+            }
+        }
+        for url in new.routes.iter().filter(|u| !old.routes.contains(u)) {
+            glommio::spawn_local(route::solicit(self.clone(), url.clone(), false)).detach();
+        }
+        for r in self.routes() {
+            let removed = r
+                .url
+                .as_ref()
+                .is_some_and(|u| r.configured && !new.routes.contains(u));
+            if removed {
+                r.close("Route Removed");
+                r.shutdown();
+            }
         }
     }
 
@@ -587,7 +612,8 @@ pub async fn core_main(
             .detach();
         },
     ));
-    for url in core.opts.routes.clone() {
+    let routes = core.opts.borrow().routes.clone();
+    for url in routes {
         glommio::spawn_local(route::solicit(core.clone(), url, false)).detach();
     }
     let _ = ready.send(());
@@ -598,6 +624,7 @@ pub async fn core_main(
                 snapshot::ClusterCommand::Routes { subs, reply } => {
                     let _ = reply.send(core.snapshot(subs));
                 }
+                snapshot::ClusterCommand::Reload(opts) => core.reload(*opts),
                 snapshot::ClusterCommand::LameDuck => {
                     let line = route::ldm_line(&core);
                     for r in core.routes() {

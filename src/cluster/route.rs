@@ -60,6 +60,8 @@ pub struct Route {
     pub out_bytes: Cell<u64>,
     /// Dialed because the configuration lists it.
     pub configured: bool,
+    /// The URL it was dialed at.
+    pub url: Option<RouteUrl>,
     /// When the connection was made.
     pub start: std::time::SystemTime,
     /// When the peer last sent something.
@@ -136,6 +138,11 @@ impl Route {
         }
     }
 
+    /// Shuts the socket down, waking the read loop.
+    pub fn shutdown(&self) {
+        writer::shutdown(&self.stream);
+    }
+
     /// The connection is closed or closing.
     pub fn is_closed(&self) -> bool {
         self.closed.get()
@@ -174,6 +181,9 @@ pub async fn solicit(core: Rc<ClusterCore>, url: RouteUrl, implicit: bool) {
         {
             return;
         }
+        if !implicit && !core.opts.borrow().routes.contains(&url) {
+            return;
+        }
         if let Some(id) = &last_remote {
             if core.route_to(id).is_some() {
                 glommio::timer::sleep(RECONNECT_DELAY).await;
@@ -195,11 +205,17 @@ pub async fn solicit(core: Rc<ClusterCore>, url: RouteUrl, implicit: bool) {
             }
             Err(e) => {
                 failures += 1;
-                log_debug!(
-                    "Error trying to connect to route ({}): {e}",
-                    url.host_port()
-                );
-                if implicit && failures > core.opts.connect_retries {
+                // As nats-server: the first failure, then one in connect_error_reports.
+                let every = core.server.opts.connect_error_reports.max(1);
+                if failures == 1 || failures % every == 0 {
+                    log_error!(
+                        "Error trying to connect to route (attempt {failures}): dial tcp {}: \
+                         connect: {}",
+                        url.host_port(),
+                        crate::logging::go_error_text(&e)
+                    );
+                }
+                if implicit && failures > core.opts.borrow().connect_retries {
                     return;
                 }
             }
@@ -215,6 +231,7 @@ async fn dial(url: &RouteUrl) -> std::io::Result<TcpStream> {
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => return Ok(s),
+            Err(glommio::GlommioError::IoError(e)) => last = e,
             Err(e) => last = std::io::Error::other(e.to_string()),
         }
     }
@@ -248,6 +265,7 @@ pub async fn serve(
         id: core.next_route_id(),
         solicited: url.is_some(),
         configured,
+        url: url.clone(),
         start: std::time::SystemTime::now(),
         last_activity: Cell::new(std::time::SystemTime::now()),
         rtt: Cell::new(None),
@@ -361,13 +379,17 @@ async fn write_loop(route: Rc<Route>) {
 }
 
 async fn ping_loop(core: Rc<ClusterCore>, route: Rc<Route>) {
-    let interval = core.opts.ping_interval.max(Duration::from_millis(10));
+    let interval = core
+        .opts
+        .borrow()
+        .ping_interval
+        .max(Duration::from_millis(10));
     loop {
         glommio::timer::sleep(interval).await;
         if route.is_closed() {
             return;
         }
-        if route.pings_out.get() >= core.opts.ping_max.max(1) {
+        if route.pings_out.get() >= core.opts.borrow().ping_max.max(1) {
             log_error!("{} - Router connection stale, closing", route.label());
             route.close("Stale Connection");
             writer::shutdown(&route.stream);
@@ -590,7 +612,7 @@ fn check_connect(
             "Protocol Error",
         ));
     }
-    if let Some(auth) = &core.opts.auth {
+    if let Some(auth) = &core.opts.borrow().auth {
         let ok = match &auth.token {
             Some(t) => s("auth_token") == t || s("pass") == t,
             None => {
@@ -785,7 +807,7 @@ fn on_info_update(core: &Rc<ClusterCore>, route: &Route, info: &serde_json::Valu
     };
     let mut url = url;
     if url.user.is_none() {
-        if let Some(a) = &core.opts.auth {
+        if let Some(a) = &core.opts.borrow().auth {
             url.user = a.user.clone();
             url.pass = a.pass.clone().or_else(|| a.token.clone());
         }
@@ -802,13 +824,14 @@ fn on_info_update(core: &Rc<ClusterCore>, route: &Route, info: &serde_json::Valu
 /// This server's route INFO line (`nonce`: the first INFO on an accepted route).
 fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
     let server = &core.server;
+    let opts = core.opts.borrow();
     let mut info = serde_json::json!({
         "server_id": server.server_id,
         "server_name": server.server_name,
         "version": crate::server::COMPAT_VERSION,
         "proto": 3,
         "go": format!("natrium {}", crate::server::VERSION),
-        "host": core.opts.host,
+        "host": opts.host,
         "port": core.port,
         "headers": !server.opts.no_header_support,
         "max_payload": server.opts.max_payload,
@@ -817,7 +840,7 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
         "lnocu": true,
     });
     let obj = info.as_object_mut().expect("object");
-    if core.opts.auth.is_some() {
+    if opts.auth.is_some() {
         obj.insert("auth_required".into(), true.into());
     }
     if core.dynamic.get() {
@@ -826,7 +849,7 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
     if nonce {
         obj.insert("nonce".into(), random_nonce().into());
     }
-    if !core.opts.no_advertise {
+    if !opts.no_advertise {
         obj.insert("connect_urls".into(), server.own_client_urls().into());
     }
     let mut line = b"INFO ".to_vec();

@@ -17,6 +17,8 @@ pub enum ClusterCommand {
     /// The server entered lame duck mode: tell the peers (`"ldm":true`), so that
     /// their clients stop reconnecting here.
     LameDuck,
+    /// Reloaded cluster settings: dial added routes, close removed ones.
+    Reload(Box<crate::config::cluster::ClusterOptions>),
 }
 
 /// One route as `/routez` shows it.

@@ -305,6 +305,11 @@ impl Control<'_> {
                 break;
             }
         }
+        if let (Some(tx), Some(c)) = (&self.server.cluster_control, &new.cluster) {
+            let _ = tx.send(crate::cluster::snapshot::ClusterCommand::Reload(Box::new(
+                c.clone(),
+            )));
+        }
         self.opts = new;
         log_info!(
             "Reloaded server configuration ({})",
@@ -413,6 +418,63 @@ const SECTION_RELOAD: &[(&str, &str, bool)] = &[
     ("proxies", "proxies", true),
     ("proxy_protocol", "ProxyProtocol", false),
 ];
+
+/// The cluster part of a reload, as nats-server reports it: routes added and removed,
+/// the name and the route credentials reload; the listener does not.
+fn cluster_diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
+    let (a, b) = match (&old.cluster, &new.cluster) {
+        (None, None) => return Ok(Vec::new()),
+        (Some(a), Some(b)) => (a, b),
+        (a, b) => {
+            return Err(format!(
+                "config reload not supported for Cluster: old={}, new={}",
+                a.is_some(),
+                b.is_some()
+            ))
+        }
+    };
+    if a.host != b.host {
+        return Err(format!(
+            "config reload not supported for cluster host: old={}, new={}",
+            a.host, b.host
+        ));
+    }
+    if a.port != b.port {
+        return Err(format!(
+            "config reload not supported for cluster port: old={}, new={}",
+            a.port, b.port
+        ));
+    }
+    let mut lines = Vec::new();
+    // A generated name stays unless the file now names the cluster.
+    let new_name = b
+        .name
+        .clone()
+        .or_else(|| a.name.clone().filter(|_| a.dynamic_name));
+    if new_name != a.name {
+        lines.push(format!(
+            "Cluster name updated to {}",
+            new_name.as_deref().unwrap_or_default()
+        ));
+        lines.push("Reloaded: cluster".into());
+    }
+    if a.routes != b.routes {
+        lines.push("Reloaded: cluster routes".into());
+    }
+    let rest = |c: &crate::config::cluster::ClusterOptions| {
+        (
+            c.auth.clone(),
+            c.no_advertise,
+            c.advertise.clone(),
+            c.connect_retries,
+            c.pool_size,
+        )
+    };
+    if rest(a) != rest(b) && !lines.iter().any(|l| l == "Reloaded: cluster") {
+        lines.push("Reloaded: cluster".into());
+    }
+    Ok(lines)
+}
 
 /// The client TLS part of a reload (issue #5), as nats-server reports it: the
 /// handshake timeout, the TLS configuration itself (`tls = enabled` when the
@@ -645,7 +707,7 @@ pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
         new.jetstream.to_string(),
     )?;
     for (key, name, reloadable) in SECTION_RELOAD {
-        if matches!(*key, "tls" | "allow_non_tls" | "authorization") {
+        if matches!(*key, "tls" | "allow_non_tls" | "authorization" | "cluster") {
             // Compared on the options built from them.
             continue;
         }
@@ -701,6 +763,9 @@ pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
         format!("Reloaded: remote_syslog = {}", show_opt(&new.remote_syslog)),
     );
     for line in tls_diff(old, new)? {
+        changed(true, line);
+    }
+    for line in cluster_diff(old, new)? {
         changed(true, line);
     }
     changed(
