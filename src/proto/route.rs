@@ -283,17 +283,14 @@ fn parse_msg<'a>(
         }
     };
     let end = after + total;
-    if buf.len() < end + 2 {
-        return Ok(None);
-    }
-    let payload = &buf[after..end];
-    let mut used = end;
     // The payload ends with `\r\n` (a bare `\n` is tolerated).
-    match &buf[end..end + 2] {
-        b"\r\n" => used += 2,
-        [b'\n', _] => used += 1,
-        _ => return Err(ParseError::new("Unknown Protocol Operation")),
-    }
+    let used = match buf.get(end..(end + 2).min(buf.len())) {
+        None | Some([]) | Some([b'\r']) => return Ok(None),
+        Some([b'\n', ..]) => end + 1,
+        Some(b"\r\n") => end + 2,
+        Some(_) => return Err(ParseError::new("Unknown Protocol Operation")),
+    };
+    let payload = &buf[after..end];
     Ok(Some((
         RouteOp::Msg(RouteMsg {
             origin,
@@ -500,6 +497,16 @@ mod tests {
             parse(b"RMSG $G foo 5\r\nhi", 100, 100).unwrap(),
             None,
             "incomplete"
+        );
+        assert_eq!(
+            parse(b"RMSG $G foo 2\r\nhi\r", 100, 100).unwrap(),
+            None,
+            "the CR of the CRLF"
+        );
+        let (_, n) = one(b"RMSG $G foo 2\nhi\n");
+        assert_eq!(
+            n, 17,
+            "a bare LF at the very end of the buffer ends the message"
         );
         assert!(
             parse(b"RMSG $G foo 5\r\nhello!!", 100, 100).is_err(),
