@@ -87,6 +87,7 @@ pub fn client_info(ctx: &ShardCtx, client: &Client) -> Vec<u8> {
         client.peer,
         auth.info_auth_required(),
         nonce.as_deref(),
+        client.websocket.get(),
     );
     *client.auth.nonce.borrow_mut() = nonce;
     line

@@ -140,6 +140,8 @@ pub struct Client {
     /// `tls.peer.map_user(user names)` runs nats-server's whole mapping, and
     /// `tls.peer.identities` lists the plain-string candidates in order.
     pub tls: RefCell<Option<Rc<crate::net::stream::TlsState>>>,
+    /// Came in on the websocket listener (INFO, /connz `type`).
+    pub websocket: Cell<bool>,
 }
 
 impl Client {
@@ -174,6 +176,7 @@ impl Client {
             ping_sent: Cell::new(None),
             auth: Default::default(),
             tls: RefCell::new(None),
+            websocket: Cell::new(false),
         }
     }
 

@@ -68,7 +68,7 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
     ("jetstream", &[], Policy::JetStream),
     ("store_dir", &[], Policy::Keep),
     ("default_js_domain", &[], Policy::Keep),
-    ("websocket", &["ws"], Policy::Warn),
+    ("websocket", &["ws"], Policy::Websocket),
     ("mqtt", &[], Policy::Warn),
     ("system_account", &["system"], Policy::Keep),
     (
@@ -108,6 +108,8 @@ pub enum Policy {
     Auth,
     /// `accounts {}`: checked by `crate::auth::config` (kept raw).
     Accounts,
+    /// `websocket {}`: parsed by `config::websocket` into [`Options::websocket`].
+    Websocket,
 }
 
 /// Parses `path` and applies it onto `opts` (which should hold the defaults;
@@ -155,6 +157,11 @@ pub fn apply(map: &Map, opts: &mut Options) -> Report {
 
 /// Checks between options, done at start-up (not by `-t`), like nats-server.
 pub fn validate(o: &Options) -> Result<(), String> {
+    if let Some(ws) = &o.websocket {
+        if ws.tls.is_none() && !ws.no_tls {
+            return Err("websocket requires TLS configuration".into());
+        }
+    }
     // Auth (issue #5): no_auth_user must name a configured user.
     crate::auth::config::AuthConfig::from_options(o)?;
     if o.max_payload > o.max_pending {
@@ -480,6 +487,7 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
                         o.allow_non_tls = b;
                     }
                 }
+                Policy::Websocket => o.websocket = super::websocket::parse_entry(e, r),
                 Policy::JetStream => {
                     o.jetstream = match v {
                         Value::Bool(b) => *b,
@@ -1063,7 +1071,7 @@ mod tests {
         }
         assert!(o.jetstream);
         // one line per unsupported block; jetstream is reported by the server itself
-        assert_eq!(r.unsupported.len(), 6, "{:?}", r.unsupported);
+        assert_eq!(r.unsupported.len(), 5, "{:?}", r.unsupported);
         assert!(r.unsupported[0].starts_with("t.conf:1:0: \"cluster\" is not supported"));
         let (o, r) = load_str("authorization { user: a, password: b }\ntls { cert_file: x }");
         // tls is parsed now (issue #5): a cert without key_file is an error.
