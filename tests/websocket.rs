@@ -587,3 +587,97 @@ asyncio.run(main())
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn websocket_authorization_overrides_the_server_s() {
+    assert!(
+        support::nats_server_bin().is_some(),
+        "nats-server not on PATH"
+    );
+    let top = "authorization { token: main }";
+    let extra = ", authorization { token: wstok, timeout: 1 }";
+    let ours = start(Kind::Natrium, extra, top);
+    let theirs = start(Kind::NatsServer, extra, top);
+    for tok in ["wstok", "main", ""] {
+        let c = format!("CONNECT {{\"verbose\":false,\"auth_token\":\"{tok}\"}}\r\nPING\r\n");
+        let a = exchange(ours.ws_port, &[bin(c.as_bytes())]);
+        let b = exchange(theirs.ws_port, &[bin(c.as_bytes())]);
+        assert_eq!(a, b, "token {tok:?}");
+    }
+    // Authentication Failure is a policy violation (1008).
+    let c = b"CONNECT {\"verbose\":false,\"auth_token\":\"main\"}\r\n";
+    let (mut s, _) = open(ours.ws_port);
+    s.write_all(&bin(c)).unwrap();
+    let raw = read_all(&mut s, Duration::from_millis(500));
+    assert!(
+        raw.ends_with(b"\x88\x18\x03\xf0Authentication Failure<EOF>"),
+        "{raw:?}"
+    );
+    // TCP clients keep the server's token.
+    for (tok, ok) in [("main", true), ("wstok", false)] {
+        let mut t = TcpStream::connect(("127.0.0.1", ours.server.port)).unwrap();
+        t.write_all(format!("CONNECT {{\"auth_token\":\"{tok}\"}}\r\nPING\r\n").as_bytes())
+            .unwrap();
+        let got = read_all(&mut t, Duration::from_millis(400));
+        assert_eq!(find(&got, b"PONG\r\n").is_some(), ok, "{tok}");
+    }
+    // The websocket auth timeout (1s) closes a silent websocket client.
+    let (mut c, info) = open(ours.ws_port);
+    assert_eq!(info["auth_required"], true);
+    let t = Instant::now();
+    let got = normalise(&read_all(&mut c, Duration::from_secs(3)));
+    assert!(got.contains("Authentication Timeout"), "{got}");
+    assert!(t.elapsed() < Duration::from_millis(2500));
+}
+
+#[test]
+fn monitoring_shows_websocket_clients() {
+    assert!(
+        support::nats_server_bin().is_some(),
+        "nats-server not on PATH"
+    );
+    let extra = ", same_origin: true, compression: false, handshake_timeout: \"3s\", \
+                 allowed_origins: [\"http://a.com\"]";
+    let mut varz = Vec::new();
+    let mut types = Vec::new();
+    for kind in [Kind::Natrium, Kind::NatsServer] {
+        let http = free_port();
+        let s = start(kind, extra, &format!("http: 127.0.0.1:{http}"));
+        let (mut c, _) = open(s.ws_port);
+        c.write_all(&bin(
+            b"CONNECT {\"verbose\":false,\"name\":\"wsc\"}\r\nSUB a 1\r\nPING\r\n",
+        ))
+        .unwrap();
+        let _ = read_all(&mut c, Duration::from_millis(300));
+        let mut tcp = TcpStream::connect(("127.0.0.1", s.server.port)).unwrap();
+        tcp.write_all(b"CONNECT {\"name\":\"tcp\"}\r\nPING\r\n")
+            .unwrap();
+        let _ = read_all(&mut tcp, Duration::from_millis(300));
+        let mut v = support::http_get_json(http, "/varz")["websocket"].clone();
+        v["port"] = serde_json::json!("P");
+        varz.push(v);
+        let conns = support::http_get_json(http, "/connz")["connections"].clone();
+        let mut t: Vec<(String, String)> = conns
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    c["type"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        t.sort();
+        types.push(t);
+    }
+    assert_eq!(varz[0], varz[1]);
+    assert_eq!(types[0], types[1]);
+    assert_eq!(
+        types[0],
+        [
+            ("tcp".into(), "nats".into()),
+            ("wsc".into(), "websocket".into())
+        ]
+    );
+}

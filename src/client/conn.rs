@@ -277,8 +277,8 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
     }
     // Auth (issue #5): nothing but CONNECT before authentication, except that
     // no_auth_user lets a client start without one.
-    if !client.auth.done.get() && !matches!(op, Op::Connect(_)) && ctx.auth.borrow().required() {
-        match crate::auth::no_auth_identity(&ctx.auth()) {
+    if !client.auth.done.get() && !matches!(op, Op::Connect(_)) && ctx.auth_for(client).required() {
+        match crate::auth::no_auth_identity(&ctx.auth_for(client)) {
             Some(id) => {
                 super::auth::admit(ctx, client, id);
                 client.connected.set(true);
@@ -404,7 +404,7 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     }
     // Auth (issue #5): the read loop waits here (bcrypt runs off this thread), so no
     // op after CONNECT is processed before the client is authenticated.
-    let auth = ctx.auth();
+    let auth = ctx.auth_for(client);
     let nonce = client.auth.nonce.borrow().clone();
     // TLS verify_and_map (issue #5): with users configured and no nkey in CONNECT,
     // the client certificate names the user.

@@ -161,6 +161,13 @@ pub fn validate(o: &Options) -> Result<(), String> {
         if ws.tls.is_none() && !ws.no_tls {
             return Err("websocket requires TLS configuration".into());
         }
+        // natrium has no operator mode (refused above), so a JWT cookie cannot work.
+        if let Some(c) = &ws.jwt_cookie {
+            return Err(format!(
+                "trusted operators or trusted keys configuration is required for JWT \
+                 authentication via cookie \"{c}\""
+            ));
+        }
     }
     // Auth (issue #5): no_auth_user must name a configured user.
     crate::auth::config::AuthConfig::from_options(o)?;
