@@ -681,3 +681,66 @@ fn monitoring_shows_websocket_clients() {
         ]
     );
 }
+
+#[test]
+fn nats_py_over_wss() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = TempDir::new("wss");
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "ws test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = p.self_signed(&ca_key).unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+    let ca_path = dir.write_string("ca.pem", &ca.pem());
+    let cert_path = dir.write_string("server.pem", &cert.pem());
+    let key_path = dir.write_string("server-key.pem", &key.serialize_pem());
+    let ws_port = free_port();
+    let conf = dir.write_string(
+        "wss.conf",
+        &format!(
+            "websocket {{ host: 127.0.0.1, port: {ws_port}, tls {{ cert_file: \"{cert_path}\", \
+             key_file: \"{key_path}\" }} }}\n"
+        ),
+    );
+    let server = Server::natrium(&["-c", &conf]);
+    // A plain ws:// upgrade on the wss:// port gets nothing but a close.
+    let mut plain = TcpStream::connect(("127.0.0.1", ws_port)).unwrap();
+    plain.write_all(good_request().as_bytes()).unwrap();
+    let got = read_all(&mut plain, Duration::from_secs(3));
+    assert!(find(&got, b"101").is_none(), "{got:?}");
+    let script = r#"
+import asyncio, ssl, sys, nats
+async def main():
+    ctx = ssl.create_default_context(cafile=sys.argv[3])
+    ws = await nats.connect(f"wss://127.0.0.1:{sys.argv[1]}", tls=ctx)
+    tcp = await nats.connect(f"nats://127.0.0.1:{sys.argv[2]}")
+    sub = await ws.subscribe("s")
+    await ws.flush()
+    await tcp.publish("s", b"over tls"); await tcp.flush()
+    m = await sub.next_msg(timeout=3); assert m.data == b"over tls", m.data
+    assert ws.connected_url.scheme == "wss"
+    await ws.drain(); await tcp.drain()
+    print("OK")
+asyncio.run(main())
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &ws_port.to_string(),
+            &server.port.to_string(),
+            &ca_path,
+        ])
+        .output()
+        .expect("python3 with nats-py and aiohttp");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
