@@ -744,3 +744,115 @@ asyncio.run(main())
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn deflate_raw(p: &[u8]) -> Vec<u8> {
+    let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(p.len() + 64);
+    c.compress_vec(p, &mut out, flate2::FlushCompress::Sync)
+        .unwrap();
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn inflate_raw(z: &[u8]) -> Vec<u8> {
+    let mut d = flate2::Decompress::new(false);
+    let input = [z, &[0, 0, 0xff, 0xff]].concat();
+    let mut out = Vec::with_capacity(z.len() * 20 + 1024);
+    d.decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+        .unwrap();
+    out
+}
+
+#[test]
+fn permessage_deflate_as_the_reference_negotiates_it() {
+    assert!(
+        support::nats_server_bin().is_some(),
+        "nats-server not on PATH"
+    );
+    let ours = start(Kind::Natrium, ", compression: true", "");
+    let theirs = start(Kind::NatsServer, ", compression: true", "");
+    let offer = good_request().replace(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    );
+    let heads: Vec<String> = [&ours, &theirs]
+        .iter()
+        .map(|s| {
+            let a = http(s.ws_port, offer.as_bytes());
+            a.split("\n\n").next().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(heads[0], heads[1]);
+    assert!(heads[0].contains("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"));
+
+    // Compressed frames in (one message over two frames), compressed frames out.
+    let mut s = TcpStream::connect(("127.0.0.1", ours.ws_port)).unwrap();
+    s.write_all(offer.as_bytes()).unwrap();
+    let got = read_all(&mut s, Duration::from_millis(300));
+    let end = find(&got, b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(got[end] & 0x40, 0x40, "INFO is compressed");
+    let mut msg = cat(CONNECT, b"SUB a 1\r\nPUB a 3000\r\n");
+    msg.extend((0..3000).map(|i| b"abcdefgh"[i % 8]));
+    msg.extend_from_slice(b"\r\nPING\r\n");
+    let z = deflate_raw(&msg);
+    s.write_all(&frame(2, &z[..10], false, true, 0x40)).unwrap();
+    s.write_all(&frame(0, &z[10..], true, true, 0)).unwrap();
+    s.write_all(&bin(b"PING\r\n")).unwrap();
+    let got = read_all(&mut s, Duration::from_millis(500));
+    let mut rest = &got[..];
+    let mut plain = Vec::new();
+    while let Some((payload, used)) = parse_frame(rest) {
+        if rest[0] & 0x40 != 0 {
+            plain.extend(inflate_raw(&payload));
+        } else {
+            plain.extend(payload);
+        }
+        rest = &rest[used..];
+    }
+    let text = String::from_utf8_lossy(&plain);
+    assert!(text.starts_with("MSG a 1 3000\r\nabcdefgh"), "{text}");
+    assert_eq!(text.matches("PONG\r\n").count(), 2, "{text}");
+    // Without compression configured, the offer is ignored (RSV1 frames are then
+    // refused: see protocol_errors_close_with_the_reference_status).
+    let plain_server = start(Kind::Natrium, "", "");
+    let a = http(plain_server.ws_port, offer.as_bytes());
+    assert!(!a.contains("Sec-WebSocket-Extensions"), "{a}");
+}
+
+#[test]
+fn nats_py_with_compression() {
+    let ours = start(Kind::Natrium, ", compression: true", "");
+    let script = r#"
+import asyncio, sys, nats
+async def main():
+    ws = await nats.connect(f"ws://127.0.0.1:{sys.argv[1]}")
+    tcp = await nats.connect(f"nats://127.0.0.1:{sys.argv[2]}")
+    sub = await ws.subscribe("c")
+    tsub = await tcp.subscribe("d")
+    await ws.flush()
+    body = b"compress me " * 5000
+    await tcp.publish("c", body); await tcp.flush()
+    m = await sub.next_msg(timeout=3); assert m.data == body
+    await ws.publish("d", body); await ws.flush()
+    m = await tsub.next_msg(timeout=3); assert m.data == body
+    await ws.drain(); await tcp.drain()
+    print("OK")
+asyncio.run(main())
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &ours.ws_port.to_string(),
+            &ours.server.port.to_string(),
+        ])
+        .output()
+        .expect("python3 with nats-py and aiohttp");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

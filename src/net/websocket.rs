@@ -60,6 +60,11 @@ struct ReadState {
     mask_pos: usize,
     /// A fragmented data message is in progress (continuations expected).
     in_message: bool,
+    /// The current data message is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// A compressed message just ended: decoding stops so its inflated bytes keep
+    /// their place in the stream.
+    inflate_now: bool,
     ctl: [u8; MAX_CONTROL_PAYLOAD],
     ctl_len: usize,
 }
@@ -77,6 +82,8 @@ impl Default for ReadState {
             mask: [0; 4],
             mask_pos: 0,
             in_message: false,
+            compressed: false,
+            inflate_now: false,
             ctl: [0; MAX_CONTROL_PAYLOAD],
             ctl_len: 0,
         }
@@ -100,7 +107,30 @@ pub struct WsStream {
     /// The connection's writer, parked: woken when the read side queues a control
     /// frame (a ping alone gives the read loop nothing to act on).
     writer: Option<std::task::Waker>,
+    /// permessage-deflate was negotiated (no context takeover either way).
+    deflate: Option<Box<Deflate>>,
 }
+
+/// permessage-deflate state: buffers kept across messages so that steady traffic
+/// allocates nothing once they have grown.
+struct Deflate {
+    inflater: flate2::Decompress,
+    deflater: flate2::Compress,
+    /// The compressed message being received (frames appended).
+    zin: Vec<u8>,
+    /// The inflated message not yet handed to the reader, and how much was.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// Raw bytes read after a compressed message ended, decoded on the next read.
+    rest: Vec<u8>,
+    /// The compressed output frame.
+    zout: Vec<u8>,
+}
+
+/// nats-server compresses only frames at least this long (smaller ones grow).
+const COMPRESS_THRESHOLD: usize = 64;
+/// A compressed message may not inflate past this (a deflate bomb stops here).
+const MAX_INFLATED: usize = 64 << 20;
 
 impl WsStream {
     fn new(inner: ConnStream, require_mask: bool) -> WsStream {
@@ -114,7 +144,21 @@ impl WsStream {
             close_sent: false,
             read_closed: false,
             writer: None,
+            deflate: None,
         }
+    }
+
+    fn with_deflate(mut self) -> WsStream {
+        self.deflate = Some(Box::new(Deflate {
+            inflater: flate2::Decompress::new(false),
+            deflater: flate2::Compress::new(flate2::Compression::default(), false),
+            zin: Vec::new(),
+            plain: Vec::new(),
+            plain_pos: 0,
+            rest: Vec::new(),
+            zout: Vec::new(),
+        }));
+        self
     }
 
     /// Registers the parked writer to wake for control frames.
@@ -137,12 +181,33 @@ impl WsStream {
     /// Reads and de-frames: returns NATS protocol bytes, `Ok(0)` at the end.
     pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         loop {
+            // Inflated bytes first, then raw bytes read after them, then the socket.
+            if let Some(z) = self.deflate.as_deref_mut() {
+                if z.plain_pos < z.plain.len() {
+                    let k = (z.plain.len() - z.plain_pos).min(buf.len());
+                    buf[..k].copy_from_slice(&z.plain[z.plain_pos..z.plain_pos + k]);
+                    z.plain_pos += k;
+                    return Poll::Ready(Ok(k));
+                }
+            }
             if self.read_closed {
                 return Poll::Ready(Ok(0));
             }
-            let n = match self.inner.poll_read(cx, buf) {
-                Poll::Ready(Ok(n)) => n,
-                other => return other,
+            let from_rest = match self.deflate.as_deref_mut() {
+                Some(z) if !z.rest.is_empty() => {
+                    let k = z.rest.len().min(buf.len());
+                    buf[..k].copy_from_slice(&z.rest[..k]);
+                    z.rest.drain(..k);
+                    Some(k)
+                }
+                _ => None,
+            };
+            let n = match from_rest {
+                Some(k) => k,
+                None => match self.inner.poll_read(cx, buf) {
+                    Poll::Ready(Ok(n)) => n,
+                    other => return other,
+                },
             };
             if n == 0 {
                 return Poll::Ready(Ok(0));
@@ -191,6 +256,16 @@ impl WsStream {
                     unmask(&mut rd.ctl[at..at + k], rd.mask, rd.mask_pos);
                 }
                 rd.ctl_len += k;
+            } else if rd.compressed {
+                let z = self
+                    .deflate
+                    .as_deref_mut()
+                    .ok_or("compressed frame received without negotiated permessage-deflate")?;
+                let at = z.zin.len();
+                z.zin.extend_from_slice(&buf[i..i + k]);
+                if rd.masked {
+                    unmask(&mut z.zin[at..], rd.mask, rd.mask_pos);
+                }
             } else {
                 buf.copy_within(i..i + k, o);
                 if rd.masked {
@@ -198,14 +273,59 @@ impl WsStream {
                 }
                 o += k;
             }
+            let rd = &mut self.rd;
             rd.mask_pos = (rd.mask_pos + k) & 3;
             rd.left -= k as u64;
             i += k;
             if rd.left == 0 {
                 self.end_frame();
             }
+            if self.rd.inflate_now {
+                self.rd.inflate_now = false;
+                self.inflate()?;
+                if let Some(z) = self.deflate.as_deref_mut() {
+                    z.rest.splice(0..0, buf[i..n].iter().copied());
+                }
+                return Ok(o);
+            }
         }
         Ok(o)
+    }
+
+    /// Inflates the compressed message just received into the pending plain bytes.
+    fn inflate(&mut self) -> Result<(), &'static str> {
+        let Some(z) = self.deflate.as_deref_mut() else {
+            return Ok(());
+        };
+        // The sender's final empty block (RFC 7692 7.2.2), stripped by the sender.
+        z.zin.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        z.plain.clear();
+        z.plain_pos = 0;
+        z.inflater.reset(false);
+        let mut used = 0usize;
+        loop {
+            if z.plain.len() == z.plain.capacity() {
+                z.plain.reserve((z.zin.len() * 4).max(4096));
+            }
+            let before_in = z.inflater.total_in();
+            let status = z
+                .inflater
+                .decompress_vec(&z.zin[used..], &mut z.plain, flate2::FlushDecompress::Sync)
+                .map_err(|_| "invalid compressed data")?;
+            used += (z.inflater.total_in() - before_in) as usize;
+            if z.plain.len() > MAX_INFLATED {
+                return Err("compressed message too large");
+            }
+            let done = used >= z.zin.len() && z.plain.len() < z.plain.capacity();
+            if done || matches!(status, flate2::Status::StreamEnd) {
+                break;
+            }
+            if matches!(status, flate2::Status::BufError) && used >= z.zin.len() {
+                break;
+            }
+        }
+        z.zin.clear();
+        Ok(())
     }
 
     /// Checks a complete frame header, nats-server's checks and words.
@@ -216,7 +336,8 @@ impl WsStream {
         rd.fin = b0 & 0x80 != 0;
         rd.opcode = b0 & 0x0f;
         rd.masked = b1 & 0x80 != 0;
-        if b0 & 0x40 != 0 {
+        let rsv1 = b0 & 0x40 != 0;
+        if rsv1 && self.deflate.is_none() {
             return Err("compressed frame received without negotiated permessage-deflate");
         }
         if b0 & 0x30 != 0 {
@@ -254,6 +375,7 @@ impl WsStream {
                     );
                 }
                 rd.in_message = !rd.fin;
+                rd.compressed = rsv1;
             }
             OP_CONT => {
                 if !rd.in_message {
@@ -293,7 +415,12 @@ impl WsStream {
                     self.queue_close(status, &ctl[2..len]);
                 }
             }
-            _ => {}
+            _ => {
+                if self.rd.fin && self.rd.compressed {
+                    self.rd.compressed = false;
+                    self.rd.inflate_now = true;
+                }
+            }
         }
     }
 
@@ -351,6 +478,42 @@ impl WsStream {
         let payload = self.frame.len() - HEADER_ROOM;
         if payload == 0 {
             return;
+        }
+        if payload >= COMPRESS_THRESHOLD {
+            if let Some(z) = self.deflate.as_deref_mut() {
+                z.zout.clear();
+                z.deflater.reset();
+                let input = &self.frame[HEADER_ROOM..];
+                let mut used = 0usize;
+                loop {
+                    if z.zout.capacity() - z.zout.len() < 64 {
+                        z.zout.reserve(input.len() / 2 + 128);
+                    }
+                    let before = z.deflater.total_in();
+                    let ok = z.deflater.compress_vec(
+                        &input[used..],
+                        &mut z.zout,
+                        flate2::FlushCompress::Sync,
+                    );
+                    used += (z.deflater.total_in() - before) as usize;
+                    // Done once all input is in and the sync marker is out.
+                    if ok.is_err() || (used >= input.len() && z.zout.ends_with(&[0, 0, 0xff, 0xff]))
+                    {
+                        break;
+                    }
+                }
+                if z.zout.ends_with(&[0, 0, 0xff, 0xff]) {
+                    let len = z.zout.len() - 4;
+                    z.zout.truncate(len);
+                    let mut small = [0u8; HEADER_ROOM];
+                    let hlen = header_bytes(&mut small, OP_BINARY, len);
+                    small[0] |= 0x40;
+                    self.out.extend_from_slice(&small[..hlen]);
+                    self.out.extend_from_slice(&z.zout);
+                    self.frame.truncate(HEADER_ROOM);
+                    return;
+                }
+            }
         }
         let mut small = [0u8; HEADER_ROOM];
         let hlen = header_bytes(&mut small, OP_BINARY, payload);
@@ -529,6 +692,10 @@ pub async fn upgrade(
             );
             resp.push_str(&accept_key(&req.key));
             resp.push_str("\r\n");
+            let deflate = opts.compression && req.deflate;
+            if deflate {
+                resp.push_str("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n");
+            }
             if req.no_masking {
                 resp.push_str("Nats-No-Masking: true\r\n");
             }
@@ -536,8 +703,13 @@ pub async fn upgrade(
             write_raw(&mut inner, resp.as_bytes())
                 .await
                 .map_err(|e| e.to_string())?;
+            let stream = WsStream::new(inner, !req.no_masking);
             Ok(Upgraded {
-                stream: WsStream::new(inner, !req.no_masking),
+                stream: if deflate {
+                    stream.with_deflate()
+                } else {
+                    stream
+                },
                 cookies: req.cookies,
             })
         }
@@ -612,6 +784,8 @@ impl Bad {
 struct Request {
     key: String,
     no_masking: bool,
+    /// The client offered permessage-deflate.
+    deflate: bool,
     cookies: Vec<(String, String)>,
 }
 
@@ -737,9 +911,17 @@ fn check_request(opts: &WebsocketOpts, head: &[u8], secure: bool) -> Result<Requ
             }
         }
     }
+    let deflate = all("Sec-WebSocket-Extensions").iter().any(|v| {
+        v.split(',').any(|ext| {
+            ext.split(';')
+                .next()
+                .is_some_and(|name| name.trim().eq_ignore_ascii_case("permessage-deflate"))
+        })
+    });
     Ok(Request {
         key: key.to_string(),
         no_masking,
+        deflate,
         cookies,
     })
 }
