@@ -856,3 +856,35 @@ asyncio.run(main())
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn token_cookie_logs_in_as_the_reference() {
+    assert!(
+        support::nats_server_bin().is_some(),
+        "nats-server not on PATH"
+    );
+    let top = "authorization { token: s3cr3t }";
+    let extra = ", token_cookie: nats_token";
+    let ours = start(Kind::Natrium, extra, top);
+    let theirs = start(Kind::NatsServer, extra, top);
+    for cookie in [
+        "nats_token=s3cr3t",
+        "other=1; nats_token=s3cr3t",
+        "nats_token=bad",
+        "x=s3cr3t",
+    ] {
+        let mut outs = Vec::new();
+        for s in [&ours, &theirs] {
+            let mut c = TcpStream::connect(("127.0.0.1", s.ws_port)).unwrap();
+            let req = good_request().replace("\r\n\r\n", &format!("\r\nCookie: {cookie}\r\n\r\n"));
+            c.write_all(req.as_bytes()).unwrap();
+            let _ = read_all(&mut c, Duration::from_millis(300));
+            c.write_all(&bin(b"CONNECT {\"verbose\":false}\r\nPING\r\n"))
+                .unwrap();
+            outs.push(normalise(&read_all(&mut c, Duration::from_millis(400))));
+        }
+        assert_eq!(outs[0], outs[1], "{cookie}");
+        let good = cookie.contains("nats_token=s3cr3t");
+        assert_eq!(outs[0].contains("PONG"), good, "{cookie}: {}", outs[0]);
+    }
+}

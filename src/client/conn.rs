@@ -68,6 +68,13 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, websocket: bool) {
         match crate::net::websocket::upgrade(&ws, inner, ws.tls.is_some()).await {
             Ok(up) => {
                 *client.tls.borrow_mut() = tls_state.map(Rc::new);
+                if let Some(name) = &ws.token_cookie {
+                    *client.ws_cookie_token.borrow_mut() = up
+                        .cookies
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone());
+                }
                 upgraded = Some(up);
             }
             Err(why) => {
@@ -397,6 +404,11 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
         crate::log_debug!("cid:{} - Client parser error: bad CONNECT", client.cid);
         client.close(None, "Protocol Violation");
         return Next::Stop;
+    }
+    if opts.auth_token.as_deref().unwrap_or_default().is_empty() {
+        if let Some(t) = client.ws_cookie_token.borrow().clone() {
+            opts.auth_token = Some(t);
+        }
     }
     if opts.legacy_account {
         auth_violation(client, &crate::auth::Failure::Anonymous);

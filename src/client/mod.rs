@@ -142,6 +142,9 @@ pub struct Client {
     pub tls: RefCell<Option<Rc<crate::net::stream::TlsState>>>,
     /// Came in on the websocket listener (INFO, /connz `type`).
     pub websocket: Cell<bool>,
+    /// The `token_cookie` value of the upgrade request: the token when CONNECT
+    /// has none (nats-server's cookie login for browsers).
+    pub ws_cookie_token: RefCell<Option<String>>,
 }
 
 impl Client {
@@ -177,6 +180,7 @@ impl Client {
             auth: Default::default(),
             tls: RefCell::new(None),
             websocket: Cell::new(false),
+            ws_cookie_token: RefCell::new(None),
         }
     }
 
