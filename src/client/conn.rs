@@ -66,7 +66,8 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, websocket: bool) {
             Err(_) => return,
         };
         match crate::net::websocket::upgrade(&ws, inner, ws.tls.is_some()).await {
-            Ok(up) => {
+            Ok(mut up) => {
+                up.stream.set_who(format!("{who} - wid:{cid}"));
                 *client.tls.borrow_mut() = tls_state.map(Rc::new);
                 if let Some(name) = &ws.token_cookie {
                     *client.ws_cookie_token.borrow_mut() = up

@@ -109,6 +109,8 @@ pub struct WsStream {
     writer: Option<std::task::Waker>,
     /// permessage-deflate was negotiated (no context takeover either way).
     deflate: Option<Box<Deflate>>,
+    /// Log prefix (`127.0.0.1:5000 - wid:7`, nats-server's for websocket clients).
+    who: String,
 }
 
 /// permessage-deflate state: buffers kept across messages so that steady traffic
@@ -145,7 +147,13 @@ impl WsStream {
             read_closed: false,
             writer: None,
             deflate: None,
+            who: String::new(),
         }
+    }
+
+    /// Sets the log prefix for read errors.
+    pub fn set_who(&mut self, who: String) {
+        self.who = who;
     }
 
     fn with_deflate(mut self) -> WsStream {
@@ -216,7 +224,7 @@ impl WsStream {
                 Ok(0) => continue,
                 Ok(out) => return Poll::Ready(Ok(out)),
                 Err(why) => {
-                    crate::log_error!("websocket read error: {why}");
+                    crate::log_error!("{} - read error: {why}", self.who);
                     self.queue_close(CLOSE_PROTOCOL_ERROR, why.as_bytes());
                     self.read_closed = true;
                     return Poll::Ready(Ok(0));
@@ -402,7 +410,10 @@ impl WsStream {
             OP_CLOSE => {
                 self.read_closed = true;
                 if len == 1 {
-                    crate::log_error!("websocket read error: close frame payload cannot be 1 byte");
+                    crate::log_error!(
+                        "{} - read error: close frame payload cannot be 1 byte",
+                        self.who
+                    );
                     self.queue_close(
                         CLOSE_PROTOCOL_ERROR,
                         b"close frame payload cannot be 1 byte",
