@@ -14,7 +14,7 @@ use super::value::{Entry, Value};
 /// What `websocket {}` configures.
 #[derive(Clone, Debug, Default)]
 pub struct WebsocketOpts {
-    /// Listen host; empty = the server's `host`... nats-server defaults to `0.0.0.0`.
+    /// Listen host (`0.0.0.0` unless set, as nats-server).
     pub host: String,
     /// Listen port (-1 = any free port).
     pub port: i32,
