@@ -80,13 +80,14 @@ impl ClientAuth {
 /// The INFO for a new connection on `ctx`'s shard: `auth_required` and, when nkey
 /// users exist, a fresh nonce (remembered for the signature check).
 pub fn client_info(ctx: &ShardCtx, client: &Client) -> Vec<u8> {
-    let auth = ctx.auth();
+    let auth = ctx.auth_for(client);
     let nonce = auth.needs_nonce().then(nkey::new_nonce);
     let line = ctx.server.client_info_auth(
         client.cid,
         client.peer,
         auth.info_auth_required(),
         nonce.as_deref(),
+        client.websocket.get(),
     );
     *client.auth.nonce.borrow_mut() = nonce;
     line
@@ -96,10 +97,15 @@ pub fn client_info(ctx: &ShardCtx, client: &Client) -> Vec<u8> {
 /// `authorization.timeout` gets `-ERR 'Authentication Timeout'` and is closed.
 /// Dropping the task cancels the timer.
 pub fn start_timer(ctx: &Rc<ShardCtx>, client: &Rc<Client>) -> Option<glommio::Task<()>> {
-    if !ctx.auth().required() || client.is_closed() {
+    if !ctx.auth_for(client).required() || client.is_closed() {
         return None;
     }
-    let timeout = ctx.opts().auth_timeout;
+    let ws_timeout = client
+        .websocket
+        .get()
+        .then(|| ctx.opts().websocket.as_ref().and_then(|w| w.auth.timeout))
+        .flatten();
+    let timeout = ws_timeout.unwrap_or(ctx.opts().auth_timeout);
     let client = client.clone();
     Some(glommio::spawn_local(async move {
         glommio::timer::sleep(timeout).await;

@@ -34,8 +34,9 @@ enum Next {
     Stop,
 }
 
-/// Serves one accepted connection until it closes.
-pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
+/// Serves one accepted connection until it closes; `websocket`: it came in on the
+/// websocket listener and starts with the HTTP upgrade.
+pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, websocket: bool) {
     // IPv4 clients of the dual-stack listener arrive as `::ffff:a.b.c.d`; nats-server
     // shows them as plain IPv4 (INFO client_ip, /connz, logs).
     let peer = tcp
@@ -47,12 +48,46 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     let _ = tcp.set_write_timeout(Some(opts.write_deadline));
     let cid = ctx.alloc_cid();
     let client = Rc::new(Client::new(cid, peer));
+    client.websocket.set(websocket);
+    let mut tcp = Some(tcp);
+    let mut upgraded = None;
+    if websocket {
+        // The upgrade comes before INFO (and before counting the connection), as
+        // nats-server's HTTP server answers it before a client exists.
+        let Some(ws) = opts.websocket.clone() else {
+            return;
+        };
+        let who = show(peer);
+        let Some(raw) = tcp.take() else { return };
+        let (inner, tls_state) = match crate::net::websocket::secure(&ws, raw, &who).await {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        match crate::net::websocket::upgrade(&ws, inner, ws.tls.is_some()).await {
+            Ok(mut up) => {
+                up.stream.set_who(format!("{who} - wid:{cid}"));
+                *client.tls.borrow_mut() = tls_state.map(Rc::new);
+                if let Some(name) = &ws.token_cookie {
+                    *client.ws_cookie_token.borrow_mut() = up
+                        .cookies
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone());
+                }
+                upgraded = Some(up);
+            }
+            Err(why) => {
+                crate::log_error!("{who} - websocket handshake error: {why}");
+                return;
+            }
+        }
+    }
 
     // Auth (issue #5): auth_required and the nkey nonce.
     let info = super::auth::client_info(&ctx, &client);
     // With TLS, INFO goes out during negotiation (plaintext, or inside TLS with
     // handshake_first), except to a client refused for max_connections.
-    let tls = opts.tls.clone();
+    let tls = if websocket { None } else { opts.tls.clone() };
     if tls.is_none() {
         client.queue(&info);
     }
@@ -69,31 +104,37 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream) {
     }
 
     // ----- TLS negotiation (issue #5) -----
-    let stream = match tls {
-        None => crate::net::stream::ConnStream::Plain(tcp),
-        Some(_) if !admitted => {
-            client.queue(&info);
-            crate::net::stream::ConnStream::Plain(tcp)
-        }
-        Some(tls) => {
-            let who = format!("{} - cid:{}", show(peer), cid);
-            match crate::net::stream::negotiate(&tls, opts.allow_non_tls, tcp, &info, &who).await {
-                Ok(n) => {
-                    if !n.info_sent {
-                        client.queue(&info);
+    let stream = match (upgraded, tcp) {
+        (Some(up), _) => crate::net::stream::ConnStream::Ws(Box::new(up.stream)),
+        (None, None) => return,
+        (None, Some(tcp)) => match tls {
+            None => crate::net::stream::ConnStream::Plain(tcp),
+            Some(_) if !admitted => {
+                client.queue(&info);
+                crate::net::stream::ConnStream::Plain(tcp)
+            }
+            Some(tls) => {
+                let who = format!("{} - cid:{}", show(peer), cid);
+                match crate::net::stream::negotiate(&tls, opts.allow_non_tls, tcp, &info, &who)
+                    .await
+                {
+                    Ok(n) => {
+                        if !n.info_sent {
+                            client.queue(&info);
+                        }
+                        *client.tls.borrow_mut() = n.tls.map(Rc::new);
+                        n.stream
                     }
-                    *client.tls.borrow_mut() = n.tls.map(Rc::new);
-                    n.stream
-                }
-                Err(reason) => {
-                    client.kill(reason);
-                    ctx.remove_client(&client);
-                    ctx.server.release_connection();
-                    crate::log_debug!("{who} - Client connection closed: {reason}");
-                    return;
+                    Err(reason) => {
+                        client.kill(reason);
+                        ctx.remove_client(&client);
+                        ctx.server.release_connection();
+                        crate::log_debug!("{who} - Client connection closed: {reason}");
+                        return;
+                    }
                 }
             }
-        }
+        },
     };
     let stream: Stream = Rc::new(RefCell::new(stream));
     let writer = glommio::spawn_local(write_loop(client.clone(), stream.clone()));
@@ -242,8 +283,8 @@ async fn handle_op(ctx: &Rc<ShardCtx>, client: &Rc<Client>, chunk: &Bytes, op: O
     }
     // Auth (issue #5): nothing but CONNECT before authentication, except that
     // no_auth_user lets a client start without one.
-    if !client.auth.done.get() && !matches!(op, Op::Connect(_)) && ctx.auth.borrow().required() {
-        match crate::auth::no_auth_identity(&ctx.auth()) {
+    if !client.auth.done.get() && !matches!(op, Op::Connect(_)) && ctx.auth_for(client).required() {
+        match crate::auth::no_auth_identity(&ctx.auth_for(client)) {
             Some(id) => {
                 super::auth::admit(ctx, client, id);
                 client.connected.set(true);
@@ -363,13 +404,18 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
         client.close(None, "Protocol Violation");
         return Next::Stop;
     }
+    if opts.auth_token.as_deref().unwrap_or_default().is_empty() {
+        if let Some(t) = client.ws_cookie_token.borrow().clone() {
+            opts.auth_token = Some(t);
+        }
+    }
     if opts.legacy_account {
         auth_violation(client, &crate::auth::Failure::Anonymous);
         return Next::Stop;
     }
     // Auth (issue #5): the read loop waits here (bcrypt runs off this thread), so no
     // op after CONNECT is processed before the client is authenticated.
-    let auth = ctx.auth();
+    let auth = ctx.auth_for(client);
     let nonce = client.auth.nonce.borrow().clone();
     // TLS verify_and_map (issue #5): with users configured and no nkey in CONNECT,
     // the client certificate names the user.
@@ -452,7 +498,9 @@ async fn on_ping(ctx: &Rc<ShardCtx>, client: &Client) -> Next {
     client.queue(encode::PONG);
     let protocol = client.opts.borrow().protocol;
     if protocol >= 1 && client.connected.get() && !client.sent_connect_info.replace(true) {
-        let info = ctx.server.connect_info(client.cid, client.peer);
+        let info = ctx
+            .server
+            .connect_info(client.cid, client.peer, client.websocket.get());
         client.queue(&info);
     }
     Next::Continue
@@ -647,10 +695,15 @@ fn on_pub(
 async fn write_loop(client: Rc<Client>, stream: Stream) {
     loop {
         poll_fn(|cx| {
-            if client.dead.get() || client.closing.get() || !client.out.borrow().is_empty() {
+            if client.dead.get()
+                || client.closing.get()
+                || !client.out.borrow().is_empty()
+                || stream.borrow().wants_flush()
+            {
                 Poll::Ready(())
             } else {
                 client.writer.set(Some(cx.waker().clone()));
+                stream.borrow_mut().park_writer(cx.waker());
                 Poll::Pending
             }
         })
@@ -672,12 +725,17 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
             if client.closing.get() {
                 break;
             }
+            if flush(&stream).await.is_err() {
+                client.kill("Write Error");
+                break;
+            }
             continue;
         }
         let written = if shared.is_empty() {
             write_all(&stream, &pending).await
-        } else if stream.borrow().is_tls() {
-            // sendmsg on the raw socket would bypass TLS: write the pieces through it.
+        } else if !stream.borrow().is_plain() {
+            // sendmsg on the raw socket would bypass TLS or the websocket framing:
+            // write the pieces through the stream (one websocket frame per flush).
             write_pieces(&stream, &pending, &shared).await
         } else {
             write_vectored(&stream, &pending, &shared).await
@@ -703,9 +761,12 @@ async fn write_loop(client: Rc<Client>, stream: Stream) {
         }
         out.spare_shared = shared;
     }
-    if !client.dead.get() && stream.borrow().is_tls() {
-        // An orderly close: tell a TLS peer (Go's tls.Conn.Close does too).
-        stream.borrow_mut().send_close_notify();
+    if !client.dead.get() && !stream.borrow().is_plain() {
+        // An orderly close: tell a TLS peer (Go's tls.Conn.Close does too), and a
+        // websocket peer why, with nats-server's close status.
+        stream
+            .borrow_mut()
+            .send_close_notify(client.close_reason.get());
         let _ = flush(&stream).await;
     }
     client.dead.set(true);

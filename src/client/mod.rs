@@ -140,6 +140,11 @@ pub struct Client {
     /// `tls.peer.map_user(user names)` runs nats-server's whole mapping, and
     /// `tls.peer.identities` lists the plain-string candidates in order.
     pub tls: RefCell<Option<Rc<crate::net::stream::TlsState>>>,
+    /// Came in on the websocket listener (INFO, /connz `type`).
+    pub websocket: Cell<bool>,
+    /// The `token_cookie` value of the upgrade request: the token when CONNECT
+    /// has none (nats-server's cookie login for browsers).
+    pub ws_cookie_token: RefCell<Option<String>>,
 }
 
 impl Client {
@@ -174,6 +179,8 @@ impl Client {
             ping_sent: Cell::new(None),
             auth: Default::default(),
             tls: RefCell::new(None),
+            websocket: Cell::new(false),
+            ws_cookie_token: RefCell::new(None),
         }
     }
 

@@ -604,7 +604,7 @@ pub async fn core_main(
     let accepting = core.clone();
     let acceptor = glommio::spawn_local(crate::server::acceptor::read_accepted(
         wake,
-        move |stream| {
+        move |stream, _websocket| {
             let core = accepting.clone();
             glommio::spawn_local(async move {
                 route::serve(core, stream, None).await;

@@ -68,7 +68,7 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
     ("jetstream", &[], Policy::JetStream),
     ("store_dir", &[], Policy::Keep),
     ("default_js_domain", &[], Policy::Keep),
-    ("websocket", &["ws"], Policy::Warn),
+    ("websocket", &["ws"], Policy::Websocket),
     ("mqtt", &[], Policy::Warn),
     ("system_account", &["system"], Policy::Keep),
     (
@@ -110,6 +110,8 @@ pub enum Policy {
     Accounts,
     /// `cluster {}`: parsed by `super::cluster` into [`Options::cluster`].
     Cluster,
+    /// `websocket {}`: parsed by `config::websocket` into [`Options::websocket`].
+    Websocket,
 }
 
 /// Parses `path` and applies it onto `opts` (which should hold the defaults;
@@ -157,6 +159,18 @@ pub fn apply(map: &Map, opts: &mut Options) -> Report {
 
 /// Checks between options, done at start-up (not by `-t`), like nats-server.
 pub fn validate(o: &Options) -> Result<(), String> {
+    if let Some(ws) = &o.websocket {
+        if ws.tls.is_none() && !ws.no_tls {
+            return Err("websocket requires TLS configuration".into());
+        }
+        // natrium has no operator mode (refused above), so a JWT cookie cannot work.
+        if let Some(c) = &ws.jwt_cookie {
+            return Err(format!(
+                "trusted operators or trusted keys configuration is required for JWT \
+                 authentication via cookie \"{c}\""
+            ));
+        }
+    }
     // Auth (issue #5): no_auth_user must name a configured user.
     crate::auth::config::AuthConfig::from_options(o)?;
     if o.max_payload > o.max_pending {
@@ -488,6 +502,7 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
                         o.allow_non_tls = b;
                     }
                 }
+                Policy::Websocket => o.websocket = super::websocket::parse_entry(e, r),
                 Policy::JetStream => {
                     o.jetstream = match v {
                         Value::Bool(b) => *b,
@@ -1071,8 +1086,8 @@ mod tests {
         }
         assert!(o.jetstream);
         // one line per unsupported block; jetstream is reported by the server itself,
-        // and cluster is parsed (issue #13)
-        assert_eq!(r.unsupported.len(), 5, "{:?}", r.unsupported);
+        // and cluster and websocket are parsed (issues #13, #14)
+        assert_eq!(r.unsupported.len(), 4, "{:?}", r.unsupported);
         assert!(
             r.unsupported[0].starts_with("t.conf:2:1: \"leaf\" is not supported"),
             "{:?}",

@@ -6,5 +6,6 @@ pub mod flags;
 pub mod options;
 pub mod parser;
 pub mod value;
+pub mod websocket;
 
 pub use options::Options;

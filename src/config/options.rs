@@ -117,6 +117,8 @@ pub struct Options {
     pub tls: Option<std::sync::Arc<crate::tls::TlsConfig>>,
     /// Accept plain TCP clients too when TLS is configured (`allow_non_tls`).
     pub allow_non_tls: bool,
+    /// `websocket {}`: the websocket listener (issue #14); None = no listener.
+    pub websocket: Option<crate::config::websocket::WebsocketOpts>,
     /// `--tls*` flags; they replace the file's `tls {}` (see `tls::TlsFlags`).
     pub tls_flags: crate::tls::TlsFlags,
     /// `--tls=false`: no TLS at all, whatever the file or the other `--tls*` flags say.
@@ -198,6 +200,7 @@ impl Default for Options {
             no_fast_producer_stall: false,
             tls: None,
             allow_non_tls: false,
+            websocket: None,
             tls_flags: Default::default(),
             tls_off: false,
             auth_flags: Default::default(),

@@ -178,7 +178,7 @@ fn info(c: &ConnSnapshot, now: SystemTime, subs: bool, detail: bool, auth: bool)
     ConnInfo {
         cid: c.cid,
         kind: "Client",
-        kind_type: "nats",
+        kind_type: if c.websocket { "websocket" } else { "nats" },
         ip: c.ip.clone(),
         port: c.port,
         start: rfc3339(c.start),

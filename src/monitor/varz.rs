@@ -26,12 +26,12 @@ pub struct VarzCluster {
     cluster_port: Option<u16>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "opt_go_float"
+        serialize_with = "go_float_opt"
     )]
     auth_timeout: Option<f64>,
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "opt_go_float"
+        serialize_with = "go_float_opt"
     )]
     tls_timeout: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -62,7 +62,67 @@ impl VarzCluster {
     }
 }
 
-fn opt_go_float<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+/// `/varz` `websocket`: nats-server's fields, `{}` without a websocket listener.
+#[derive(Serialize, Default)]
+struct Websocket {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    host: String,
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    port: i32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    advertise: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    no_auth_user: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    jwt_cookie: String,
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    handshake_timeout: u64,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "go_float_opt"
+    )]
+    auth_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_tls: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    same_origin: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_origins: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    compression: bool,
+}
+
+impl Websocket {
+    /// `bound`: the port the listener got (the configured one may be -1).
+    fn of(ws: Option<&crate::config::websocket::WebsocketOpts>, bound: u16) -> Websocket {
+        let Some(ws) = ws else {
+            return Websocket::default();
+        };
+        Websocket {
+            host: ws.host.clone(),
+            port: if bound > 0 { bound.into() } else { ws.port },
+            advertise: ws.advertise.clone().unwrap_or_default(),
+            no_auth_user: ws.no_auth_user.clone().unwrap_or_default(),
+            jwt_cookie: ws.jwt_cookie.clone().unwrap_or_default(),
+            handshake_timeout: ws.handshake_timeout.as_nanos() as u64,
+            auth_timeout: ws.auth.timeout.map(|t| t.as_secs_f64()),
+            no_tls: ws.no_tls,
+            same_origin: ws.same_origin,
+            allowed_origins: ws.allowed_origins.clone(),
+            compression: ws.compression,
+        }
+    }
+}
+
+fn is_zero_i32(v: &i32) -> bool {
+    *v == 0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+fn go_float_opt<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
     go_float(&v.unwrap_or_default(), s)
 }
 
@@ -128,7 +188,7 @@ struct Varz {
     gateway: Empty,
     leaf: Empty,
     mqtt: Empty,
-    websocket: Empty,
+    websocket: Websocket,
     jetstream: Empty,
     #[serde(serialize_with = "go_float")]
     tls_timeout: f64,
@@ -277,7 +337,7 @@ pub(super) fn varz(m: &Monitor) -> Response {
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
-        websocket: Empty {},
+        websocket: Websocket::of(opts.websocket.as_ref(), server.ws_port),
         jetstream: Empty {},
         tls_timeout: opts.tls.as_ref().map_or(2.0, |t| secs(t.timeout)),
         write_deadline: opts.write_deadline.as_nanos() as u64,

@@ -35,6 +35,8 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 pub enum ConnStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// WebSocket framing over a plain or TLS stream (issue #14).
+    Ws(Box<super::websocket::WsStream>),
 }
 
 impl ConnStream {
@@ -43,6 +45,7 @@ impl ConnStream {
         match self {
             ConnStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ConnStream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            ConnStream::Ws(s) => s.poll_read(cx, buf),
         }
     }
 
@@ -53,21 +56,56 @@ impl ConnStream {
         match self {
             ConnStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ConnStream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            ConnStream::Ws(s) => s.poll_write(cx, buf),
         }
     }
 
-    /// Sends what rustls buffered; nothing to do for plain TCP.
+    /// Sends what rustls buffered, or frames and sends what a websocket collected;
+    /// nothing to do for plain TCP.
     #[inline]
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             ConnStream::Plain(_) => Poll::Ready(Ok(())),
             ConnStream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+            ConnStream::Ws(s) => s.poll_flush(cx),
         }
     }
 
+    /// True for TLS, directly or under websocket framing.
     #[inline]
     pub fn is_tls(&self) -> bool {
-        matches!(self, ConnStream::Tls(_))
+        match self {
+            ConnStream::Plain(_) => false,
+            ConnStream::Tls(_) => true,
+            ConnStream::Ws(s) => s.inner().is_tls(),
+        }
+    }
+
+    /// True when bytes go to the socket unchanged: only then may the writer use
+    /// `sendmsg` on the raw fd, and only then is there nothing to flush.
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        matches!(self, ConnStream::Plain(_))
+    }
+
+    /// True for a websocket connection.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self, ConnStream::Ws(_))
+    }
+
+    /// Lets a websocket wake the parked writer when it queues a control frame.
+    pub fn park_writer(&mut self, waker: &std::task::Waker) {
+        if let ConnStream::Ws(s) = self {
+            s.park_writer(waker);
+        }
+    }
+
+    /// True when a websocket has control frames (pong, close) for the writer.
+    pub fn wants_flush(&self) -> bool {
+        match self {
+            ConnStream::Ws(s) => s.wants_flush(),
+            _ => false,
+        }
     }
 
     /// The TCP socket underneath.
@@ -75,13 +113,21 @@ impl ConnStream {
         match self {
             ConnStream::Plain(s) => s,
             ConnStream::Tls(s) => s.get_ref().0,
+            ConnStream::Ws(s) => s.inner().tcp(),
         }
     }
 
-    /// Queues a TLS close_notify alert (sent by the next flush); no-op for TCP.
-    pub fn send_close_notify(&mut self) {
-        if let ConnStream::Tls(s) = self {
-            s.get_mut().1.send_close_notify();
+    /// Queues what an orderly close sends (by the next flush): a TLS close_notify
+    /// alert, a websocket close frame with nats-server's status for `reason`
+    /// (then the TLS alert under it); no-op for TCP.
+    pub fn send_close_notify(&mut self, reason: &str) {
+        match self {
+            ConnStream::Plain(_) => {}
+            ConnStream::Tls(s) => s.get_mut().1.send_close_notify(),
+            ConnStream::Ws(s) => {
+                let status = super::websocket::close_status(reason);
+                s.queue_close(status, reason.as_bytes());
+            }
         }
     }
 }
@@ -224,6 +270,15 @@ async fn write_plain(tcp: &mut TcpStream, mut buf: &[u8]) -> io::Result<()> {
         buf = &buf[n..];
     }
     Ok(())
+}
+
+/// TLS at once (the websocket listener's wss://), within `tls.timeout`.
+pub async fn tls_first(
+    tls: &TlsConfig,
+    tcp: TcpStream,
+    who: &str,
+) -> Result<(ConnStream, TlsState), Failure> {
+    handshake(tls, tcp, tls.timeout, who).await
 }
 
 /// Runs the server side of the handshake within `left`.

@@ -37,10 +37,10 @@ pub async fn write_some_all(stream: &Stream, mut buf: &[u8]) -> std::io::Result<
     Ok(())
 }
 
-/// Sends what TLS buffered (nothing to do for plain TCP).
+/// Sends what TLS or websocket framing buffered (nothing to do for plain TCP).
 #[inline]
 pub async fn flush(stream: &Stream) -> std::io::Result<()> {
-    if !stream.borrow().is_tls() {
+    if stream.borrow().is_plain() {
         return Ok(());
     }
     poll_fn(|cx| stream.borrow_mut().poll_flush(cx)).await
@@ -88,7 +88,10 @@ pub async fn write_vectored(
     shared: &[(usize, Bytes)],
 ) -> std::io::Result<()> {
     const MAX_IOV: usize = 1024;
-    debug_assert!(!stream.borrow().is_tls(), "sendmsg would bypass TLS");
+    debug_assert!(
+        stream.borrow().is_plain(),
+        "sendmsg would bypass TLS/framing"
+    );
     let fd = stream.borrow().as_raw_fd();
     let pieces = 2 * shared.len() + 1;
     let (mut i, mut off) = (0usize, 0usize);

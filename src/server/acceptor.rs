@@ -10,6 +10,8 @@
 //! The thread deals connections round-robin: it writes each accepted descriptor (a
 //! native-endian `i32`) into a socket pair whose other end the shard reads with
 //! io_uring ([`read_accepted`]), so a shard wakes for a connection as for any input.
+//! The websocket listener's thread shares the shards' socket pairs: it writes its
+//! descriptors bit-inverted (negative), so the shard knows to start with the upgrade.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -25,30 +27,47 @@ pub struct Acceptor {
     listen_fd: RawFd,
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Other listeners' threads that stop with this one (the websocket port).
+    siblings: Vec<Acceptor>,
 }
 
 /// Bytes per descriptor on a shard's socket pair.
 const FD_BYTES: usize = std::mem::size_of::<i32>();
 
 impl Acceptor {
-    /// Starts accepting on `listener`, dealing connections over `shards` in turn.
-    pub fn start(listener: TcpListener, shards: Vec<UnixStream>) -> std::io::Result<Acceptor> {
+    /// Starts accepting on `listener`, dealing connections over `shards` in turn;
+    /// `websocket` marks them as the websocket listener's.
+    pub fn start(
+        listener: TcpListener,
+        shards: Vec<UnixStream>,
+        websocket: bool,
+    ) -> std::io::Result<Acceptor> {
         let listen_fd = listener.as_raw_fd();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = stopping.clone();
         let thread = std::thread::Builder::new()
             .name("natrium-accept".into())
-            .spawn(move || accept_loop(listener, shards, &stop))?;
+            .spawn(move || accept_loop(listener, shards, websocket, &stop))?;
         Ok(Acceptor {
             listen_fd,
             stopping,
             thread: Some(thread),
+            siblings: Vec::new(),
         })
+    }
+
+    /// Makes `other` stop whenever this acceptor stops.
+    pub fn with(mut self, other: Acceptor) -> Acceptor {
+        self.siblings.push(other);
+        self
     }
 
     /// Stops accepting and closes the listening socket (lame duck mode, shutdown);
     /// connections already handed over stay with their shards.
     pub fn stop(&mut self) {
+        for s in &mut self.siblings {
+            s.stop();
+        }
         let Some(thread) = self.thread.take() else {
             return;
         };
@@ -66,7 +85,12 @@ impl Drop for Acceptor {
     }
 }
 
-fn accept_loop(listener: TcpListener, mut shards: Vec<UnixStream>, stopping: &AtomicBool) {
+fn accept_loop(
+    listener: TcpListener,
+    mut shards: Vec<UnixStream>,
+    websocket: bool,
+    stopping: &AtomicBool,
+) {
     let fd = listener.as_raw_fd();
     let mut next = 0usize;
     while !stopping.load(Ordering::SeqCst) {
@@ -102,7 +126,10 @@ fn accept_loop(listener: TcpListener, mut shards: Vec<UnixStream>, stopping: &At
             let i = next % shards.len();
             next = next.wrapping_add(1);
             let raw = conn.as_raw_fd();
-            if shards[i].write_all(&raw.to_ne_bytes()).is_ok() {
+            let tagged = if websocket { !raw } else { raw };
+            // One 4-byte write on a stream socket is never split or interleaved with
+            // the other acceptor's.
+            if shards[i].write_all(&tagged.to_ne_bytes()).is_ok() {
                 // The shard owns it now.
                 let _ = conn.into_raw_fd();
                 break;
@@ -115,11 +142,11 @@ fn accept_loop(listener: TcpListener, mut shards: Vec<UnixStream>, stopping: &At
     }
 }
 
-/// Reads the descriptors the acceptor dealt to this shard and calls `serve` with each
-/// until the acceptor's end closes.
+/// Reads the descriptors the acceptors dealt to this shard and calls `serve` with each
+/// (and whether it is a websocket connection) until the acceptors' ends close.
 pub async fn read_accepted(
     wake: glommio::net::UnixStream,
-    mut serve: impl FnMut(glommio::net::TcpStream),
+    mut serve: impl FnMut(glommio::net::TcpStream, bool),
 ) {
     use futures_lite::AsyncReadExt;
     let mut wake = wake;
@@ -135,9 +162,17 @@ pub async fn read_accepted(
         for chunk in buf[..whole].chunks_exact(FD_BYTES) {
             let mut raw = [0u8; FD_BYTES];
             raw.copy_from_slice(chunk);
-            let fd = i32::from_ne_bytes(raw);
+            let tagged = i32::from_ne_bytes(raw);
+            let (fd, websocket) = if tagged < 0 {
+                (!tagged, true)
+            } else {
+                (tagged, false)
+            };
             // SAFETY: the acceptor gave up this descriptor to this shard alone.
-            serve(unsafe { glommio::net::TcpStream::from_raw_fd(fd) });
+            serve(
+                unsafe { glommio::net::TcpStream::from_raw_fd(fd) },
+                websocket,
+            );
         }
         buf.copy_within(whole..have, 0);
         have -= whole;

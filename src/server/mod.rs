@@ -40,6 +40,8 @@ pub struct ServerShared {
     pub server_name: String,
     /// The port clients connect to (resolved when `-p -1`).
     pub port: u16,
+    /// The websocket listener's port (0 without one).
+    pub ws_port: u16,
     /// The INFO template; replaced on reload (max_payload).
     info: std::sync::RwLock<Info>,
     connections: AtomicI64,
@@ -190,22 +192,29 @@ impl ServerShared {
         peer: Option<SocketAddr>,
         auth_required: bool,
         nonce: Option<&str>,
+        websocket: bool,
     ) -> Vec<u8> {
         let mut info = self.info_template();
         info.client_id = cid;
         info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         info.auth_required = auth_required;
         info.nonce = nonce.unwrap_or_default().to_string();
+        if websocket {
+            self.websocket_info(&mut info);
+        }
         info.to_line()
     }
 
     /// The INFO sent after the first PONG to protocol-1 clients.
-    pub fn connect_info(&self, cid: u64, peer: Option<SocketAddr>) -> Vec<u8> {
+    pub fn connect_info(&self, cid: u64, peer: Option<SocketAddr>, websocket: bool) -> Vec<u8> {
         let mut info = self.info_template();
         info.client_id = cid;
         info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         info.connect_info = true;
         info.remote_account = "$G".into();
+        if websocket {
+            self.websocket_info(&mut info);
+        }
         info.to_line()
     }
 
@@ -226,6 +235,18 @@ impl ServerShared {
         }
         info.connect_urls = urls;
         true
+    }
+
+    /// What nats-server's INFO says differently to websocket clients: the websocket
+    /// listener's host and port, and its TLS.
+    fn websocket_info(&self, info: &mut Info) {
+        if let Some(ws) = &self.opts.websocket {
+            info.host = ws.host.clone();
+            info.port = self.ws_port;
+            info.tls_required = ws.tls.is_some();
+            info.tls_verify = ws.tls.as_ref().is_some_and(|t| t.verify);
+            info.tls_available = false;
+        }
     }
 
     /// Counts a new connection; false when max_connections is reached.
@@ -388,6 +409,15 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     let monitor_url = monitor.as_ref().map(|m| m.url());
     let listener = bind_client_port(&opts.host, opts.port)?;
     let port = listen::bound_port(&listener);
+    // Websocket (issue #14): its own listening socket, dealt to the same shards.
+    let ws_listener = match &opts.websocket {
+        None => None,
+        Some(ws) => Some(
+            listen::bind_tcp(&ws.host, ws.port.into())
+                .map_err(|e| FatalError(format!("Error listening on websocket port: {e}")))?,
+        ),
+    };
+    let ws_port = ws_listener.as_ref().map_or(0, listen::bound_port);
     let auth = Arc::new(crate::auth::AuthConfig::from_options(&opts).map_err(FatalError)?);
     if auth.has_plaintext_passwords() {
         log_warn!("Plaintext passwords detected, use nkeys or bcrypt");
@@ -439,6 +469,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         server_id,
         server_name,
         port,
+        ws_port,
         info: std::sync::RwLock::new(info),
         auth,
         connections: AtomicI64::new(0),
@@ -521,14 +552,37 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
                 listen::host_port(host, port)
             );
             Some(
-                acceptor::Acceptor::start(listener, vec![handoff])
+                acceptor::Acceptor::start(listener, vec![handoff], false)
                     .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?,
             )
         }
         _ => None,
     };
-    let acceptor = acceptor::Acceptor::start(listener, handoff)
+    let mut ws_acceptor = None;
+    if let (Some(ws), Some(l)) = (&opts.websocket, ws_listener) {
+        let ends = handoff
+            .iter()
+            .map(|h| h.try_clone())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
+        ws_acceptor = Some(
+            acceptor::Acceptor::start(l, ends, true)
+                .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?,
+        );
+        let scheme = if ws.tls.is_some() { "wss" } else { "ws" };
+        log_info!(
+            "Listening for websocket clients on {scheme}://{}",
+            listen::host_port(&ws.host, ws_port)
+        );
+        if ws.tls.is_none() {
+            log_warn!("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!");
+        }
+    }
+    let mut acceptor = acceptor::Acceptor::start(listener, handoff, false)
         .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?;
+    if let Some(ws) = ws_acceptor {
+        acceptor = acceptor.with(ws);
+    }
     log_info!(
         "Listening for client connections on {}",
         listen::host_port(&opts.host, port)
@@ -559,6 +613,13 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
             let port = server.cluster_port.load(Ordering::Relaxed) as u16;
             doc["cluster"] =
                 serde_json::json!([format!("nats://{}", listen::local_host_port(&c.host, port))]);
+        }
+        if let Some(ws) = &opts.websocket {
+            let scheme = if ws.tls.is_some() { "wss" } else { "ws" };
+            doc["websocket"] = serde_json::json!([format!(
+                "{scheme}://{}",
+                listen::local_host_port(&ws.host, ws_port)
+            )]);
         }
         let path = ports_file_path(dir);
         if let Err(e) = std::fs::write(&path, doc.to_string()) {

@@ -71,8 +71,8 @@ pub async fn shard_main(
     let serve = ctx.clone();
     let acceptor = glommio::spawn_local(crate::server::acceptor::read_accepted(
         wake,
-        move |stream| {
-            glommio::spawn_local(crate::client::serve(serve.clone(), stream)).detach();
+        move |stream, websocket| {
+            glommio::spawn_local(crate::client::serve(serve.clone(), stream, websocket)).detach();
         },
     ));
     let _ = ready.send(());

@@ -1218,6 +1218,45 @@ impl ShardCtx {
     pub fn auth(&self) -> Arc<crate::auth::AuthConfig> {
         self.auth.borrow().clone()
     }
+
+    /// The authentication that applies to `client`: a websocket client with the
+    /// `websocket { authorization {} }` override is checked against that user or
+    /// token alone (and `websocket.no_auth_user`), as nats-server does; everyone else
+    /// against the server's. Built per connection, off the message path.
+    pub fn auth_for(&self, client: &crate::client::Client) -> Arc<crate::auth::AuthConfig> {
+        let base = self.auth();
+        if !client.websocket.get() {
+            return base;
+        }
+        let opts = self.opts();
+        let Some(ws) = opts.websocket.as_ref() else {
+            return base;
+        };
+        if !ws.auth.any() && ws.no_auth_user.is_none() {
+            return base;
+        }
+        let mut a = (*base).clone();
+        if ws.auth.any() {
+            a.token = ws.auth.token.clone();
+            a.single = ws
+                .auth
+                .user
+                .clone()
+                .map(|u| (u, ws.auth.password.clone().unwrap_or_default()));
+            // Only the websocket no_auth_user stays reachable among the users.
+            let keep = ws
+                .no_auth_user
+                .as_ref()
+                .and_then(|n| base.users.get(n).cloned());
+            a.users.clear();
+            a.nkeys.clear();
+            if let (Some(n), Some(u)) = (ws.no_auth_user.as_ref(), keep) {
+                a.users.insert(n.clone(), u);
+            }
+        }
+        a.no_auth_user = ws.no_auth_user.clone();
+        Arc::new(a)
+    }
 }
 
 /// Where one client shard sits among the executors, from the mesh's roles (dedicated

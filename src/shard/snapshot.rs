@@ -75,6 +75,8 @@ pub struct ConnSnapshot {
     pub reason: String,
     /// When it closed (closed connections only).
     pub stop: Option<SystemTime>,
+    /// Came in on the websocket listener (`type: websocket`).
+    pub websocket: bool,
 }
 
 /// One shard's counters and connections.
@@ -150,6 +152,7 @@ impl ConnSnapshot {
         ConnSnapshot {
             cid: client.cid,
             shard,
+            websocket: client.websocket.get(),
             ip: client.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
             port: client.peer.map(|p| p.port()).unwrap_or_default(),
             start: client.start,
