@@ -404,15 +404,6 @@ impl ClusterCore {
         }
     }
 
-    fn rand_below(st: &mut CoreState, n: u32) -> u32 {
-        let mut x = st.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        st.rng = x;
-        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % n.max(1) as u64) as u32
-    }
-
     /// A message from a client shard for the routes: one `RMSG` per route that wants
     /// it, with the queue groups that chose a member behind that route.
     fn on_shard_msg(&self, m: &RoutedMsg) {
@@ -441,16 +432,7 @@ impl ClusterCore {
             let Some(q) = res.queues.iter().find(|q| q.name == group) else {
                 continue;
             };
-            let mut pick = Self::rand_below(&mut st, q.total);
-            let mut chosen = q.members.first().map(|m| m.0);
-            for &(route, w) in &q.members {
-                if pick < w {
-                    chosen = Some(route);
-                    break;
-                }
-                pick -= w;
-            }
-            if let Some(r) = chosen {
+            if let Some(r) = q.pick(&mut st.rng) {
                 picks.push((r, q.name.clone()));
             }
         }
@@ -521,16 +503,7 @@ impl ClusterCore {
             let Some(q) = res.queues.iter().find(|q| &q.name[..] == name) else {
                 continue;
             };
-            let mut pick = Self::rand_below(&mut st, q.total);
-            let mut chosen = q.members.first().map(|m| m.0);
-            for &(shard, w) in &q.members {
-                if pick < w {
-                    chosen = Some(shard);
-                    break;
-                }
-                pick -= w;
-            }
-            if let Some(shard) = chosen {
+            if let Some(shard) = q.pick(&mut st.rng) {
                 st.targets[shard as usize].queues.push(q.name.clone());
                 any = true;
             }

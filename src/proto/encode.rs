@@ -7,7 +7,8 @@ use crate::net::Outbound;
 /// Payloads at least this large are queued by reference, not copied, per subscriber.
 pub const SHARE_MIN: usize = 512;
 
-fn put_num(out: &mut BytesMut, n: usize) {
+/// Appends `n` in decimal.
+pub(crate) fn put_num(out: &mut BytesMut, n: usize) {
     let mut b = itoa::Buffer::new();
     out.put_slice(b.format(n).as_bytes());
 }

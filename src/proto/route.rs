@@ -305,10 +305,7 @@ fn parse_msg<'a>(
     )))
 }
 
-fn put_num(out: &mut BytesMut, n: usize) {
-    let mut b = itoa::Buffer::new();
-    out.put_slice(b.format(n).as_bytes());
-}
+use super::encode::put_num;
 
 /// `RS+ <acc> <subject>[ <queue> <weight>]`.
 pub fn sub(out: &mut BytesMut, account: &[u8], subject: &[u8], queue: Option<(&[u8], u32)>) {

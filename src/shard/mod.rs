@@ -489,13 +489,7 @@ impl ShardCtx {
     }
 
     fn rand_below(st: &mut ShardState, n: u32) -> u32 {
-        // xorshift64*: cheap, no allocation, good enough to spread queue picks.
-        let mut x = st.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        st.rng = x;
-        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % n as u64) as u32
+        crate::sublist::rand_below(&mut st.rng, n)
     }
 
     /// Publishes `msg` in `account` (the hot path): delivers to this shard's

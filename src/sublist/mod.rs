@@ -70,6 +70,31 @@ pub struct QueueMatch<T> {
     pub total: u32,
 }
 
+/// A number below `n` (at least 1) from xorshift64* state `rng`: cheap, no
+/// allocation, good enough to spread queue picks.
+pub fn rand_below(rng: &mut u64, n: u32) -> u32 {
+    let mut x = *rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *rng = x;
+    ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) % n.max(1) as u64) as u32
+}
+
+impl<T: Copy> QueueMatch<T> {
+    /// One member, chosen by weight.
+    pub fn pick(&self, rng: &mut u64) -> Option<T> {
+        let mut pick = rand_below(rng, self.total);
+        for &(item, weight) in &self.members {
+            if pick < weight {
+                return Some(item);
+            }
+            pick -= weight;
+        }
+        self.members.first().map(|m| m.0)
+    }
+}
+
 impl<T> SublistResult<T> {
     /// No plain entries and no queue groups.
     pub fn is_empty(&self) -> bool {
