@@ -3,7 +3,8 @@
 //! from the front of the buffer until one is incomplete or an error.
 //!
 //! Input layout: byte 0 picks the limits (the defaults, or tiny ones so the limit
-//! checks are reached with short inputs), the rest is what a peer sends.
+//! checks are reached with short inputs) and, by its top bit, the dialect (route or
+//! leaf node); the rest is what a peer sends.
 //!
 //! Besides "no panic", it checks what the read loop relies on:
 //! * `used` is in `1..=buf.len()`, and the op's slices lie inside what it used;
@@ -14,7 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use natrium::proto::route::{needed, parse, RouteOp};
+use natrium::proto::route::{needed, parse, Dialect, RouteOp};
 
 fn inside(outer: &[u8], part: &[u8]) -> bool {
     part.is_empty() || {
@@ -32,10 +33,11 @@ fuzz_target!(|data: &[u8]| {
     } else {
         (65536, 1 << 20)
     };
+    let dialect = if ctl & 0x80 == 0 { Dialect::Route } else { Dialect::Leaf };
     let mut at = 0;
     while at < stream.len() {
         let buf = &stream[at..];
-        match parse(buf, max_line, max_payload) {
+        match parse(buf, max_line, max_payload, dialect) {
             Ok(Some((op, used))) => {
                 assert!(used >= 1 && used <= buf.len(), "used {used} of {}", buf.len());
                 let taken = &buf[..used];
@@ -57,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 // Statelessness: the op parses the same from a copy of just its bytes.
                 let alone = taken.to_vec();
-                let again = parse(&alone, max_line, max_payload).expect("same op alone");
+                let again = parse(&alone, max_line, max_payload, dialect).expect("same op alone");
                 assert_eq!(again.map(|(_, n)| n), Some(used));
                 at += used;
             }

@@ -1,19 +1,26 @@
-//! The cluster core: route connections to the other servers of the cluster and the
-//! interest bookkeeping between them and the client shards. It runs on its own
-//! executor (a dedicated core) and talks to the client shards only through the
-//! mesh's envelopes.
+//! The cluster core: connections to other servers (routes to the servers of this
+//! cluster, leaf node connections to hubs and from leafs) and the interest
+//! bookkeeping between them and the client shards. It runs on its own executor (a
+//! dedicated core) and talks to the client shards only through the mesh's envelopes.
 //!
 //! * Client shards tell it about every subscription gained or lost, as they tell each
 //!   other ([`Envelope::Interest`]). It keeps a replica of that interest (to hand
-//!   messages from routes to the shards that want them) and a count per account,
-//!   subject and queue across all shards: `RS+` goes to the routes on 0 -> 1 (queue
-//!   groups: on every change, with the weight), `RS-` on 1 -> 0.
-//! * What a route wants (`RS+`/`LS+`) it tells the client shards as if it were a
-//!   shard with that many subscriptions, so a shard's one match finds route interest
+//!   messages from other servers to the shards that want them) and a count per
+//!   account, subject and queue across all shards.
+//! * What each link is told ([`interest`]): routes get this server's interest and that
+//!   of the leafs it is the hub for; a leaf gets what it may receive by the
+//!   reference's rules (a hub tells a leaf everything of the bound account, a spoke
+//!   tells its hub only its own clients' and its own leafs' interest).
+//! * What a link wants (`RS+`/`LS+`) it tells the client shards as if it were a
+//!   shard with that many subscriptions, so a shard's one match finds remote interest
 //!   beside the other shards' and sends one envelope here per message.
-//! * A message from a route goes to local subscribers only, never to another route
-//!   (the cluster is a full mesh).
+//! * Messages ([`deliver`]) go where the interest said, never back where they came
+//!   from and never from one route to another (the cluster is a full mesh).
 
+pub mod deliver;
+pub mod interest;
+pub mod leaf;
+pub mod link;
 pub mod route;
 pub mod snapshot;
 
@@ -22,25 +29,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::account::AccountId;
-use crate::bus::{Envelope, RoutedMsg};
+use crate::bus::Envelope;
 use crate::config::cluster::ClusterOptions;
+use crate::config::leafnode::LeafnodeOptions;
 use crate::server::ServerShared;
 use crate::sublist::Sublist;
 
+use leaf::Leaf;
 use route::Route;
 
 /// An account, subject and optional queue group.
 type InterestKey = (AccountId, Bytes, Option<Bytes>);
-
-/// Where one message from a route goes on one client shard.
-#[derive(Default)]
-struct ShardTarget {
-    plain: bool,
-    queues: Vec<Bytes>,
-}
 
 /// The cluster core's state; all of it belongs to its executor.
 pub struct ClusterCore {
@@ -58,6 +60,10 @@ pub struct ClusterCore {
     pub dynamic: Cell<bool>,
     /// The port routes connect to.
     pub port: u16,
+    /// Leaf node settings in force.
+    leafnodes: RefCell<LeafnodeOptions>,
+    /// The port leafs connect to (0: none).
+    pub leaf_port: u16,
     /// Mesh ids of the client shards.
     clients: Vec<usize>,
     state: RefCell<CoreState>,
@@ -66,22 +72,32 @@ pub struct ClusterCore {
 struct CoreState {
     /// Per account: the client shards' interest (item: shard mesh id).
     shards: Vec<Sublist<u16>>,
-    /// Per account, subject and queue: subscriptions across all client shards.
+    /// Per account, subject and queue: subscriptions across all client shards (and
+    /// this server's own loop-detection subjects).
     local: HashMap<InterestKey, u32>,
-    /// Per account: what each route wants (item: route id, count: weight).
-    routes_interest: Vec<Sublist<u64>>,
+    /// Per account: what each route and leaf wants (item: link id, count: weight).
+    remote: Vec<Sublist<u64>>,
+    /// Per account, subject and queue: the routes' weights summed.
+    routes_total: HashMap<InterestKey, u32>,
+    /// What the routes were told (all routes are told the same).
+    told_routes: HashMap<InterestKey, u32>,
     /// Registered routes, by id.
     routes: BTreeMap<u64, Rc<Route>>,
-    next_route: u64,
+    /// Registered leaf connections, by id.
+    leafs: BTreeMap<u64, Rc<Leaf>>,
+    /// Per account: its loop-detection subject (`$LDS.<random>`), once a leaf uses it.
+    lds: Vec<Bytes>,
+    next_link: u64,
     rng: u64,
     /// Account ids by name, for messages from routes (looked up per message: foldhash).
     by_name: HashMap<Bytes, AccountId, foldhash::fast::RandomState>,
     /// Account names by id, for lines to routes.
     names: Vec<Bytes>,
-    targets: Vec<ShardTarget>,
-    /// Scratch space for one message's routes and queue picks (kept, not reallocated).
-    scratch_routes: Vec<u64>,
+    targets: Vec<deliver::ShardTarget>,
+    /// Scratch space for one message's links and queue picks (kept, not reallocated).
+    scratch_links: Vec<u64>,
     scratch_picks: Vec<(u64, Bytes)>,
+    scratch_candidates: Vec<(deliver::Hop, u32)>,
 }
 
 impl ClusterCore {
@@ -91,13 +107,19 @@ impl ClusterCore {
         server: Arc<ServerShared>,
         opts: ClusterOptions,
         port: u16,
+        leaf_port: u16,
     ) -> Rc<ClusterCore> {
         let clients = (0..mesh.count())
             .filter(|&i| mesh.roles()[i] == shards::Role::Client)
             .collect();
-        let (name, dynamic) = match &opts.name {
-            Some(n) => (n.clone(), opts.dynamic_name),
-            None => (random_name(), true),
+        let leafnodes = server.opts.leafnodes.clone().unwrap_or_default();
+        // Without a cluster, a leaf's cluster name is its server name when it has
+        // remotes (as nats-server names it), else there is none.
+        let (name, dynamic) = match (&opts.name, server.opts.cluster.is_some()) {
+            (Some(n), _) => (n.clone(), opts.dynamic_name),
+            (None, true) => (random_name(), true),
+            (None, false) if !leafnodes.remotes.is_empty() => (server.server_name.clone(), false),
+            (None, false) => (String::new(), false),
         };
         let id = mesh.id();
         let executors = mesh.count();
@@ -109,19 +131,28 @@ impl ClusterCore {
             name: RefCell::new(name),
             dynamic: Cell::new(dynamic),
             port,
+            leafnodes: RefCell::new(leafnodes),
+            leaf_port,
             clients,
             state: RefCell::new(CoreState {
                 shards: Vec::new(),
                 local: HashMap::new(),
-                routes_interest: Vec::new(),
+                remote: Vec::new(),
+                routes_total: HashMap::new(),
+                told_routes: HashMap::new(),
                 routes: BTreeMap::new(),
-                next_route: 0,
+                leafs: BTreeMap::new(),
+                lds: Vec::new(),
+                next_link: 0,
                 rng: 0x2545_F491_4F6C_DD1D,
                 by_name: HashMap::default(),
                 names: Vec::new(),
-                targets: (0..executors).map(|_| ShardTarget::default()).collect(),
-                scratch_routes: Vec::new(),
+                targets: (0..executors)
+                    .map(|_| deliver::ShardTarget::default())
+                    .collect(),
+                scratch_links: Vec::new(),
                 scratch_picks: Vec::new(),
+                scratch_candidates: Vec::new(),
             }),
         })
     }
@@ -168,10 +199,20 @@ impl ClusterCore {
     }
 
     /// A new route id.
-    pub fn next_route_id(&self) -> u64 {
+    pub fn next_link_id(&self) -> u64 {
         let mut st = self.state.borrow_mut();
-        st.next_route += 1;
-        st.next_route
+        st.next_link += 1;
+        st.next_link
+    }
+
+    /// Leaf node settings in force.
+    pub fn leaf_opts(&self) -> std::cell::Ref<'_, LeafnodeOptions> {
+        self.leafnodes.borrow()
+    }
+
+    /// The leaf connections registered now.
+    pub fn leafs(&self) -> Vec<Rc<Leaf>> {
+        self.state.borrow().leafs.values().cloned().collect()
     }
 
     /// The routes registered now.
@@ -212,46 +253,6 @@ impl ClusterCore {
         }
     }
 
-    /// Registers a route whose handshake is done, and sends it this server's interest.
-    pub fn register(&self, route: &Rc<Route>) {
-        let lines = {
-            let mut st = self.state.borrow_mut();
-            st.routes.insert(route.id, route.clone());
-            let mut out = BytesMut::new();
-            let keys: Vec<(InterestKey, u32)> =
-                st.local.iter().map(|(k, n)| (k.clone(), *n)).collect();
-            for ((account, subject, queue), n) in keys {
-                let name = Self::account_name(&self.server, &mut st, account);
-                crate::proto::route::sub(
-                    &mut out,
-                    &name,
-                    &subject,
-                    queue.as_deref().map(|q| (q, n)),
-                );
-            }
-            out
-        };
-        route.send(&lines);
-    }
-
-    /// Forgets a closed route and the interest it had.
-    pub fn unregister(&self, route: &Route) {
-        let interest = std::mem::take(&mut *route.interest.borrow_mut());
-        let mut st = self.state.borrow_mut();
-        if st
-            .routes
-            .get(&route.id)
-            .is_some_and(|r| std::ptr::eq(&**r, route))
-        {
-            st.routes.remove(&route.id);
-        }
-        for ((account, subject, queue), weight) in interest {
-            self.change_route_interest(&mut st, route.id, account, &subject, &queue, weight, 0);
-        }
-        drop(st);
-        self.refresh_connect_urls();
-    }
-
     /// The id of account `name` as a route names it; `None` for an account this
     /// server does not know (its messages are dropped, as nats-server drops them).
     pub fn account_by_name(&self, name: &[u8]) -> Option<AccountId> {
@@ -279,267 +280,6 @@ impl ClusterCore {
         st.names[i] = Bytes::from(server.account_name(account));
         st.names[i].clone()
     }
-
-    fn on_shard_interest(
-        &self,
-        from: usize,
-        account: AccountId,
-        subject: Bytes,
-        queue: Option<Bytes>,
-        add: bool,
-        n: u32,
-    ) {
-        let mut st = self.state.borrow_mut();
-        let i = account.index();
-        if st.shards.len() <= i {
-            st.shards.resize_with(i + 1, Sublist::default);
-        }
-        if add {
-            st.shards[i].insert_n(&subject, queue.as_deref(), from as u16, n);
-        } else {
-            st.shards[i].remove_n(&subject, queue.as_deref(), &(from as u16), n);
-        }
-        let key = (account, subject, queue);
-        let before = st.local.get(&key).copied().unwrap_or(0);
-        let after = if add {
-            before.saturating_add(n)
-        } else {
-            before.saturating_sub(n)
-        };
-        if after == 0 {
-            st.local.remove(&key);
-        } else {
-            st.local.insert(key.clone(), after);
-        }
-        let (account, subject, queue) = key;
-        // Plain interest: only 0 -> 1 and 1 -> 0 are news. Queue groups: the weight.
-        let news = (before == 0) != (after == 0) || (queue.is_some() && before != after);
-        if !news || st.routes.is_empty() {
-            return;
-        }
-        let name = Self::account_name(&self.server, &mut st, account);
-        let mut line = BytesMut::new();
-        if after > 0 {
-            crate::proto::route::sub(
-                &mut line,
-                &name,
-                &subject,
-                queue.as_deref().map(|q| (q, after)),
-            );
-        } else {
-            crate::proto::route::unsub(&mut line, &name, &subject, queue.as_deref());
-        }
-        let routes: Vec<Rc<Route>> = st.routes.values().cloned().collect();
-        drop(st);
-        for r in routes {
-            r.send(&line);
-        }
-    }
-
-    /// A route's interest in (account, subject, queue) is now `weight` (0: gone).
-    pub fn set_route_interest(
-        &self,
-        route: &Route,
-        account: AccountId,
-        subject: &[u8],
-        queue: Option<&[u8]>,
-        weight: u32,
-    ) {
-        let key = (
-            account,
-            Bytes::copy_from_slice(subject),
-            queue.map(Bytes::copy_from_slice),
-        );
-        let before = {
-            let mut interest = route.interest.borrow_mut();
-            let before = interest.get(&key).copied().unwrap_or(0);
-            if weight == 0 {
-                interest.remove(&key);
-            } else {
-                interest.insert(key.clone(), weight);
-            }
-            before
-        };
-        let mut st = self.state.borrow_mut();
-        let (account, subject, queue) = key;
-        self.change_route_interest(&mut st, route.id, account, &subject, &queue, before, weight);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn change_route_interest(
-        &self,
-        st: &mut CoreState,
-        route: u64,
-        account: AccountId,
-        subject: &Bytes,
-        queue: &Option<Bytes>,
-        before: u32,
-        after: u32,
-    ) {
-        if before == after {
-            return;
-        }
-        let i = account.index();
-        if st.routes_interest.len() <= i {
-            st.routes_interest.resize_with(i + 1, Sublist::default);
-        }
-        let (add, n) = if after > before {
-            st.routes_interest[i].insert_n(subject, queue.as_deref(), route, after - before);
-            (true, after - before)
-        } else {
-            st.routes_interest[i].remove_n(subject, queue.as_deref(), &route, before - after);
-            (false, before - after)
-        };
-        for &shard in &self.clients {
-            self.mesh.send(
-                shard,
-                Envelope::Interest {
-                    account,
-                    subject: subject.clone(),
-                    queue: queue.clone(),
-                    add,
-                    n,
-                },
-            );
-        }
-    }
-
-    /// A message from a client shard for the routes: one `RMSG` per route that wants
-    /// it, with the queue groups that chose a member behind that route.
-    fn on_shard_msg(&self, m: &RoutedMsg) {
-        if m.status_token != 0 {
-            // Sent on to another server: as far as this server can tell, taken.
-            self.mesh.send(
-                m.origin as usize,
-                Envelope::Delivered {
-                    token: m.status_token,
-                    any: true,
-                    more: 0,
-                },
-            );
-        }
-        let mut st = self.state.borrow_mut();
-        let i = m.account.index();
-        if st.routes_interest.len() <= i {
-            return;
-        }
-        let res = st.routes_interest[i].match_subject(&m.subject);
-        let name = Self::account_name(&self.server, &mut st, m.account);
-        let mut routes = std::mem::take(&mut st.scratch_routes);
-        let mut picks = std::mem::take(&mut st.scratch_picks);
-        // The queue groups that chose a member behind a route: pick that route.
-        for group in m.queue.iter().chain(m.more_queues.iter()) {
-            let Some(q) = res.queues.iter().find(|q| q.name == group) else {
-                continue;
-            };
-            if let Some(r) = q.pick(&mut st.rng) {
-                picks.push((r, q.name.clone()));
-            }
-        }
-        if m.plain {
-            routes.extend(res.plain.iter().map(|(r, _)| *r));
-        }
-        routes.extend(picks.iter().map(|(r, _)| *r));
-        // One line per route, however many of its patterns matched.
-        routes.sort_unstable();
-        routes.dedup();
-        for &route_id in &routes {
-            let Some(route) = st.routes.get(&route_id) else {
-                continue;
-            };
-            let queues: Vec<&[u8]> = picks
-                .iter()
-                .filter(|(r, _)| *r == route_id)
-                .map(|(_, q)| &q[..])
-                .collect();
-            let headers = route.headers.get();
-            route.send_with(|out| {
-                crate::proto::route::msg(
-                    out,
-                    &name,
-                    &m.subject,
-                    &m.reply,
-                    &queues,
-                    m.hdr_len as usize,
-                    &m.payload,
-                    headers,
-                )
-            });
-            route.count_out(m.payload.len());
-        }
-        routes.clear();
-        picks.clear();
-        st.scratch_routes = routes;
-        st.scratch_picks = picks;
-    }
-
-    /// A message from a route: to the client shards with plain subscribers, and to one
-    /// member of each queue group the route listed.
-    #[allow(clippy::too_many_arguments)]
-    pub fn deliver_from_route(
-        &self,
-        account: AccountId,
-        subject: Bytes,
-        reply: Bytes,
-        queues: &[u8],
-        hdr_len: usize,
-        payload: Bytes,
-    ) {
-        let mut st = self.state.borrow_mut();
-        let i = account.index();
-        if st.shards.len() <= i {
-            return;
-        }
-        let res = st.shards[i].match_subject(&subject);
-        let mut any = false;
-        for &(shard, _) in &res.plain {
-            st.targets[shard as usize].plain = true;
-            any = true;
-        }
-        for name in queues
-            .split(|&b| b == b' ' || b == b'\t')
-            .filter(|q| !q.is_empty())
-        {
-            let Some(q) = res.queues.iter().find(|q| &q.name[..] == name) else {
-                continue;
-            };
-            if let Some(shard) = q.pick(&mut st.rng) {
-                st.targets[shard as usize].queues.push(q.name.clone());
-                any = true;
-            }
-        }
-        if !any {
-            return;
-        }
-        for shard in 0..st.targets.len() {
-            let t = &mut st.targets[shard];
-            if !t.plain && t.queues.is_empty() {
-                continue;
-            }
-            let plain = std::mem::take(&mut t.plain);
-            let mut queues = std::mem::take(&mut t.queues);
-            let queue = (!queues.is_empty()).then(|| queues.remove(0));
-            self.mesh.send(
-                shard,
-                Envelope::Msg(RoutedMsg {
-                    account,
-                    subject: subject.clone(),
-                    reply: reply.clone(),
-                    hdr_len: hdr_len as u32,
-                    payload: payload.clone(),
-                    plain,
-                    queue,
-                    more_queues: queues,
-                    status_token: 0,
-                    origin: self.id as u16,
-                    // A queue message a shard cannot place is not handed back here:
-                    // it came from a route and must not go out to one.
-                    tried: if self.id < 64 { 1 << self.id } else { 0 },
-                    hops: 0,
-                }),
-            );
-        }
-    }
 }
 
 /// A random cluster name, as nats-server makes one when none is configured.
@@ -562,10 +302,13 @@ pub async fn core_main(
     let port = server
         .cluster_port
         .load(std::sync::atomic::Ordering::Relaxed) as u16;
-    let core = ClusterCore::new(mesh, server.clone(), opts, port);
-    crate::log_info!("Cluster name is {}", core.name.borrow());
-    if core.dynamic.get() {
-        crate::log_warn!("Cluster name was dynamically generated, consider setting one");
+    let leaf_port = server.leaf_port.load(std::sync::atomic::Ordering::Relaxed) as u16;
+    let core = ClusterCore::new(mesh, server.clone(), opts, port, leaf_port);
+    if server.opts.cluster.is_some() {
+        crate::log_info!("Cluster name is {}", core.name.borrow());
+        if core.dynamic.get() {
+            crate::log_warn!("Cluster name was dynamically generated, consider setting one");
+        }
     }
     let pump = core.clone();
     core.mesh.on_receive(move |from, env| {
@@ -577,10 +320,15 @@ pub async fn core_main(
     let accepting = core.clone();
     let acceptor = glommio::spawn_local(crate::server::acceptor::read_accepted(
         wake,
-        move |stream, _websocket| {
+        // The leaf listener's connections come tagged.
+        move |stream, leaf| {
             let core = accepting.clone();
             glommio::spawn_local(async move {
-                route::serve(core, stream, None).await;
+                if leaf {
+                    leaf::serve(core, stream, None, 0).await;
+                } else {
+                    route::serve(core, stream, None).await;
+                }
             })
             .detach();
         },
@@ -588,6 +336,10 @@ pub async fn core_main(
     let routes = core.opts.borrow().routes.clone();
     for url in routes {
         glommio::spawn_local(route::solicit(core.clone(), url, false)).detach();
+    }
+    let remotes = core.leaf_opts().remotes.clone();
+    for remote in remotes {
+        glommio::spawn_local(leaf::solicit(core.clone(), Rc::new(remote))).detach();
     }
     let _ = ready.send(());
     let commands = server.cluster_commands();
@@ -611,6 +363,9 @@ pub async fn core_main(
     drop(acceptor);
     for r in core.routes() {
         r.close("Server Shutdown");
+    }
+    for l in core.leafs() {
+        l.close("Server Shutdown");
     }
     glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
 }

@@ -7,35 +7,25 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::poll_fn;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use glommio::net::TcpStream;
 
+use super::link::{self, Link, LinkKind, Step};
 use super::{ClusterCore, InterestKey};
 use crate::config::cluster::RouteUrl;
-use crate::net::stream::ConnStream;
-use crate::net::writer::{self, Stream};
-use crate::proto::route::{self as wire, RouteOp};
+use crate::proto::route::RouteOp;
 use crate::{log_debug, log_error, log_info};
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 64 * 1024;
 /// How long to wait before dialing a route again.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// One route connection.
 pub struct Route {
-    /// Route id (`rid` in logs and `/routez`).
-    pub id: u64,
-    /// This server dialed it.
-    pub solicited: bool,
-    /// The peer's address.
-    pub peer: Option<SocketAddr>,
+    /// The connection itself.
+    pub link: Rc<Link>,
     /// The peer's server id, once its INFO arrived.
     pub remote_id: RefCell<String>,
     /// The peer's server name.
@@ -50,112 +40,17 @@ pub struct Route {
     pub headers: Cell<bool>,
     /// What the peer wants: (account, subject, queue) -> weight.
     pub interest: RefCell<HashMap<InterestKey, u32>>,
-    /// Messages received and sent.
-    pub in_msgs: Cell<u64>,
-    /// Messages sent.
-    pub out_msgs: Cell<u64>,
-    /// Payload bytes received.
-    pub in_bytes: Cell<u64>,
-    /// Payload bytes sent.
-    pub out_bytes: Cell<u64>,
     /// Dialed because the configuration lists it.
     pub configured: bool,
     /// The URL it was dialed at.
     pub url: Option<RouteUrl>,
-    /// When the connection was made.
-    pub start: std::time::SystemTime,
-    /// When the peer last sent something.
-    pub last_activity: Cell<std::time::SystemTime>,
-    /// Round trip of the last answered PING.
-    pub rtt: Cell<Option<Duration>>,
-    ping_sent: Cell<Option<std::time::Instant>>,
-    max_pending: usize,
-    write_deadline: Duration,
-    out: RefCell<BytesMut>,
-    writer: RefCell<Option<Waker>>,
-    closed: Cell<bool>,
     registered: Cell<bool>,
-    pings_out: Cell<u32>,
-    close_reason: Cell<&'static str>,
-    stream: Stream,
 }
 
-impl Route {
-    /// Queues protocol bytes for the peer.
-    pub fn send(&self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        self.send_with(|out| out.extend_from_slice(bytes));
-    }
-
-    /// Queues what `write` appends to the outbound buffer. A peer that lets more than
-    /// `max_pending` pile up is cut as a slow consumer, as nats-server cuts it.
-    pub fn send_with(&self, write: impl FnOnce(&mut BytesMut)) {
-        if self.closed.get() {
-            return;
-        }
-        let pending = {
-            let mut out = self.out.borrow_mut();
-            write(&mut out);
-            out.len()
-        };
-        if pending > self.max_pending {
-            log_info!(
-                "{} - Slow Consumer Detected: MaxPending of {} Exceeded",
-                self.label(),
-                self.max_pending
-            );
-            self.out.borrow_mut().clear();
-            self.close("Slow Consumer (Pending Bytes)");
-            writer::shutdown(&self.stream);
-            return;
-        }
-        if let Some(w) = self.writer.borrow_mut().take() {
-            w.wake();
-        }
-    }
-
-    /// Bytes queued for the peer.
-    pub fn pending(&self) -> usize {
-        self.out.borrow().len()
-    }
-
-    /// Counts one message sent (payload bytes).
-    pub fn count_out(&self, bytes: usize) {
-        self.out_msgs.set(self.out_msgs.get() + 1);
-        self.out_bytes.set(self.out_bytes.get() + bytes as u64);
-    }
-
-    /// Closes the connection (after what is queued, e.g. an `-ERR`).
-    pub fn close(&self, reason: &'static str) {
-        if self.closed.replace(true) {
-            return;
-        }
-        self.close_reason.set(reason);
-        if let Some(w) = self.writer.borrow_mut().take() {
-            w.wake();
-        }
-    }
-
-    /// Shuts the socket down, waking the read loop.
-    pub fn shutdown(&self) {
-        writer::shutdown(&self.stream);
-    }
-
-    /// The connection is closed or closing.
-    pub fn is_closed(&self) -> bool {
-        self.closed.get()
-    }
-
-    fn err(&self, text: &str, reason: &'static str) {
-        self.send(format!("-ERR '{text}'\r\n").as_bytes());
-        self.close(reason);
-    }
-
-    fn label(&self) -> String {
-        let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
-        format!("{peer} - rid:{}", self.id)
+impl std::ops::Deref for Route {
+    type Target = Link;
+    fn deref(&self) -> &Link {
+        &self.link
     }
 }
 
@@ -190,7 +85,7 @@ pub async fn solicit(core: Rc<ClusterCore>, url: RouteUrl, implicit: bool) {
                 continue;
             }
         }
-        match dial(&url).await {
+        match link::dial(&url.host_port()).await {
             Ok(tcp) => {
                 failures = 0;
                 match serve(core.clone(), tcp, Some((url.clone(), !implicit))).await {
@@ -224,20 +119,6 @@ pub async fn solicit(core: Rc<ClusterCore>, url: RouteUrl, implicit: bool) {
     }
 }
 
-async fn dial(url: &RouteUrl) -> std::io::Result<TcpStream> {
-    use std::net::ToSocketAddrs;
-    let addrs: Vec<SocketAddr> = url.host_port().to_socket_addrs()?.collect();
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(glommio::GlommioError::IoError(e)) => last = e,
-            Err(e) => last = std::io::Error::other(e.to_string()),
-        }
-    }
-    Err(last)
-}
-
 /// Where the handshake is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -259,24 +140,11 @@ pub async fn serve(
         Some((url, configured)) => (Some(url), configured),
         None => (None, false),
     };
-    let _ = tcp.set_nodelay(true);
-    let peer = tcp.peer_addr().ok();
+    let link = Rc::new(Link::new(&core, LinkKind::Route, url.is_some(), tcp));
     let route = Rc::new(Route {
-        id: core.next_route_id(),
-        solicited: url.is_some(),
+        link: link.clone(),
         configured,
         url: url.clone(),
-        start: std::time::SystemTime::now(),
-        last_activity: Cell::new(std::time::SystemTime::now()),
-        rtt: Cell::new(None),
-        ping_sent: Cell::new(None),
-        max_pending: core.server.opts.max_pending.max(1 << 20),
-        write_deadline: core
-            .server
-            .opts
-            .write_deadline
-            .max(Duration::from_millis(100)),
-        peer,
         remote_id: RefCell::new(String::new()),
         remote_name: RefCell::new(String::new()),
         remote_url: RefCell::new(None),
@@ -284,21 +152,15 @@ pub async fn serve(
         client_urls: RefCell::new(Vec::new()),
         headers: Cell::new(false),
         interest: RefCell::new(HashMap::new()),
-        in_msgs: Cell::new(0),
-        out_msgs: Cell::new(0),
-        in_bytes: Cell::new(0),
-        out_bytes: Cell::new(0),
-        out: RefCell::new(BytesMut::new()),
-        writer: RefCell::new(None),
-        closed: Cell::new(false),
         registered: Cell::new(false),
-        pings_out: Cell::new(0),
-        close_reason: Cell::new("Client Closed"),
-        stream: Rc::new(RefCell::new(ConnStream::Plain(tcp))),
     });
     log_info!("{} - Route connection created", route.label());
-    let writer = glommio::spawn_local(write_loop(route.clone()));
-    let pinger = glommio::spawn_local(ping_loop(core.clone(), route.clone()));
+    let writer = glommio::spawn_local(link::write_loop(link.clone()));
+    let pinging = core.clone();
+    let pinger = glommio::spawn_local(link::ping_loop(link.clone(), move || {
+        let o = pinging.opts.borrow();
+        (o.ping_interval, o.ping_max)
+    }));
     let phase = match &url {
         Some(url) => {
             route.send(&connect_line(&core, url));
@@ -309,172 +171,29 @@ pub async fn serve(
             Phase::AwaitConnect
         }
     };
-    let to_self = read_loop(&core, &route, phase).await;
-    route.close(route.close_reason.get());
+    let mut phase = phase;
+    let end = link::read_loop(&core, &link, |chunk, op| {
+        apply(&core, &route, chunk, op, &mut phase)
+    })
+    .await;
+    let to_self = matches!(end, Step::ToSelf);
+    route.close(route.close_reason());
     writer.await;
     pinger.cancel().await;
-    writer::shutdown(&route.stream);
+    route.shutdown();
     if route.registered.get() {
         core.unregister(&route);
     }
     log_info!(
         "{} - Router connection closed: {}",
         route.label(),
-        route.close_reason.get()
+        route.close_reason()
     );
     if to_self {
         return Ended::ToSelf;
     }
     let remote = route.remote_id.borrow().clone();
     Ended::Closed((!remote.is_empty()).then_some(remote))
-}
-
-async fn write_loop(route: Rc<Route>) {
-    // Two buffers: the read path appends to one while the other is being written.
-    let mut spare = BytesMut::new();
-    loop {
-        let more = poll_fn(|cx| {
-            let mut out = route.out.borrow_mut();
-            if !out.is_empty() {
-                std::mem::swap(&mut *out, &mut spare);
-                return Poll::Ready(true);
-            }
-            if route.closed.get() {
-                return Poll::Ready(false);
-            }
-            *route.writer.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
-        if !more {
-            return;
-        }
-        let written = futures_lite::future::or(
-            async { Some(writer::write_all(&route.stream, &spare).await.is_ok()) },
-            async {
-                glommio::timer::sleep(route.write_deadline).await;
-                None
-            },
-        )
-        .await;
-        if written != Some(true) {
-            if written.is_none() {
-                log_info!(
-                    "{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
-                    route.label(),
-                    route.write_deadline
-                );
-            }
-            route.close(if written.is_none() {
-                "Slow Consumer (Write Deadline)"
-            } else {
-                "Write Error"
-            });
-            route.out.borrow_mut().clear();
-            writer::shutdown(&route.stream);
-            return;
-        }
-        spare.clear();
-    }
-}
-
-async fn ping_loop(core: Rc<ClusterCore>, route: Rc<Route>) {
-    let interval = core
-        .opts
-        .borrow()
-        .ping_interval
-        .max(Duration::from_millis(10));
-    loop {
-        glommio::timer::sleep(interval).await;
-        if route.is_closed() {
-            return;
-        }
-        if route.pings_out.get() >= core.opts.borrow().ping_max.max(1) {
-            log_error!("{} - Router connection stale, closing", route.label());
-            route.close("Stale Connection");
-            writer::shutdown(&route.stream);
-            return;
-        }
-        route.pings_out.set(route.pings_out.get() + 1);
-        route.ping_sent.set(Some(std::time::Instant::now()));
-        route.send(b"PING\r\n");
-    }
-}
-
-/// Reads and applies the peer's ops; true when the route turned out to reach this
-/// server itself. Messages are handed on as slices of the read buffer (no copy per
-/// message); a partial op at the end is carried into the next buffer. While a client
-/// shard is far behind, the route is not read (TCP pushes back on the peer) rather
-/// than cut.
-async fn read_loop(core: &Rc<ClusterCore>, route: &Rc<Route>, mut phase: Phase) -> bool {
-    let max_line = 16 * core.server.opts.max_control_line.max(4096);
-    let max_payload = core.server.opts.max_payload.max(1);
-    let mut rbuf = BytesMut::zeroed(READ_CHUNK);
-    let mut filled = 0usize;
-    loop {
-        if rbuf.len() - filled < 512 {
-            rbuf = regrow(&rbuf[..filled], READ_CHUNK);
-        }
-        let end = rbuf.len().min(filled + READ_CHUNK);
-        let n = match writer::read_some(&route.stream, &mut rbuf[filled..end]).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        if route.is_closed() {
-            return false;
-        }
-        filled += n;
-        route.last_activity.set(std::time::SystemTime::now());
-        let chunk = rbuf.split_to(filled).freeze();
-        let mut at = 0;
-        let mut need = 0;
-        while at < chunk.len() && !route.is_closed() {
-            let (op, used) = match wire::parse(&chunk[at..], max_line, max_payload) {
-                Ok(Some(v)) => v,
-                Ok(None) => {
-                    need = wire::needed(&chunk[at..]);
-                    break;
-                }
-                Err(e) => {
-                    log_error!("{} - Route Error '{}'", route.label(), e.0);
-                    route.err(&e.0, "Protocol Error");
-                    return false;
-                }
-            };
-            at += used;
-            match apply(core, route, &chunk, op, &mut phase) {
-                Step::Go => {}
-                Step::Stop => return false,
-                Step::ToSelf => return true,
-            }
-        }
-        let rest = &chunk[at..];
-        filled = rest.len();
-        if rbuf.len() < filled.max(need) + 512 {
-            rbuf = BytesMut::zeroed(READ_CHUNK.max(need + 512).max(filled + 512));
-        }
-        rbuf[..filled].copy_from_slice(rest);
-        drop(chunk);
-        for &shard in &core.clients {
-            if core.mesh.backlog(shard) > crate::bus::BACKLOG_HIGH {
-                core.mesh.wait_backlog(shard, crate::bus::BACKLOG_LOW).await;
-            }
-        }
-        futures_lite::future::yield_now().await;
-    }
-}
-
-/// A zeroed buffer of at least `want` bytes starting with `data`.
-fn regrow(data: &[u8], want: usize) -> BytesMut {
-    let mut fresh = BytesMut::zeroed(want.max(data.len() + 512));
-    fresh[..data.len()].copy_from_slice(data);
-    fresh
-}
-
-enum Step {
-    Go,
-    Stop,
-    ToSelf,
 }
 
 fn apply(
@@ -490,12 +209,7 @@ fn apply(
     }
     match op {
         RouteOp::Ping => route.send(b"PONG\r\n"),
-        RouteOp::Pong => {
-            route.pings_out.set(0);
-            if let Some(sent) = route.ping_sent.take() {
-                route.rtt.set(Some(sent.elapsed()));
-            }
-        }
+        RouteOp::Pong => route.pong(),
         RouteOp::Ok => {}
         RouteOp::Err(text) => {
             log_error!(
@@ -556,10 +270,7 @@ fn apply(
             }
         }
         RouteOp::Msg(m) => {
-            route.in_msgs.set(route.in_msgs.get() + 1);
-            route
-                .in_bytes
-                .set(route.in_bytes.get() + m.payload.len() as u64);
+            route.count_in(m.payload.len());
             let Some(account) = core.account_by_name(m.account) else {
                 return Step::Go;
             };
@@ -704,7 +415,7 @@ fn handshake_done(core: &Rc<ClusterCore>, route: &Rc<Route>, info: &serde_json::
             return Step::Stop;
         }
         existing.close("Duplicate Route");
-        writer::shutdown(&existing.stream);
+        existing.shutdown();
         core.unregister(&existing);
         existing.registered.set(false);
     }
@@ -712,8 +423,7 @@ fn handshake_done(core: &Rc<ClusterCore>, route: &Rc<Route>, info: &serde_json::
     route.registered.set(true);
     core.register(route);
     core.refresh_connect_urls();
-    route.ping_sent.set(Some(std::time::Instant::now()));
-    route.send(b"PING\r\n");
+    route.ping();
     gossip(core, route);
     Step::Go
 }

@@ -64,7 +64,7 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
     ("ocsp_cache", &[], Policy::Warn),
     ("cluster", &[], Policy::Cluster),
     ("gateway", &[], Policy::Warn),
-    ("leafnodes", &["leaf"], Policy::Warn),
+    ("leafnodes", &["leaf"], Policy::Leafnodes),
     ("jetstream", &[], Policy::JetStream),
     ("store_dir", &[], Policy::Keep),
     ("default_js_domain", &[], Policy::Keep),
@@ -112,6 +112,8 @@ pub enum Policy {
     Cluster,
     /// `websocket {}`: parsed by `config::websocket` into [`Options::websocket`].
     Websocket,
+    /// `leafnodes {}`: parsed by `config::leafnode` into [`Options::leafnodes`].
+    Leafnodes,
 }
 
 /// Parses `path` and applies it onto `opts` (which should hold the defaults;
@@ -494,6 +496,7 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
                     r.refused.extend(refused);
                 }
                 Policy::Cluster => super::cluster::check_entry(e, o, r),
+                Policy::Leafnodes => super::leafnode::check_entry(e, o, r),
                 // ----- TLS (issue #5): `tls {}` and `allow_non_tls` -----
                 Policy::Tls => {
                     if *name == "tls" {
@@ -1086,10 +1089,10 @@ mod tests {
         }
         assert!(o.jetstream);
         // one line per unsupported block; jetstream is reported by the server itself,
-        // and cluster and websocket are parsed (issues #13, #14)
-        assert_eq!(r.unsupported.len(), 4, "{:?}", r.unsupported);
+        // and cluster, websocket and leafnodes are parsed (issues #13, #14, #16)
+        assert_eq!(r.unsupported.len(), 3, "{:?}", r.unsupported);
         assert!(
-            r.unsupported[0].starts_with("t.conf:2:1: \"leaf\" is not supported"),
+            r.unsupported[0].starts_with("t.conf:5:1: \"mqtt\" is not supported"),
             "{:?}",
             r.unsupported
         );

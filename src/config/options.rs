@@ -61,6 +61,8 @@ pub struct Options {
     pub cluster_flags: Vec<String>,
     /// The cluster (routes) settings: the `cluster {}` block with the flags over it.
     pub cluster: Option<super::cluster::ClusterOptions>,
+    /// The `leafnodes {}` block: the leaf listener and the remotes.
+    pub leafnodes: Option<super::leafnode::LeafnodeOptions>,
     /// Config file given with `-c`.
     pub config_file: Option<PathBuf>,
     /// `-t`: check the config file and exit.
@@ -172,6 +174,7 @@ impl Default for Options {
             jetstream: false,
             cluster_flags: Vec::new(),
             cluster: None,
+            leafnodes: None,
             config_file: None,
             check_config: false,
             config_digest: None,

@@ -63,6 +63,17 @@ pub struct RouteMsg<'a> {
     pub payload: &'a [u8],
 }
 
+/// Which server-to-server protocol a connection speaks: they share framing and ops
+/// and differ in the arguments of interest and message lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Routes: `RS+ <acc> <subject>`, `RMSG <acc> ...`, `LS+ <origin> <acc> ...`.
+    Route,
+    /// Leaf nodes: no account (the connection is bound to one), `LS+ <subject>`,
+    /// `LMSG <subject> ...` without a header size, `HMSG <subject> ... <hdr> <total>`.
+    Leaf,
+}
+
 /// Why a peer's bytes cannot be parsed: the `-ERR` text nats-server sends.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ParseError(pub String);
@@ -79,6 +90,7 @@ pub fn parse(
     buf: &[u8],
     max_line: usize,
     max_payload: usize,
+    dialect: Dialect,
 ) -> Result<Option<(RouteOp<'_>, usize)>, ParseError> {
     let Some(nl) = memchr::memchr(b'\n', buf) else {
         if buf.len() > max_line {
@@ -109,10 +121,19 @@ pub fn parse(
     if op_is("CONNECT") {
         return Ok(Some((RouteOp::Connect(trim(rest)), after)));
     }
-    if op_is("RS+") || op_is("LS+") || op_is("RS-") || op_is("LS-") {
-        let leaf = op[0].eq_ignore_ascii_case(&b'L');
+    let leaf_link = dialect == Dialect::Leaf;
+    let interest_op = if leaf_link {
+        op_is("LS+") || op_is("LS-")
+    } else {
+        op_is("RS+") || op_is("LS+") || op_is("RS-") || op_is("LS-")
+    };
+    if interest_op {
         let add = op[2] == b'+';
-        let interest = parse_interest(rest, leaf, add)?;
+        let interest = if leaf_link {
+            parse_leaf_interest(rest, add)?
+        } else {
+            parse_interest(rest, op[0].eq_ignore_ascii_case(&b'L'), add)?
+        };
         let op = if add {
             RouteOp::Sub(interest)
         } else {
@@ -120,10 +141,16 @@ pub fn parse(
         };
         return Ok(Some((op, after)));
     }
-    if op_is("RMSG") || op_is("HMSG") || op_is("LMSG") {
-        let leaf = op_is("LMSG");
-        let headers = !op_is("RMSG");
-        return parse_msg(buf, after, rest, leaf, headers, max_payload);
+    if leaf_link && (op_is("LMSG") || op_is("HMSG")) {
+        return parse_msg(buf, after, rest, Args::Leaf, op_is("HMSG"), max_payload);
+    }
+    if !leaf_link && (op_is("RMSG") || op_is("HMSG") || op_is("LMSG")) {
+        let args = if op_is("LMSG") {
+            Args::RouteFromLeaf
+        } else {
+            Args::Route
+        };
+        return parse_msg(buf, after, rest, args, !op_is("RMSG"), max_payload);
     }
     Err(ParseError::new("Unknown Protocol Operation"))
 }
@@ -233,29 +260,78 @@ fn parse_interest(args: &[u8], leaf: bool, add: bool) -> Result<Interest<'_>, Pa
     })
 }
 
+/// `LS+ <subject>[ <queue> <weight>]`, `LS- <subject>[ <queue>]` on a leaf link.
+fn parse_leaf_interest(args: &[u8], add: bool) -> Result<Interest<'_>, ParseError> {
+    let bad = || {
+        ParseError::new(if add {
+            "processLeafSub Parse Error"
+        } else {
+            "processLeafUnsub Parse Error"
+        })
+    };
+    let (subject, rest) = next_arg(args).ok_or_else(bad)?;
+    let queue = match next_arg(rest) {
+        None => None,
+        Some((q, rest)) => {
+            let weight = match next_arg(rest) {
+                Some((w, _)) => number(w).ok_or_else(bad)?.min(u32::MAX as usize) as u32,
+                None => 1,
+            };
+            Some((q, weight))
+        }
+    };
+    Ok(Interest {
+        origin: None,
+        account: &[],
+        subject,
+        queue,
+    })
+}
+
+/// The leading arguments of a message line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Args {
+    /// `RMSG`/`HMSG <acc> <subject> ...` on a route.
+    Route,
+    /// `LMSG <origin> <acc> <subject> ...` on a route (always with a header size).
+    RouteFromLeaf,
+    /// `LMSG`/`HMSG <subject> ...` on a leaf link.
+    Leaf,
+}
+
 fn parse_msg<'a>(
     buf: &'a [u8],
     after: usize,
     args: &'a [u8],
-    leaf: bool,
+    kind: Args,
     headers: bool,
     max_payload: usize,
 ) -> Result<Option<(RouteOp<'a>, usize)>, ParseError> {
-    let bad = || ParseError::new("processRoutedMsgArgs Parse Error");
+    let bad = || {
+        ParseError::new(if kind == Args::Leaf {
+            "processLeafMsgArgs Parse Error"
+        } else {
+            "processRoutedMsgArgs Parse Error"
+        })
+    };
     let mut rest = args;
-    let origin = if leaf {
+    let origin = if kind == Args::RouteFromLeaf {
         let (o, r) = next_arg(rest).ok_or_else(bad)?;
         rest = r;
         Some(o)
     } else {
         None
     };
-    let (account, r) = next_arg(rest).ok_or_else(bad)?;
+    let (account, r) = if kind == Args::Leaf {
+        (&[][..], rest)
+    } else {
+        next_arg(rest).ok_or_else(bad)?
+    };
     let (subject, r) = next_arg(r).ok_or_else(bad)?;
     let (r, total) = last_arg(r).ok_or_else(bad)?;
     let total = number(total).ok_or_else(bad)?;
-    // LMSG always carries a header size; HMSG does too.
-    let (middle, hdr_len) = if headers {
+    // A route's LMSG always carries a header size; HMSG does too.
+    let (middle, hdr_len) = if headers || kind == Args::RouteFromLeaf {
         let (r, hdr) = last_arg(r).ok_or_else(bad)?;
         (r, number(hdr).ok_or_else(bad)?)
     } else {
@@ -307,11 +383,22 @@ fn parse_msg<'a>(
 
 use super::encode::put_num;
 
-/// `RS+ <acc> <subject>[ <queue> <weight>]`.
-pub fn sub(out: &mut BytesMut, account: &[u8], subject: &[u8], queue: Option<(&[u8], u32)>) {
-    out.put_slice(b"RS+ ");
-    out.put_slice(account);
-    out.put_u8(b' ');
+/// `RS+ <acc> <subject>[ <queue> <weight>]`; to a leaf (`account` `None`):
+/// `LS+ <subject>[ <queue> <weight>]`.
+pub fn sub(
+    out: &mut BytesMut,
+    account: Option<&[u8]>,
+    subject: &[u8],
+    queue: Option<(&[u8], u32)>,
+) {
+    match account {
+        Some(a) => {
+            out.put_slice(b"RS+ ");
+            out.put_slice(a);
+            out.put_u8(b' ');
+        }
+        None => out.put_slice(b"LS+ "),
+    }
     out.put_slice(subject);
     if let Some((q, w)) = queue {
         out.put_u8(b' ');
@@ -322,11 +409,16 @@ pub fn sub(out: &mut BytesMut, account: &[u8], subject: &[u8], queue: Option<(&[
     out.put_slice(b"\r\n");
 }
 
-/// `RS- <acc> <subject>[ <queue>]`.
-pub fn unsub(out: &mut BytesMut, account: &[u8], subject: &[u8], queue: Option<&[u8]>) {
-    out.put_slice(b"RS- ");
-    out.put_slice(account);
-    out.put_u8(b' ');
+/// `RS- <acc> <subject>[ <queue>]`; to a leaf: `LS- <subject>[ <queue>]`.
+pub fn unsub(out: &mut BytesMut, account: Option<&[u8]>, subject: &[u8], queue: Option<&[u8]>) {
+    match account {
+        Some(a) => {
+            out.put_slice(b"RS- ");
+            out.put_slice(a);
+            out.put_u8(b' ');
+        }
+        None => out.put_slice(b"LS- "),
+    }
     out.put_slice(subject);
     if let Some(q) = queue {
         out.put_u8(b' ');
@@ -338,10 +430,11 @@ pub fn unsub(out: &mut BytesMut, account: &[u8], subject: &[u8], queue: Option<&
 /// The control line of a message to a peer: `RMSG` (or `HMSG` with headers) with the
 /// reply and the queue groups that chose a member behind it, then the payload.
 /// `headers` says whether the peer takes them; without, the header block is dropped.
+/// To a leaf (`account` `None`): `LMSG`/`HMSG` without the account.
 #[allow(clippy::too_many_arguments)]
 pub fn msg(
     out: &mut BytesMut,
-    account: &[u8],
+    account: Option<&[u8]>,
     subject: &[u8],
     reply: &[u8],
     queues: &[&[u8]],
@@ -354,10 +447,16 @@ pub fn msg(
     } else {
         (0, &payload[hdr_len.min(payload.len())..])
     };
-    out.reserve(32 + account.len() + subject.len() + reply.len() + payload.len());
-    out.put_slice(if hdr_len > 0 { b"HMSG " } else { b"RMSG " });
-    out.put_slice(account);
-    out.put_u8(b' ');
+    out.reserve(32 + account.map_or(0, <[u8]>::len) + subject.len() + reply.len() + payload.len());
+    match (hdr_len > 0, account) {
+        (true, _) => out.put_slice(b"HMSG "),
+        (false, Some(_)) => out.put_slice(b"RMSG "),
+        (false, None) => out.put_slice(b"LMSG "),
+    }
+    if let Some(a) = account {
+        out.put_slice(a);
+        out.put_u8(b' ');
+    }
     out.put_slice(subject);
     match (reply.is_empty(), queues.is_empty()) {
         (true, true) => {}
@@ -391,7 +490,9 @@ mod tests {
     use super::*;
 
     fn one(input: &[u8]) -> (RouteOp<'_>, usize) {
-        parse(input, 65536, 1 << 20).unwrap().unwrap()
+        parse(input, 65536, 1 << 20, Dialect::Route)
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
@@ -440,9 +541,9 @@ mod tests {
                 ..
             })
         ));
-        assert!(parse(b"RS+ $G\r\n", 100, 100).is_err());
+        assert!(parse(b"RS+ $G\r\n", 100, 100, Dialect::Route).is_err());
         assert!(
-            parse(b"RS+ $G foo q\r\n", 100, 100).is_err(),
+            parse(b"RS+ $G foo q\r\n", 100, 100, Dialect::Route).is_err(),
             "a queue needs its weight"
         );
     }
@@ -491,12 +592,12 @@ mod tests {
             })
         ));
         assert_eq!(
-            parse(b"RMSG $G foo 5\r\nhi", 100, 100).unwrap(),
+            parse(b"RMSG $G foo 5\r\nhi", 100, 100, Dialect::Route).unwrap(),
             None,
             "incomplete"
         );
         assert_eq!(
-            parse(b"RMSG $G foo 2\r\nhi\r", 100, 100).unwrap(),
+            parse(b"RMSG $G foo 2\r\nhi\r", 100, 100, Dialect::Route).unwrap(),
             None,
             "the CR of the CRLF"
         );
@@ -506,21 +607,21 @@ mod tests {
             "a bare LF at the very end of the buffer ends the message"
         );
         assert!(
-            parse(b"RMSG $G foo 5\r\nhello!!", 100, 100).is_err(),
+            parse(b"RMSG $G foo 5\r\nhello!!", 100, 100, Dialect::Route).is_err(),
             "no CRLF after payload"
         );
         assert!(
-            parse(b"RMSG $G foo 500\r\n", 100, 100).is_err(),
+            parse(b"RMSG $G foo 500\r\n", 100, 100, Dialect::Route).is_err(),
             "over max_payload"
         );
         assert!(
-            parse(b"HMSG $G foo 5 2\r\nhi\r\n", 100, 100).is_err(),
+            parse(b"HMSG $G foo 5 2\r\nhi\r\n", 100, 100, Dialect::Route).is_err(),
             "header past the end"
         );
-        assert!(parse(b"RMSG $G foo x\r\n", 100, 100).is_err());
-        assert!(parse(b"BOGUS\r\n", 100, 100).is_err());
+        assert!(parse(b"RMSG $G foo x\r\n", 100, 100, Dialect::Route).is_err());
+        assert!(parse(b"BOGUS\r\n", 100, 100, Dialect::Route).is_err());
         assert!(
-            parse(&[b'x'; 200], 100, 100).is_err(),
+            parse(&[b'x'; 200], 100, 100, Dialect::Route).is_err(),
             "control line too long"
         );
     }
@@ -528,12 +629,21 @@ mod tests {
     #[test]
     fn encoded_lines_parse_back() {
         let mut out = BytesMut::new();
-        sub(&mut out, b"$G", b"foo", Some((b"q", 3)));
-        unsub(&mut out, b"$G", b"foo", None);
-        msg(&mut out, b"A", b"s", b"r", &[b"q1", b"q2"], 0, b"hi", true);
+        sub(&mut out, Some(b"$G"), b"foo", Some((b"q", 3)));
+        unsub(&mut out, Some(b"$G"), b"foo", None);
         msg(
             &mut out,
-            b"A",
+            Some(b"A"),
+            b"s",
+            b"r",
+            &[b"q1", b"q2"],
+            0,
+            b"hi",
+            true,
+        );
+        msg(
+            &mut out,
+            Some(b"A"),
             b"s",
             b"",
             &[b"q1"],
@@ -543,7 +653,7 @@ mod tests {
         );
         msg(
             &mut out,
-            b"A",
+            Some(b"A"),
             b"s",
             b"",
             &[],
@@ -555,6 +665,92 @@ mod tests {
             &out[..],
             &b"RS+ $G foo q 3\r\nRS- $G foo\r\nRMSG A s + r q1 q2 2\r\nhi\r\n\
                HMSG A s | q1 12 14\r\nNATS/1.0\r\n\r\nhi\r\nRMSG A s 2\r\nhi\r\n"[..]
+        );
+    }
+
+    fn leaf(input: &[u8]) -> (RouteOp<'_>, usize) {
+        parse(input, 65536, 1 << 20, Dialect::Leaf)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn leaf_lines_as_nats_server_sends_them() {
+        let (op, _) = leaf(b"LS+ foo\r\n");
+        assert!(matches!(
+            op,
+            RouteOp::Sub(Interest {
+                subject: b"foo",
+                queue: None,
+                ..
+            })
+        ));
+        let (op, _) = leaf(b"LS+ bar q 2\r\n");
+        assert!(matches!(
+            op,
+            RouteOp::Sub(Interest {
+                queue: Some((b"q", 2)),
+                ..
+            })
+        ));
+        let (op, _) = leaf(b"LS- bar q\r\n");
+        assert!(matches!(
+            op,
+            RouteOp::Unsub(Interest {
+                queue: Some((b"q", 1)),
+                ..
+            })
+        ));
+        // (input, reply, queues, header length, payload)
+        type Case<'a> = (&'a [u8], &'a [u8], &'a [u8], usize, &'a [u8]);
+        let cases: &[Case] = &[
+            (b"LMSG baz 2\r\nhi\r\n", b"", b"", 0, b"hi"),
+            (b"LMSG baz r 2\r\nhi\r\n", b"r", b"", 0, b"hi"),
+            (b"LMSG baz | grp 2\r\nhi\r\n", b"", b"grp", 0, b"hi"),
+            (b"LMSG baz + r grp 2\r\nhi\r\n", b"r", b"grp", 0, b"hi"),
+            (
+                b"HMSG baz 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+                b"",
+                b"",
+                12,
+                b"NATS/1.0\r\n\r\nhi",
+            ),
+        ];
+        for (input, reply, queues, hdr, payload) in cases {
+            let (op, n) = leaf(input);
+            assert_eq!(n, input.len());
+            let RouteOp::Msg(m) = op else { panic!() };
+            assert_eq!((m.account, m.subject), (&b""[..], &b"baz"[..]));
+            assert_eq!(
+                (m.reply, m.queues, m.hdr_len, m.payload),
+                (*reply, *queues, *hdr, *payload)
+            );
+        }
+        for bad in [
+            &b"RS+ $G foo\r\n"[..],
+            b"RMSG $G foo 2\r\nhi\r\n",
+            b"LS+\r\n",
+            b"LMSG foo x\r\n",
+        ] {
+            assert!(parse(bad, 100, 100, Dialect::Leaf).is_err(), "{bad:?}");
+        }
+        let mut out = BytesMut::new();
+        sub(&mut out, None, b"foo", Some((b"q", 3)));
+        unsub(&mut out, None, b"foo", Some(b"q"));
+        msg(&mut out, None, b"s", b"r", &[b"q1"], 0, b"hi", true);
+        msg(
+            &mut out,
+            None,
+            b"s",
+            b"",
+            &[],
+            12,
+            b"NATS/1.0\r\n\r\nhi",
+            true,
+        );
+        assert_eq!(
+            &out[..],
+            &b"LS+ foo q 3\r\nLS- foo q\r\nLMSG s + r q1 2\r\nhi\r\nHMSG s 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"[..]
         );
     }
 }

@@ -65,6 +65,8 @@ pub struct ServerShared {
         Option<crossbeam_channel::Receiver<crate::cluster::snapshot::ClusterCommand>>,
     /// The route port (0 without a cluster).
     pub cluster_port: std::sync::atomic::AtomicU32,
+    /// The bound leaf node port (0 without a leaf listener).
+    pub leaf_port: std::sync::atomic::AtomicU32,
     /// Sequence number of the last system event this server published.
     pub event_seq: std::sync::atomic::AtomicU64,
     /// Account names and their ids. Read when a connection authenticates, never per
@@ -278,7 +280,8 @@ pub struct FatalError(pub String);
 /// configured): a core of its own unless there is only one, or `--shards` takes them all.
 fn shard_cores(opts: &Options) -> (Vec<usize>, Option<usize>) {
     let cores = opts.cores.clone().unwrap_or_else(shards::allowed_cores);
-    let clustered = opts.cluster.is_some();
+    // Routes and leaf nodes live on the cluster core.
+    let clustered = opts.cluster.is_some() || opts.leafnodes.is_some();
     let spare = usize::from(clustered && cores.len() > 1);
     let n = opts.shards.unwrap_or(cores.len() - spare).max(1);
     let client: Vec<usize> = (0..n).map(|i| cores[i % cores.len()]).collect();
@@ -291,6 +294,21 @@ fn shard_cores(opts: &Options) -> (Vec<usize>, Option<usize>) {
             .unwrap_or(cores[cores.len() - 1])
     });
     (client, core)
+}
+
+/// Opens the leaf node port.
+fn bind_leaf_port(
+    l: &crate::config::leafnode::LeafnodeOptions,
+) -> Result<(std::net::TcpListener, u16), FatalError> {
+    let port = if l.port < 0 { 0 } else { l.port as u16 };
+    let listener = listen::bind_tcp(&l.host, port.into()).map_err(|e| {
+        FatalError(format!(
+            "Error listening on leafnode port: {}, \"{e}\"",
+            listen::host_port(&l.host, port)
+        ))
+    })?;
+    let port = listen::bound_port(&listener);
+    Ok((listener, port))
 }
 
 /// Opens the route port.
@@ -458,10 +476,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     let (controls, command_rx): (Vec<_>, Vec<_>) = (0..cores.len())
         .map(|_| crossbeam_channel::unbounded())
         .unzip();
-    let cluster_channel = opts
-        .cluster
-        .as_ref()
-        .map(|_| crossbeam_channel::unbounded());
+    let cluster_channel = cluster_core.map(|_| crossbeam_channel::unbounded());
     let server = Arc::new(ServerShared {
         controls,
         command_rx,
@@ -479,6 +494,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         shutdown: AtomicBool::new(false),
         event_seq: std::sync::atomic::AtomicU64::new(0),
         cluster_port: std::sync::atomic::AtomicU32::new(0),
+        leaf_port: std::sync::atomic::AtomicU32::new(0),
         cluster_control: cluster_channel.as_ref().map(|(tx, _)| tx.clone()),
         cluster_command_rx: cluster_channel.map(|(_, rx)| rx),
         accounts: std::sync::RwLock::new(crate::account::Accounts::new()),
@@ -506,13 +522,22 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         (Some(c), Some(_)) => Some(bind_cluster_port(c)?),
         _ => None,
     };
+    let leaf = match (&opts.leafnodes, cluster_core) {
+        (Some(l), Some(_)) if l.port != 0 => Some(bind_leaf_port(l)?),
+        _ => None,
+    };
     let mut cluster_handoff = None;
-    if let Some((_, port)) = &cluster {
+    if cluster_core.is_some() {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
         cluster_handoff = Some(ours);
         shard_ends.push(theirs.into_raw_fd());
+    }
+    if let Some((_, port)) = &cluster {
         server.cluster_port.store(*port as u32, Ordering::Relaxed);
+    }
+    if let Some((_, port)) = &leaf {
+        server.leaf_port.store(*port as u32, Ordering::Relaxed);
     }
     let fds = Arc::new(shard_ends);
     let cfg = shards::RuntimeConfig {
@@ -544,6 +569,23 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         };
         log_info!("TLS {how} for client connections");
     }
+    // The leaf listener shares the cluster core's socket pair, its descriptors tagged.
+    let leaf_acceptor = match (leaf, &cluster_handoff) {
+        (Some((listener, port)), Some(handoff)) => {
+            let host = &opts.leafnodes.as_ref().expect("leafnodes").host;
+            let end = handoff
+                .try_clone()
+                .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
+            let acceptor = acceptor::Acceptor::start(listener, vec![end], true)
+                .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?;
+            log_info!(
+                "Listening for leafnode connections on {}",
+                listen::host_port(host, port)
+            );
+            Some(acceptor)
+        }
+        _ => None,
+    };
     let route_acceptor = match (cluster, cluster_handoff) {
         (Some((listener, port)), Some(handoff)) => {
             let host = &opts.cluster.as_ref().expect("cluster").host;
@@ -637,6 +679,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
 
     control::run(&server, runtime, acceptor, sigset, ports_file);
     drop(route_acceptor);
+    drop(leaf_acceptor);
     Ok(())
 }
 

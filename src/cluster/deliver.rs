@@ -1,0 +1,320 @@
+//! Where a message goes from the cluster core: from a client shard to the routes and
+//! leafs that want it, from a route or a leaf to the client shards and the other
+//! links the reference's rules allow. One pick per queue group, by weight, among the
+//! members the message may reach; one line per link, however many patterns matched.
+
+use bytes::Bytes;
+
+use super::leaf::Leaf;
+use super::{ClusterCore, CoreState};
+use crate::account::AccountId;
+use crate::bus::{Envelope, RoutedMsg};
+use crate::sublist::rand_below;
+
+/// Where one message goes on one client shard.
+#[derive(Default)]
+pub(super) struct ShardTarget {
+    plain: bool,
+    queues: Vec<Bytes>,
+}
+
+/// A queue member's place: a client shard or a link.
+#[derive(Clone, Copy)]
+pub(super) enum Hop {
+    Shard(u16),
+    Link(u64),
+}
+
+/// Where a message came from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// A client shard of this server.
+    Local,
+    /// A route.
+    Route,
+    /// A leaf connection.
+    Leaf(&'a Leaf),
+}
+
+/// A message as it is handed on.
+struct Msg<'a> {
+    account: AccountId,
+    subject: &'a Bytes,
+    reply: &'a Bytes,
+    hdr_len: usize,
+    payload: &'a Bytes,
+}
+
+fn pick(rng: &mut u64, candidates: &[(Hop, u32)]) -> Option<Hop> {
+    let total: u32 = candidates.iter().map(|c| c.1).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut at = rand_below(rng, total);
+    for &(hop, w) in candidates {
+        if at < w {
+            return Some(hop);
+        }
+        at -= w;
+    }
+    None
+}
+
+impl ClusterCore {
+    /// A message from a client shard for the links: the plain interest of every link
+    /// and one member of each queue group that chose this core.
+    pub(super) fn on_shard_msg(&self, m: &RoutedMsg) {
+        if m.status_token != 0 {
+            // Sent on to another server: as far as this server can tell, taken.
+            self.mesh.send(
+                m.origin as usize,
+                Envelope::Delivered {
+                    token: m.status_token,
+                    any: true,
+                    more: 0,
+                },
+            );
+        }
+        let msg = Msg {
+            account: m.account,
+            subject: &m.subject,
+            reply: &m.reply,
+            hdr_len: m.hdr_len as usize,
+            payload: &m.payload,
+        };
+        let groups = m.queue.iter().chain(m.more_queues.iter()).map(|q| &q[..]);
+        self.fan_out(Source::Local, &msg, m.plain, groups);
+    }
+
+    /// A message from a route: to the client shards and the leafs this server is the
+    /// hub for, and to one member of each queue group the route listed.
+    pub fn deliver_from_route(
+        &self,
+        account: AccountId,
+        subject: Bytes,
+        reply: Bytes,
+        queues: &[u8],
+        hdr_len: usize,
+        payload: Bytes,
+    ) {
+        let msg = Msg {
+            account,
+            subject: &subject,
+            reply: &reply,
+            hdr_len,
+            payload: &payload,
+        };
+        self.fan_out(Source::Route, &msg, true, split_queues(queues));
+    }
+
+    /// A message from a leaf connection, in its bound account.
+    pub fn deliver_from_leaf(
+        &self,
+        leaf: &Leaf,
+        subject: Bytes,
+        reply: Bytes,
+        queues: &[u8],
+        hdr_len: usize,
+        payload: Bytes,
+    ) {
+        let msg = Msg {
+            account: leaf.account.get(),
+            subject: &subject,
+            reply: &reply,
+            hdr_len,
+            payload: &payload,
+        };
+        self.fan_out(Source::Leaf(leaf), &msg, true, split_queues(queues));
+    }
+
+    /// Whether a message from `source` may go out on link `id`.
+    fn may_send(st: &CoreState, source: Source<'_>, id: u64, subject: &[u8]) -> bool {
+        if st.routes.contains_key(&id) {
+            return match source {
+                Source::Local => true,
+                Source::Route => false,
+                Source::Leaf(from) => !from.spoke.get(),
+            };
+        }
+        let Some(to) = st.leafs.get(&id) else {
+            return false;
+        };
+        if !to.exports(subject) {
+            return false;
+        }
+        match source {
+            Source::Local => true,
+            Source::Route => !to.spoke.get(),
+            Source::Leaf(from) => {
+                let cluster = from.remote_cluster.borrow();
+                to.id != from.id
+                    && !(from.spoke.get() && to.spoke.get())
+                    && (cluster.is_empty() || *to.remote_cluster.borrow() != *cluster)
+            }
+        }
+    }
+
+    fn fan_out<'g>(
+        &self,
+        source: Source<'_>,
+        msg: &Msg<'_>,
+        plain: bool,
+        groups: impl Iterator<Item = &'g [u8]>,
+    ) {
+        let mut guard = self.state.borrow_mut();
+        let st = &mut *guard;
+        let i = msg.account.index();
+        let to_shards = !matches!(source, Source::Local);
+        let shards = match st.shards.get_mut(i) {
+            Some(s) if to_shards => Some(s.match_subject(msg.subject)),
+            _ => None,
+        };
+        let remote = st.remote.get_mut(i).map(|s| s.match_subject(msg.subject));
+        if shards.as_ref().is_none_or(|r| r.is_empty())
+            && remote.as_ref().is_none_or(|r| r.is_empty())
+        {
+            return;
+        }
+        let mut links = std::mem::take(&mut st.scratch_links);
+        let mut picks = std::mem::take(&mut st.scratch_picks);
+        let mut candidates = std::mem::take(&mut st.scratch_candidates);
+        let mut any_shard = false;
+        if plain {
+            if let Some(res) = &shards {
+                for &(shard, _) in &res.plain {
+                    st.targets[shard as usize].plain = true;
+                    any_shard = true;
+                }
+            }
+            if let Some(res) = &remote {
+                for &(id, _) in &res.plain {
+                    if Self::may_send(st, source, id, msg.subject) {
+                        links.push(id);
+                    }
+                }
+            }
+        }
+        for group in groups {
+            candidates.clear();
+            if let Some(q) = shards
+                .as_ref()
+                .and_then(|r| r.queues.iter().find(|q| q.name == group))
+            {
+                candidates.extend(q.members.iter().map(|&(s, w)| (Hop::Shard(s), w)));
+            }
+            let name = remote.as_ref().and_then(|r| {
+                let q = r.queues.iter().find(|q| q.name == group)?;
+                for &(id, w) in &q.members {
+                    if Self::may_send(st, source, id, msg.subject) {
+                        candidates.push((Hop::Link(id), w));
+                    }
+                }
+                Some(q.name.clone())
+            });
+            match pick(&mut st.rng, &candidates) {
+                Some(Hop::Shard(s)) => {
+                    let q = shards
+                        .as_ref()
+                        .and_then(|r| r.queues.iter().find(|q| q.name == group))
+                        .map(|q| q.name.clone())
+                        .expect("picked from it");
+                    st.targets[s as usize].queues.push(q);
+                    any_shard = true;
+                }
+                Some(Hop::Link(id)) => {
+                    picks.push((id, name.expect("picked from it")));
+                    links.push(id);
+                }
+                None => {}
+            }
+        }
+        if any_shard {
+            self.send_to_shards(st, msg);
+        }
+        if !links.is_empty() {
+            links.sort_unstable();
+            links.dedup();
+            self.send_to_links(st, msg, &links, &picks);
+        }
+        links.clear();
+        picks.clear();
+        st.scratch_links = links;
+        st.scratch_picks = picks;
+        st.scratch_candidates = candidates;
+    }
+
+    fn send_to_shards(&self, st: &mut CoreState, msg: &Msg<'_>) {
+        for shard in 0..st.targets.len() {
+            let t = &mut st.targets[shard];
+            if !t.plain && t.queues.is_empty() {
+                continue;
+            }
+            let plain = std::mem::take(&mut t.plain);
+            let mut queues = std::mem::take(&mut t.queues);
+            let queue = (!queues.is_empty()).then(|| queues.remove(0));
+            self.mesh.send(
+                shard,
+                Envelope::Msg(RoutedMsg {
+                    account: msg.account,
+                    subject: msg.subject.clone(),
+                    reply: msg.reply.clone(),
+                    hdr_len: msg.hdr_len as u32,
+                    payload: msg.payload.clone(),
+                    plain,
+                    queue,
+                    more_queues: queues,
+                    status_token: 0,
+                    origin: self.id as u16,
+                    // A queue message a shard cannot place is not handed back here:
+                    // it came from another server and must not go out again.
+                    tried: if self.id < 64 { 1 << self.id } else { 0 },
+                    hops: 0,
+                }),
+            );
+        }
+    }
+
+    fn send_to_links(
+        &self,
+        st: &mut CoreState,
+        msg: &Msg<'_>,
+        links: &[u64],
+        picks: &[(u64, Bytes)],
+    ) {
+        let name = Self::account_name(&self.server, st, msg.account);
+        for &id in links {
+            let queues: Vec<&[u8]> = picks
+                .iter()
+                .filter(|(l, _)| *l == id)
+                .map(|(_, q)| &q[..])
+                .collect();
+            let (link, account, headers) = if let Some(r) = st.routes.get(&id) {
+                (&r.link, Some(&name[..]), r.headers.get())
+            } else if let Some(l) = st.leafs.get(&id) {
+                (&l.link, None, l.headers.get())
+            } else {
+                continue;
+            };
+            link.send_with(|out| {
+                crate::proto::route::msg(
+                    out,
+                    account,
+                    msg.subject,
+                    msg.reply,
+                    &queues,
+                    msg.hdr_len,
+                    msg.payload,
+                    headers,
+                )
+            });
+            link.count_out(msg.payload.len());
+        }
+    }
+}
+
+/// The queue group names of a route or leaf message line.
+fn split_queues(queues: &[u8]) -> impl Iterator<Item = &[u8]> {
+    queues
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|q| !q.is_empty())
+}

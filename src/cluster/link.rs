@@ -1,0 +1,396 @@
+//! What every server-to-server connection on the cluster core has in common, routes
+//! and leaf nodes alike: the outbound buffer and its writer (slow peers cut as
+//! nats-server cuts them), the pings, the counters, and the read loop that parses the
+//! peer's ops in place and hands them to the connection's own handler.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use glommio::net::TcpStream;
+
+use super::ClusterCore;
+use crate::net::stream::ConnStream;
+use crate::net::writer::{self, Stream};
+use crate::proto::route::{self as wire, Dialect, RouteOp};
+use crate::{log_error, log_info};
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Which protocol a link speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A route to another server of the cluster.
+    Route,
+    /// A leaf node connection.
+    Leaf,
+}
+
+impl LinkKind {
+    /// The id's name in log lines (`rid:`, `lid:`).
+    fn tag(self) -> &'static str {
+        match self {
+            LinkKind::Route => "rid",
+            LinkKind::Leaf => "lid",
+        }
+    }
+
+    /// The parser dialect.
+    fn dialect(self) -> Dialect {
+        match self {
+            LinkKind::Route => Dialect::Route,
+            LinkKind::Leaf => Dialect::Leaf,
+        }
+    }
+}
+
+/// One server-to-server connection's plumbing.
+pub struct Link {
+    /// Connection id (`rid`/`lid` in logs and monitoring); unique across kinds.
+    pub id: u64,
+    /// What the link speaks.
+    pub kind: LinkKind,
+    /// This server dialed it.
+    pub solicited: bool,
+    /// The peer's address.
+    pub peer: Option<SocketAddr>,
+    /// When the connection was made.
+    pub start: std::time::SystemTime,
+    /// When the peer last sent something.
+    pub last_activity: Cell<std::time::SystemTime>,
+    /// Round trip of the last answered PING.
+    pub rtt: Cell<Option<Duration>>,
+    /// Messages received.
+    pub in_msgs: Cell<u64>,
+    /// Messages sent.
+    pub out_msgs: Cell<u64>,
+    /// Payload bytes received.
+    pub in_bytes: Cell<u64>,
+    /// Payload bytes sent.
+    pub out_bytes: Cell<u64>,
+    ping_sent: Cell<Option<std::time::Instant>>,
+    max_pending: usize,
+    write_deadline: Duration,
+    out: RefCell<BytesMut>,
+    writer: RefCell<Option<Waker>>,
+    closed: Cell<bool>,
+    pings_out: Cell<u32>,
+    close_reason: Cell<&'static str>,
+    /// The socket (plain or TLS), shared by the read loop and the writer.
+    pub stream: Stream,
+}
+
+/// What a link's handler tells the read loop after one op.
+pub enum Step {
+    /// Read on.
+    Go,
+    /// Close the connection.
+    Stop,
+    /// The connection reached this server itself: close, and do not dial it again.
+    ToSelf,
+}
+
+impl Link {
+    /// The plumbing of a new connection on `tcp`.
+    pub fn new(core: &ClusterCore, kind: LinkKind, solicited: bool, tcp: TcpStream) -> Link {
+        let _ = tcp.set_nodelay(true);
+        Link {
+            id: core.next_link_id(),
+            kind,
+            solicited,
+            peer: tcp.peer_addr().ok(),
+            start: std::time::SystemTime::now(),
+            last_activity: Cell::new(std::time::SystemTime::now()),
+            rtt: Cell::new(None),
+            in_msgs: Cell::new(0),
+            out_msgs: Cell::new(0),
+            in_bytes: Cell::new(0),
+            out_bytes: Cell::new(0),
+            ping_sent: Cell::new(None),
+            max_pending: core.server.opts.max_pending.max(1 << 20),
+            write_deadline: core
+                .server
+                .opts
+                .write_deadline
+                .max(Duration::from_millis(100)),
+            out: RefCell::new(BytesMut::new()),
+            writer: RefCell::new(None),
+            closed: Cell::new(false),
+            pings_out: Cell::new(0),
+            close_reason: Cell::new("Client Closed"),
+            stream: Rc::new(RefCell::new(ConnStream::Plain(tcp))),
+        }
+    }
+
+    /// Queues protocol bytes for the peer.
+    pub fn send(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.send_with(|out| out.extend_from_slice(bytes));
+    }
+
+    /// Queues what `write` appends to the outbound buffer. A peer that lets more than
+    /// `max_pending` pile up is cut as a slow consumer, as nats-server cuts it.
+    pub fn send_with(&self, write: impl FnOnce(&mut BytesMut)) {
+        if self.closed.get() {
+            return;
+        }
+        let pending = {
+            let mut out = self.out.borrow_mut();
+            write(&mut out);
+            out.len()
+        };
+        if pending > self.max_pending {
+            log_info!(
+                "{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+                self.label(),
+                self.max_pending
+            );
+            self.out.borrow_mut().clear();
+            self.close("Slow Consumer (Pending Bytes)");
+            writer::shutdown(&self.stream);
+            return;
+        }
+        if let Some(w) = self.writer.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Bytes queued for the peer.
+    pub fn pending(&self) -> usize {
+        self.out.borrow().len()
+    }
+
+    /// Counts one message sent (payload bytes).
+    pub fn count_out(&self, bytes: usize) {
+        self.out_msgs.set(self.out_msgs.get() + 1);
+        self.out_bytes.set(self.out_bytes.get() + bytes as u64);
+    }
+
+    /// Counts one message received (payload bytes).
+    pub fn count_in(&self, bytes: usize) {
+        self.in_msgs.set(self.in_msgs.get() + 1);
+        self.in_bytes.set(self.in_bytes.get() + bytes as u64);
+    }
+
+    /// Closes the connection (after what is queued, e.g. an `-ERR`).
+    pub fn close(&self, reason: &'static str) {
+        if self.closed.replace(true) {
+            return;
+        }
+        self.close_reason.set(reason);
+        if let Some(w) = self.writer.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Why the connection closed (or will).
+    pub fn close_reason(&self) -> &'static str {
+        self.close_reason.get()
+    }
+
+    /// Shuts the socket down, waking the read loop.
+    pub fn shutdown(&self) {
+        writer::shutdown(&self.stream);
+    }
+
+    /// The connection is closed or closing.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Sends `-ERR '<text>'` and closes.
+    pub fn err(&self, text: &str, reason: &'static str) {
+        self.send(format!("-ERR '{text}'\r\n").as_bytes());
+        self.close(reason);
+    }
+
+    /// `<peer> - rid:<id>` as nats-server starts its log lines about a connection.
+    pub fn label(&self) -> String {
+        let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
+        format!("{peer} - {}:{}", self.kind.tag(), self.id)
+    }
+
+    /// Sends a PING whose PONG measures the round trip.
+    pub fn ping(&self) {
+        self.ping_sent.set(Some(std::time::Instant::now()));
+        self.send(b"PING\r\n");
+    }
+
+    /// The peer answered a PING.
+    pub fn pong(&self) {
+        self.pings_out.set(0);
+        if let Some(sent) = self.ping_sent.take() {
+            self.rtt.set(Some(sent.elapsed()));
+        }
+    }
+}
+
+/// Writes the link's queue until it closes; a write that takes longer than the
+/// write deadline cuts the peer as a slow consumer.
+pub async fn write_loop(link: Rc<Link>) {
+    // Two buffers: the read path appends to one while the other is being written.
+    let mut spare = BytesMut::new();
+    loop {
+        let more = poll_fn(|cx| {
+            let mut out = link.out.borrow_mut();
+            if !out.is_empty() {
+                std::mem::swap(&mut *out, &mut spare);
+                return Poll::Ready(true);
+            }
+            if link.closed.get() {
+                return Poll::Ready(false);
+            }
+            *link.writer.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        if !more {
+            return;
+        }
+        let written = futures_lite::future::or(
+            async { Some(writer::write_all(&link.stream, &spare).await.is_ok()) },
+            async {
+                glommio::timer::sleep(link.write_deadline).await;
+                None
+            },
+        )
+        .await;
+        if written != Some(true) {
+            if written.is_none() {
+                log_info!(
+                    "{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded",
+                    link.label(),
+                    link.write_deadline
+                );
+            }
+            link.close(if written.is_none() {
+                "Slow Consumer (Write Deadline)"
+            } else {
+                "Write Error"
+            });
+            link.out.borrow_mut().clear();
+            writer::shutdown(&link.stream);
+            return;
+        }
+        spare.clear();
+    }
+}
+
+/// PINGs the peer every `interval`; `max` unanswered ones close the link as stale.
+pub async fn ping_loop(link: Rc<Link>, interval: impl Fn() -> (Duration, u32)) {
+    loop {
+        let (every, max) = interval();
+        glommio::timer::sleep(every.max(Duration::from_millis(10))).await;
+        if link.is_closed() {
+            return;
+        }
+        if link.pings_out.get() >= max.max(1) {
+            let noun = match link.kind {
+                LinkKind::Route => "Router",
+                LinkKind::Leaf => "Leafnode",
+            };
+            log_error!("{} - {noun} connection stale, closing", link.label());
+            link.close("Stale Connection");
+            writer::shutdown(&link.stream);
+            return;
+        }
+        link.pings_out.set(link.pings_out.get() + 1);
+        link.ping();
+    }
+}
+
+/// Reads the peer's ops and gives each to `apply` until the link closes; returns the
+/// step that ended it. Messages are handed on as slices of the read buffer (no copy
+/// per message); a partial op at the end is carried into the next buffer. While a
+/// client shard is far behind, the link is not read (TCP pushes back on the peer)
+/// rather than cut.
+pub async fn read_loop(
+    core: &ClusterCore,
+    link: &Link,
+    mut apply: impl FnMut(&Bytes, RouteOp<'_>) -> Step,
+) -> Step {
+    let max_line = 16 * core.server.opts.max_control_line.max(4096);
+    let max_payload = core.server.opts.max_payload.max(1);
+    let dialect = link.kind.dialect();
+    let mut rbuf = BytesMut::zeroed(READ_CHUNK);
+    let mut filled = 0usize;
+    loop {
+        if rbuf.len() - filled < 512 {
+            rbuf = regrow(&rbuf[..filled], READ_CHUNK);
+        }
+        let end = rbuf.len().min(filled + READ_CHUNK);
+        let n = match writer::read_some(&link.stream, &mut rbuf[filled..end]).await {
+            Ok(0) | Err(_) => return Step::Stop,
+            Ok(n) => n,
+        };
+        if link.is_closed() {
+            return Step::Stop;
+        }
+        filled += n;
+        link.last_activity.set(std::time::SystemTime::now());
+        let chunk = rbuf.split_to(filled).freeze();
+        let mut at = 0;
+        let mut need = 0;
+        while at < chunk.len() && !link.is_closed() {
+            let (op, used) = match wire::parse(&chunk[at..], max_line, max_payload, dialect) {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    need = wire::needed(&chunk[at..]);
+                    break;
+                }
+                Err(e) => {
+                    log_error!("{} - {:?} Error '{}'", link.label(), link.kind, e.0);
+                    link.err(&e.0, "Protocol Error");
+                    return Step::Stop;
+                }
+            };
+            at += used;
+            match apply(&chunk, op) {
+                Step::Go => {}
+                other => return other,
+            }
+        }
+        let rest = &chunk[at..];
+        filled = rest.len();
+        if rbuf.len() < filled.max(need) + 512 {
+            rbuf = BytesMut::zeroed(READ_CHUNK.max(need + 512).max(filled + 512));
+        }
+        rbuf[..filled].copy_from_slice(rest);
+        drop(chunk);
+        for &shard in &core.clients {
+            if core.mesh.backlog(shard) > crate::bus::BACKLOG_HIGH {
+                core.mesh.wait_backlog(shard, crate::bus::BACKLOG_LOW).await;
+            }
+        }
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// A zeroed buffer of at least `want` bytes starting with `data`.
+fn regrow(data: &[u8], want: usize) -> BytesMut {
+    let mut fresh = BytesMut::zeroed(want.max(data.len() + 512));
+    fresh[..data.len()].copy_from_slice(data);
+    fresh
+}
+
+/// Dials every address `host_port` resolves to, first that answers wins.
+pub async fn dial(host_port: &str) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = host_port.to_socket_addrs()?.collect();
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(glommio::GlommioError::IoError(e)) => last = e,
+            Err(e) => last = std::io::Error::other(e.to_string()),
+        }
+    }
+    Err(last)
+}
