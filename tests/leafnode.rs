@@ -1,0 +1,161 @@
+//! Leaf nodes (issue #16): a hub and a spoke, natrium and nats-server in every mix,
+//! driven by the async-nats client on both servers. Each natrium server runs its
+//! client shards and its cluster core, where the leaf connection lives.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, Subscriber};
+use futures::StreamExt;
+use support::{nats_server_bin, Kind, Server};
+
+/// Hang protection for every wait (never a timing assertion).
+const WAIT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn conf(name: &str, body: &str) -> String {
+    let path =
+        std::env::temp_dir().join(format!("natrium-leaf-{}-{name}.conf", std::process::id()));
+    std::fs::write(&path, body).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+async fn connect(server: &Server) -> Client {
+    tokio::time::timeout(WAIT, async_nats::connect(server.url()))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+async fn next(sub: &mut Subscriber) -> async_nats::Message {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("timed out waiting for a message")
+        .expect("subscription ended")
+}
+
+/// Waits until probes published on `subject` reach `sub` (the interest crossed the
+/// leaf connection), then drains the later probes.
+async fn await_interest(publisher: &Client, sub: &mut Subscriber, subject: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher
+            .publish(subject.to_string(), "probe".into())
+            .await
+            .unwrap();
+        publisher.flush().await.unwrap();
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
+            while let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(200), sub.next()).await
+            {}
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "interest in {subject} never crossed the leaf"
+        );
+    }
+}
+
+/// Pub/sub with wildcards both ways and request/reply both ways, each message once.
+async fn exchange(hub: &Server, spoke: &Server) {
+    let (h, s) = (connect(hub).await, connect(spoke).await);
+    for (pubc, subc, subject) in [(&h, &s, "down"), (&s, &h, "up")] {
+        let mut sub = subc.subscribe(format!("{subject}.*")).await.unwrap();
+        subc.flush().await.unwrap();
+        let probe = format!("{subject}.probe");
+        await_interest(pubc, &mut sub, &probe).await;
+        for i in 0..50 {
+            pubc.publish(format!("{subject}.{i}"), i.to_string().into())
+                .await
+                .unwrap();
+        }
+        pubc.flush().await.unwrap();
+        for i in 0..50 {
+            let m = next(&mut sub).await;
+            assert_eq!(m.subject.as_str(), format!("{subject}.{i}"));
+        }
+        let extra = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+        assert!(extra.is_err(), "a message arrived twice: {extra:?}");
+        // A responder on the subscriber's side answers the publisher's side.
+        let mut svc = subc.subscribe(format!("svc.{subject}")).await.unwrap();
+        subc.flush().await.unwrap();
+        let responder = subc.clone();
+        let task = tokio::spawn(async move {
+            while let Some(m) = svc.next().await {
+                if let Some(reply) = m.reply {
+                    responder.publish(reply, m.payload).await.unwrap();
+                    responder.flush().await.unwrap();
+                }
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout(
+                Duration::from_millis(500),
+                pubc.request(format!("svc.{subject}"), "ping".into()),
+            )
+            .await
+            {
+                Ok(Ok(r)) => {
+                    assert_eq!(&r.payload[..], b"ping");
+                    break;
+                }
+                _ => assert!(Instant::now() < deadline, "no reply across the leaf"),
+            }
+        }
+        task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_and_spoke_in_any_mix_exchange_messages_and_requests() {
+    let kinds: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    for &hub_kind in kinds {
+        for &spoke_kind in kinds {
+            if hub_kind == Kind::NatsServer && spoke_kind == Kind::NatsServer {
+                continue;
+            }
+            let port = free_port();
+            let hub = Server::start(
+                hub_kind,
+                &[
+                    "-c",
+                    &conf(
+                        "hub",
+                        &format!(
+                            "server_name: HUB\nleafnodes {{ listen: \"127.0.0.1:{port}\" }}\n"
+                        ),
+                    ),
+                ],
+            );
+            let spoke = Server::start(
+                spoke_kind,
+                &[
+                    "-c",
+                    &conf(
+                        "spoke",
+                        &format!(
+                            "server_name: SPOKE\nleafnodes {{ remotes: [ {{ url: \
+                             \"nats://127.0.0.1:{port}\" }} ] }}\n"
+                        ),
+                    ),
+                ],
+            );
+            eprintln!("hub {hub_kind:?}, spoke {spoke_kind:?}");
+            exchange(&hub, &spoke).await;
+        }
+    }
+}
