@@ -159,3 +159,69 @@ async fn hub_and_spoke_in_any_mix_exchange_messages_and_requests() {
         }
     }
 }
+
+/// A queue group with members on the hub and the spoke: every message reaches exactly
+/// one member, and members on both sides get some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_groups_span_the_leaf_and_deliver_once() {
+    let kinds: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    for &spoke_kind in kinds {
+        let port = free_port();
+        let hub = Server::start(
+            Kind::Natrium,
+            &[
+                "-c",
+                &conf(
+                    "qhub",
+                    &format!("leafnodes {{ listen: \"127.0.0.1:{port}\" }}\n"),
+                ),
+            ],
+        );
+        let spoke = Server::start(
+            spoke_kind,
+            &[
+                "-c",
+                &conf(
+                    "qspoke",
+                    &format!(
+                        "leafnodes {{ remotes: [ {{ url: \"nats://127.0.0.1:{port}\" }} ] }}\n"
+                    ),
+                ),
+            ],
+        );
+        let (h, s) = (connect(&hub).await, connect(&spoke).await);
+        let mut near = h.queue_subscribe("work", "q".into()).await.unwrap();
+        let mut far = s.queue_subscribe("work", "q".into()).await.unwrap();
+        h.flush().await.unwrap();
+        s.flush().await.unwrap();
+        // The spoke's member is known to the hub once a plain probe crosses too.
+        let mut probe = s.subscribe("work.ready").await.unwrap();
+        s.flush().await.unwrap();
+        await_interest(&h, &mut probe, "work.ready").await;
+        let total = 400;
+        for i in 0..total {
+            h.publish("work", i.to_string().into()).await.unwrap();
+        }
+        h.flush().await.unwrap();
+        let (mut a, mut b) = (0, 0);
+        let deadline = Instant::now() + WAIT;
+        while a + b < total && Instant::now() < deadline {
+            tokio::select! {
+                Some(_) = near.next() => a += 1,
+                Some(_) = far.next() => b += 1,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        assert_eq!(a + b, total, "spoke {spoke_kind:?}: hub {a}, spoke {b}");
+        assert!(a > 0 && b > 0, "spoke {spoke_kind:?}: hub {a}, spoke {b}");
+        let late = tokio::time::timeout(Duration::from_millis(300), async {
+            tokio::select! { m = near.next() => m, m = far.next() => m }
+        })
+        .await;
+        assert!(late.is_err(), "a message arrived twice");
+    }
+}
