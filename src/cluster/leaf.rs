@@ -554,7 +554,7 @@ fn hub_info(core: &ClusterCore, leaf: &Leaf, first: bool) -> Vec<u8> {
         obj.insert("cluster".into(), cluster.clone().into());
     }
     if first {
-        obj.insert("nonce".into(), random_nonce().into());
+        obj.insert("nonce".into(), link::random_nonce().into());
         obj.insert("info_on_connect".into(), true.into());
         obj.insert("ip".into(), advertised.clone().into());
     } else {
@@ -570,10 +570,7 @@ fn hub_info(core: &ClusterCore, leaf: &Leaf, first: bool) -> Vec<u8> {
         vec![advertised]
     };
     obj.insert("leafnode_urls".into(), urls.into());
-    let mut line = b"INFO ".to_vec();
-    line.extend_from_slice(info.to_string().as_bytes());
-    line.extend_from_slice(b"\r\n");
-    line
+    link::json_line("INFO", &info)
 }
 
 /// The spoke's CONNECT to its hub.
@@ -608,15 +605,7 @@ fn spoke_connect(core: &ClusterCore, leaf: &Leaf, remote: &RemoteLeaf) -> Vec<u8
             _ => {}
         }
     }
-    let mut line = b"CONNECT ".to_vec();
-    line.extend_from_slice(c.to_string().as_bytes());
-    line.extend_from_slice(b"\r\n");
-    line
-}
-
-fn random_nonce() -> String {
-    let kp = nkeys::KeyPair::new_user();
-    kp.public_key()[1..12].to_string()
+    link::json_line("CONNECT", &c)
 }
 
 #[cfg(test)]

@@ -394,3 +394,14 @@ pub async fn dial(host_port: &str) -> std::io::Result<TcpStream> {
     }
     Err(last)
 }
+
+/// `<op> <json>\r\n`: the INFO and CONNECT lines of every link.
+pub fn json_line(op: &str, doc: &serde_json::Value) -> Vec<u8> {
+    format!("{op} {doc}\r\n").into_bytes()
+}
+
+/// A fresh nonce for a first INFO.
+pub fn random_nonce() -> String {
+    let kp = nkeys::KeyPair::new_user();
+    kp.public_key()[1..12].to_string()
+}

@@ -458,10 +458,7 @@ fn gossip(core: &Rc<ClusterCore>, route: &Rc<Route>) {
         let obj = info.as_object_mut()?;
         obj.insert("ip".into(), about.remote_url.borrow().clone()?.into());
         obj.remove("nonce");
-        let mut line = b"INFO ".to_vec();
-        line.extend_from_slice(serde_json::to_string(&info).ok()?.as_bytes());
-        line.extend_from_slice(b"\r\n");
-        Some(line)
+        Some(link::json_line("INFO", &info))
     };
     for other in core.routes() {
         if other.id == route.id {
@@ -557,15 +554,12 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
         obj.insert("cluster_dynamic".into(), true.into());
     }
     if nonce {
-        obj.insert("nonce".into(), random_nonce().into());
+        obj.insert("nonce".into(), link::random_nonce().into());
     }
     if !opts.no_advertise {
         obj.insert("connect_urls".into(), server.own_client_urls().into());
     }
-    let mut line = b"INFO ".to_vec();
-    line.extend_from_slice(info.to_string().as_bytes());
-    line.extend_from_slice(b"\r\n");
-    line
+    link::json_line("INFO", &info)
 }
 
 /// The INFO telling peers this server is in lame duck mode.
@@ -605,13 +599,5 @@ fn connect_line(core: &ClusterCore, url: &RouteUrl) -> Vec<u8> {
     if let Some(p) = &url.pass {
         obj.insert("pass".into(), p.clone().into());
     }
-    let mut line = b"CONNECT ".to_vec();
-    line.extend_from_slice(c.to_string().as_bytes());
-    line.extend_from_slice(b"\r\n");
-    line
-}
-
-fn random_nonce() -> String {
-    let kp = nkeys::KeyPair::new_user();
-    kp.public_key()[1..12].to_string()
+    link::json_line("CONNECT", &c)
 }

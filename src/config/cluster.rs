@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::file::{boolean, duration, int, listen, render, string, Report};
+use super::file::{boolean, duration, int, listen, render, seconds, string, Report};
 use super::options::Options;
 use super::value::{Entry, Value};
 
@@ -237,14 +237,7 @@ fn route_auth(v: &Value) -> Result<RouteAuth, String> {
             "user" | "username" => a.user = Some(string(v)?),
             "pass" | "password" => a.pass = Some(string(v)?),
             "token" => a.token = Some(string(v)?),
-            "timeout" => {
-                let secs = match v {
-                    Value::Int(n) => *n as f64,
-                    Value::Float(f) => *f,
-                    other => return Err(other.conversion_error("float64")),
-                };
-                a.timeout = Some(Duration::from_secs_f64(secs.max(0.0)));
-            }
+            "timeout" => a.timeout = Some(seconds(v)?),
             _ => {}
         }
     }

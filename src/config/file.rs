@@ -219,6 +219,16 @@ pub(super) fn string(v: &Value) -> Result<String, String> {
         .ok_or_else(|| v.conversion_error("string"))
 }
 
+/// An authorization `timeout`: seconds, integer or float, as nats-server reads it.
+pub(super) fn seconds(v: &Value) -> Result<Duration, String> {
+    let secs = match v {
+        Value::Int(n) => *n as f64,
+        Value::Float(f) => *f,
+        other => return Err(other.conversion_error("float64")),
+    };
+    Ok(Duration::from_secs_f64(secs.max(0.0)))
+}
+
 pub(super) fn boolean(v: &Value) -> Result<bool, String> {
     v.as_bool().ok_or_else(|| v.conversion_error("bool"))
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::cluster::RouteUrl;
-use super::file::{boolean, duration, int, listen, render, string, Report};
+use super::file::{boolean, duration, int, listen, render, seconds, string, Report};
 use super::options::Options;
 use super::value::{Entry, Value};
 
@@ -192,14 +192,7 @@ fn leaf_auth(e: &Entry, r: &mut Report) -> Result<LeafAuth, String> {
             "user" | "username" => a.user = Some(string(v)?),
             "pass" | "password" => a.pass = Some(string(v)?),
             "account" => a.account = Some(string(v)?),
-            "timeout" => {
-                let secs = match v {
-                    Value::Int(n) => *n as f64,
-                    Value::Float(f) => *f,
-                    other => return Err(other.conversion_error("float64")),
-                };
-                a.timeout = Some(Duration::from_secs_f64(secs.max(0.0)));
-            }
+            "timeout" => a.timeout = Some(seconds(v)?),
             "users" => {
                 let Value::Array(items) = v else {
                     return Err(v.conversion_error("[]interface {}"));
