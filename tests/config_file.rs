@@ -381,10 +381,10 @@ fn feature_blocks_start_with_one_warning_each() {
         &[],
     );
     let warns: Vec<&String> = p.lines.iter().filter(|l| l.contains("[WRN]")).collect();
-    // The cluster block is served (issue #13): no warning for it.
+    // The cluster (issue #13) and leafnodes (issue #16) blocks are served: no warning.
     for (key, n) in [
         ("\"cluster\"", 0),
-        ("\"leafnodes\"", 1),
+        ("\"leafnodes\"", 0),
         // Websocket is served now (issue #14): the reference's own warning only.
         ("\"websocket\"", 0),
         ("Websocket not configured with TLS", 1),
@@ -400,6 +400,13 @@ fn feature_blocks_start_with_one_warning_each() {
         warns.iter().filter(|l| l.contains("JetStream")).count(),
         1,
         "{warns:#?}"
+    );
+    assert!(
+        p.lines
+            .iter()
+            .any(|l| l.contains("Listening for leafnode connections on 127.0.0.1:")),
+        "{:#?}",
+        p.lines
     );
     assert_eq!(info(p.port)["server_name"], "blocks");
 }
