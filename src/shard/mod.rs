@@ -67,6 +67,22 @@ struct PendingBarrier {
     waker: Option<Waker>,
 }
 
+/// An [`Envelope::Ask`] sent to other executors, collecting their answers.
+struct PendingAsk {
+    remaining: usize,
+    answers: Vec<Box<dyn std::any::Any + Send>>,
+    waker: Option<Waker>,
+}
+
+/// What [`ShardCtx::ask_all`] brings back from the other executors.
+#[derive(Default)]
+pub struct Answers {
+    /// The other client shards' snapshots (this shard's own is not among them).
+    pub shards: Vec<snapshot::ShardSnapshot>,
+    /// The cluster core's routes, when it was asked.
+    pub routes: Vec<crate::cluster::snapshot::RouteSnapshot>,
+}
+
 /// One account's interest as one shard sees it.
 #[derive(Default)]
 pub struct AccountTables {
@@ -142,6 +158,8 @@ pub struct ShardState {
     targets: Vec<Target>,
     barriers: HashMap<u64, PendingBarrier>,
     next_barrier: u64,
+    asks: HashMap<u64, PendingAsk>,
+    next_ask: u64,
     statuses: HashMap<u64, PendingStatus>,
     next_status: u64,
     /// `_R_.` reply mappings made for requests published on this shard.
@@ -247,6 +265,8 @@ impl ShardCtx {
                 targets: (0..executors).map(|_| Target::default()).collect(),
                 barriers: HashMap::new(),
                 next_barrier: 0,
+                asks: HashMap::new(),
+                next_ask: 0,
                 statuses: HashMap::new(),
                 next_status: 0,
                 replies: HashMap::new(),
@@ -323,6 +343,22 @@ impl ShardCtx {
                 }
             }
             Envelope::Barrier(token) => self.mesh.send(from, Envelope::BarrierAck(token)),
+            Envelope::Ask { token, subs } => {
+                let report = Box::new(self.snapshot(subs));
+                self.mesh.send(from, Envelope::Answer { token, report });
+            }
+            Envelope::Answer { token, report } => {
+                let mut st = self.state.borrow_mut();
+                if let Some(a) = st.asks.get_mut(&token) {
+                    a.answers.push(report);
+                    a.remaining = a.remaining.saturating_sub(1);
+                    if a.remaining == 0 {
+                        if let Some(w) = a.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+            }
             Envelope::BarrierAck(token) => {
                 let mut st = self.state.borrow_mut();
                 if let Some(b) = st.barriers.get_mut(&token) {
@@ -410,6 +446,64 @@ impl ShardCtx {
             }
         })
         .await
+    }
+
+    /// Asks the other client shards (and the cluster core when `routes`) for their
+    /// snapshots through the rings, so the answer comes as fast as the executors
+    /// wake, not at the next command poll. Executors that do not answer within
+    /// `wait` are left out.
+    pub async fn ask_all(&self, subs: bool, routes: bool, wait: std::time::Duration) -> Answers {
+        let targets: Vec<usize> = self
+            .peers
+            .iter()
+            .copied()
+            .chain(self.cluster_core.filter(|_| routes))
+            .collect();
+        if targets.is_empty() {
+            return Answers::default();
+        }
+        let token = {
+            let mut st = self.state.borrow_mut();
+            st.next_ask += 1;
+            let token = st.next_ask;
+            st.asks.insert(
+                token,
+                PendingAsk {
+                    remaining: targets.len(),
+                    answers: Vec::new(),
+                    waker: None,
+                },
+            );
+            token
+        };
+        for &to in &targets {
+            self.mesh.send(to, Envelope::Ask { token, subs });
+        }
+        let answered = std::future::poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            match st.asks.get_mut(&token) {
+                Some(a) if a.remaining > 0 => {
+                    a.waker = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+                _ => std::task::Poll::Ready(()),
+            }
+        });
+        futures_lite::future::or(answered, glommio::timer::sleep(wait)).await;
+        let pending = self.state.borrow_mut().asks.remove(&token);
+        let mut out = Answers::default();
+        for report in pending.map(|p| p.answers).unwrap_or_default() {
+            match report.downcast::<snapshot::ShardSnapshot>() {
+                Ok(s) => out.shards.push(*s),
+                Err(other) => {
+                    if let Ok(r) = other.downcast::<Vec<crate::cluster::snapshot::RouteSnapshot>>()
+                    {
+                        out.routes = *r;
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Tells every other shard (and the cluster core) about one subscription gained or
