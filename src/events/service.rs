@@ -27,8 +27,11 @@ use crate::shard::{Answers, ShardCtx};
 
 /// How long a request waits for the other executors' snapshots.
 const GATHER_WAIT: Duration = Duration::from_secs(2);
-/// The first `STATSZ` goes out this soon after start; the interval then doubles.
+/// The first `STATSZ` goes out this soon after start.
 const STATSZ_FIRST: Duration = Duration::from_millis(250);
+/// The interval after the first, doubled after each until [`STATSZ_MAX`] (what
+/// nats-server 2.15.1 was seen to do: 0.25 s, then 1, 2, 4, 8, 10, 10 s apart).
+const STATSZ_SECOND: Duration = Duration::from_secs(1);
 /// The longest interval between two `STATSZ` (nats-server's `statsz` heartbeat).
 const STATSZ_MAX: Duration = Duration::from_secs(10);
 
@@ -62,21 +65,26 @@ struct Services {
     uncounted: Cell<(u64, u64)>,
 }
 
-/// Starts the services on the first client shard when the server has a system
-/// account; a no-op elsewhere.
+/// Marks the system account on this shard and, on the first client shard, starts
+/// the services; a no-op without a system account.
 pub fn start(ctx: &Rc<ShardCtx>) {
-    if ctx.index != 0 {
-        return;
-    }
     let Some(name) = varz::system_account(&ctx.server.current_opts()) else {
         return;
     };
     // nats-server creates the system account when the config does not.
     let sys = ctx.server.account_id(&name);
+    ctx.state.borrow_mut().tables(sys).system = true;
+    if ctx.index != 0 {
+        return;
+    }
     // cid 0 is no connection's: no real client ever shares it.
     let client = Rc::new(Client::new(0, None));
     client.account.set(sys);
     client.connected.set(true);
+    // USER.INFO reads its requester from a header; requests from the server itself
+    // (Origin::Server, cid 0 as this client's) must not be taken for echoes.
+    client.headers.set(true);
+    client.echo.set(true);
     let id = ctx.server.server_id.clone();
     let mut subjects: Vec<(String, Service)> =
         vec![("$SYS.REQ.SERVER.PING".into(), Service::Statsz)];
@@ -294,7 +302,7 @@ fn options_of(kind: &str) -> (&'static str, &'static [Field]) {
 /// What a document needs gathered from the other executors.
 fn needs(kind: &str, opts: &gojson::Decoded) -> (bool, bool) {
     let subs = match kind {
-        "CONNZ" => opts.bool("subscriptions") || opts.bool("subscriptions_detail"),
+        "CONNZ" | "ROUTEZ" => opts.bool("subscriptions") || opts.bool("subscriptions_detail"),
         "SUBSZ" | "INFO" => true,
         _ => false,
     };
@@ -551,6 +559,12 @@ impl Services {
             .collect();
         peers.sort_unstable();
         peers.dedup();
+        // `sent` and `received` count route traffic too, the `_clients` twins not.
+        let (mut sent, mut received) = ((t.out_msgs, t.out_bytes), (t.in_msgs, t.in_bytes));
+        for r in &answers.routes {
+            sent = (sent.0 + r.out_msgs, sent.1 + r.out_bytes);
+            received = (received.0 + r.in_msgs, received.1 + r.in_bytes);
+        }
         let mut statsz = json!({
             "start": crate::monitor::format::rfc3339(server.monitor.start),
             "mem": misc::process_rss(),
@@ -560,9 +574,9 @@ impl Services {
             "total_connections": t.total_connections,
             "active_accounts": accounts.len(),
             "subscriptions": t.subscriptions,
-            "sent": {"msgs": t.out_msgs, "bytes": t.out_bytes},
+            "sent": {"msgs": sent.0, "bytes": sent.1},
             "sent_to_clients": {"msgs": t.out_msgs, "bytes": t.out_bytes},
-            "received": {"msgs": t.in_msgs, "bytes": t.in_bytes},
+            "received": {"msgs": received.0, "bytes": received.1},
             "received_from_clients": {"msgs": t.in_msgs, "bytes": t.in_bytes},
             "slow_consumers": t.slow_consumers,
         });
@@ -691,14 +705,15 @@ fn request_info(headers: &[u8]) -> serde_json::Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// `$SYS.SERVER.<id>.STATSZ`: at 250 ms, then at doubling intervals up to every
-/// 10 s, as nats-server sends it; only when someone listens.
+/// `$SYS.SERVER.<id>.STATSZ` on nats-server's schedule, only when someone listens.
 async fn statsz_loop(svc: Rc<Services>) {
     let subject = format!("$SYS.SERVER.{}.STATSZ", svc.ctx.server.server_id);
-    let mut every = STATSZ_FIRST;
+    let mut wait = STATSZ_FIRST;
+    let mut next = STATSZ_SECOND;
     loop {
-        glommio::timer::sleep(every).await;
-        every = (every * 2).min(STATSZ_MAX);
+        glommio::timer::sleep(wait).await;
+        wait = next;
+        next = (next * 2).min(STATSZ_MAX);
         if svc
             .ctx
             .server

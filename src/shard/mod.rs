@@ -97,6 +97,10 @@ pub struct AccountTables {
     pub taps: Option<Rc<[Tap]>>,
     /// Service imports: requests published here that go to another account.
     pub services: Option<Rc<[ServiceTap]>>,
+    /// The system account: its publishes take the cold path, where a
+    /// `$SYS.REQ.USER.INFO` request gets its requester's identity (the service
+    /// that answers it sits on another shard and sees only the message).
+    pub system: bool,
 }
 
 /// One service import, seen from the importing account.
@@ -122,6 +126,28 @@ struct ReplyRoute {
     subject: Bytes,
     cid: u64,
     singleton: bool,
+}
+
+/// The request whose answer depends on who asks.
+const USER_INFO: &[u8] = b"$SYS.REQ.USER.INFO";
+
+/// `msg`'s header block and body with a `Nats-Request-Info: <info>` header added.
+fn with_header(msg: &Message<'_>, info: &str) -> (usize, Bytes) {
+    let (hdr, body) = msg.payload.split_at(msg.hdr_len);
+    let mut out = Vec::with_capacity(msg.payload.len() + info.len() + 34);
+    match hdr.strip_suffix(b"\r\n\r\n") {
+        Some(head) => {
+            out.extend_from_slice(head);
+            out.extend_from_slice(b"\r\n");
+        }
+        None => out.extend_from_slice(b"NATS/1.0\r\n"),
+    }
+    out.extend_from_slice(b"Nats-Request-Info: ");
+    out.extend_from_slice(info.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    let hdr_len = out.len();
+    out.extend_from_slice(body);
+    (hdr_len, Bytes::from(out))
 }
 
 /// Reply mappings one shard keeps at most; the oldest go first beyond this.
@@ -603,6 +629,7 @@ impl ShardCtx {
         let tables = st.tables(account);
         if tables.taps.is_some()
             || tables.services.is_some()
+            || tables.system
             || msg.subject.starts_with(SERVICE_REPLY_PREFIX)
         {
             return self.publish_across_accounts(st, account, msg, origin, want_status);
@@ -630,6 +657,18 @@ impl ShardCtx {
     ) -> bool {
         if msg.subject.starts_with(SERVICE_REPLY_PREFIX) {
             return self.publish_response(st, msg);
+        }
+        if msg.subject == USER_INFO && st.tables(account).system {
+            if let Some(info) = self.requester_info(st, account, origin) {
+                let (hdr_len, payload) = with_header(msg, &info);
+                let (subject, reply) = (msg.shared_subject(), msg.shared_reply());
+                let request = Message::owned(&subject, &reply, hdr_len, &payload);
+                let (any, routed) = self.publish_in(st, account, &request, origin, want_status);
+                if !any && want_status {
+                    self.send_no_responders(st, account, origin.cid(), msg.subject, msg.reply);
+                }
+                return routed;
+            }
         }
         let (mut any, mut routed) = (false, false);
         let tables = st.tables(account);
@@ -755,22 +794,28 @@ impl ShardCtx {
             .and_then(|c| c.rtt.get())
             .map_or(0, |d| d.as_nanos());
         let info = format!(
-            "Nats-Request-Info: {{\"acc\":{},\"rtt\":{rtt}}}\r\n\r\n",
+            "{{\"acc\":{},\"rtt\":{rtt}}}",
             serde_json::Value::from(self.server.account_name(account))
         );
-        let (hdr, body) = msg.payload.split_at(msg.hdr_len);
-        let mut out = Vec::with_capacity(msg.payload.len() + info.len() + 12);
-        match hdr.strip_suffix(b"\r\n\r\n") {
-            Some(head) => {
-                out.extend_from_slice(head);
-                out.extend_from_slice(b"\r\n");
-            }
-            None => out.extend_from_slice(b"NATS/1.0\r\n"),
-        }
-        out.extend_from_slice(info.as_bytes());
-        let hdr_len = out.len();
-        out.extend_from_slice(body);
-        (hdr_len, Bytes::from(out))
+        with_header(msg, &info)
+    }
+
+    /// The `Nats-Request-Info` JSON of a client publishing here: its account and
+    /// user, as nats-server's internal handlers see their requester.
+    fn requester_info(
+        &self,
+        st: &ShardState,
+        account: AccountId,
+        origin: Origin,
+    ) -> Option<String> {
+        let Origin::Client(cid) = origin else {
+            return None;
+        };
+        let client = st.clients.get(&cid)?;
+        let user = client.auth.user.borrow().clone().unwrap_or_default();
+        Some(
+            serde_json::json!({"acc": self.server.account_name(account), "user": user}).to_string(),
+        )
     }
 
     /// A fresh `_R_.<shard>.<id>` reply mapped back to `msg`'s reply in `account`.
