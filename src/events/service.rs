@@ -138,7 +138,7 @@ pub fn start(ctx: &Rc<ShardCtx>) {
 async fn serve(svc: Rc<Services>) {
     loop {
         std::future::poll_fn(|cx| {
-            if svc.client.out.borrow().is_empty() {
+            if svc.client.out.borrow().is_empty() && !svc.client.dead.get() {
                 svc.client.writer.set(Some(cx.waker().clone()));
                 std::task::Poll::Pending
             } else {
@@ -146,6 +146,12 @@ async fn serve(svc: Rc<Services>) {
             }
         })
         .await;
+        if svc.client.dead.get() {
+            // Cut as a slow consumer by a flood of requests within one tick: what
+            // was queued is gone, but the services must outlive the flood.
+            svc.client.dead.set(false);
+            svc.client.closing.set(false);
+        }
         let data = take_output(&svc.client);
         svc.uncount();
         for req in parse_frames(&data) {
