@@ -89,6 +89,8 @@ fn publish(c: &mut RawConn, subject: &str, n: usize, size: usize) {
 #[test]
 fn varz_and_metrics_count_clients_on_both_shards() {
     let m = Monitored::start(Kind::Natrium, &[]);
+    // The system account's own service subscriptions count, as on nats-server.
+    let internal = get_json(m.http, "/varz")["subscriptions"].as_u64().unwrap();
     let [mut s0, mut s1] = raw_by_shard(&m.server, [2, 2], QUIET);
     // One subscriber per shard on `foo`, one publisher per shard.
     s0[0].send(b"SUB foo 1\r\n");
@@ -109,7 +111,7 @@ fn varz_and_metrics_count_clients_on_both_shards() {
     assert_eq!(v["http_port"], m.http);
     assert_eq!(v["connections"], 4);
     assert!(v["total_connections"].as_u64().unwrap() >= 4);
-    assert_eq!(v["subscriptions"], 3);
+    assert_eq!(v["subscriptions"], internal + 3);
     assert_eq!(v["in_msgs"], 15);
     assert_eq!(v["in_bytes"], 15 * 8);
     assert_eq!(v["in_client_msgs"], 15);
@@ -120,7 +122,10 @@ fn varz_and_metrics_count_clients_on_both_shards() {
     assert_eq!(v["ping_interval"], 120_000_000_000u64);
     assert_eq!(v["auth_timeout"], 2);
     assert_eq!(v["cluster"], serde_json::json!({}));
-    assert_eq!(v["http_req_stats"]["/varz"], 1);
+    assert_eq!(
+        v["http_req_stats"]["/varz"], 2,
+        "the baseline read and this one"
+    );
     assert!(v["mem"].as_u64().unwrap() > 0);
     let now = v["now"].as_str().unwrap();
     assert!(now.ends_with('Z') && now.contains('T'), "{now}");
@@ -146,7 +151,7 @@ fn varz_and_metrics_count_clients_on_both_shards() {
     assert_eq!(value("natrium_connections", ""), 4.0);
     assert_eq!(value("natrium_in_msgs_total", ""), 15.0);
     assert_eq!(value("natrium_out_msgs_total", ""), 30.0);
-    assert_eq!(value("natrium_subscriptions", ""), 3.0);
+    assert_eq!(value("natrium_subscriptions", ""), (internal + 3) as f64);
     // Per shard: the load is visible per core and adds up to the totals.
     let shard_label = |id: usize| {
         samples
@@ -162,7 +167,10 @@ fn varz_and_metrics_count_clients_on_both_shards() {
     assert_eq!(shard_label(1), 5.0);
     assert_eq!(shard_sum("natrium_shard_out_msgs_total"), 30.0);
     assert_eq!(shard_sum("natrium_shard_connections"), 4.0);
-    assert_eq!(shard_sum("natrium_shard_subscriptions"), 3.0);
+    assert_eq!(
+        shard_sum("natrium_shard_subscriptions"),
+        (internal + 3) as f64
+    );
     assert!(value("process_resident_memory_bytes", "") > 0.0);
 }
 
@@ -290,14 +298,18 @@ fn connz_paging_sorting_subs_and_closed() {
 #[test]
 fn subsz_lists_and_filters_subscriptions() {
     let m = Monitored::start(Kind::Natrium, &[]);
+    // The system account's own service subscriptions count, as on nats-server.
+    let internal = get_json(m.http, "/subsz")["num_subscriptions"]
+        .as_u64()
+        .unwrap();
     let [mut s0, mut s1] = raw_by_shard(&m.server, [1, 1], QUIET);
     s0[0].send(b"SUB foo.* 1\r\nSUB bar 2\r\n");
     s0[0].ping();
     s1[0].send(b"SUB foo.x q 9\r\n");
     s1[0].ping();
     let v = get_json(m.http, "/subsz");
-    assert_eq!(v["num_subscriptions"], 3);
-    assert_eq!(v["num_inserts"], 3);
+    assert_eq!(v["num_subscriptions"], internal + 3);
+    assert_eq!(v["num_inserts"], internal + 3);
     assert_eq!(v["total"], 0);
     assert!(v.get("subscriptions_list").is_none());
     let v = get_json(m.http, "/subsz?subs=1");

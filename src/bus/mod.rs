@@ -215,6 +215,24 @@ pub enum Envelope {
     Barrier(u64),
     /// Reply to [`Envelope::Barrier`].
     BarrierAck(u64),
+    /// Answer with [`Envelope::Answer`]: a client shard with its monitoring snapshot
+    /// (with subscriptions when `subs`), the cluster core with its routes'. How a
+    /// system account request gathers server-wide figures without waiting for the
+    /// control plane's command poll.
+    Ask {
+        /// Names the answer.
+        token: u64,
+        /// Include subscriptions.
+        subs: bool,
+    },
+    /// Reply to [`Envelope::Ask`]; its type is the answering executor's business
+    /// (bus knows neither shards nor the cluster core), the asker downcasts it.
+    Answer {
+        /// The ask's token.
+        token: u64,
+        /// The snapshot.
+        report: Box<dyn std::any::Any + Send>,
+    },
     /// Whether a message sent with a `status_token` reached anyone on this shard.
     Delivered {
         /// The message's `status_token`.

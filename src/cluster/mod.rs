@@ -169,7 +169,14 @@ impl ClusterCore {
             } => self.on_shard_interest(from, account, subject, queue, add, n),
             Envelope::Msg(m) => self.on_shard_msg(&m),
             Envelope::Barrier(token) => self.mesh.send(from, Envelope::BarrierAck(token)),
-            Envelope::Response { .. } | Envelope::BarrierAck(_) | Envelope::Delivered { .. } => {}
+            Envelope::Ask { token, subs } => {
+                let report = Box::new(self.snapshot(subs));
+                self.mesh.send(from, Envelope::Answer { token, report });
+            }
+            Envelope::Response { .. }
+            | Envelope::BarrierAck(_)
+            | Envelope::Delivered { .. }
+            | Envelope::Answer { .. } => {}
         }
     }
 

@@ -1,7 +1,11 @@
 //! System account events: what the server itself publishes in the system account
 //! (`$SYS` unless configured otherwise) about its clients, with nats-server's
 //! subjects and JSON. Published from the client's shard as ordinary messages
-//! (`Origin::Server`), so system-account subscribers on any shard get them.
+//! (`Origin::Server`), so system-account subscribers on any shard get them. The
+//! request services and the periodic `STATSZ` are in [`service`].
+
+pub mod gojson;
+pub mod service;
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -69,15 +73,31 @@ fn publish(ctx: &ShardCtx, subject: &str, body: impl FnOnce(Value) -> Value) {
     if !ctx.has_interest(sys, subject.as_bytes()) {
         return;
     }
-    let seq = ctx.server.event_seq.fetch_add(1, Ordering::Relaxed) + 1;
+    let server = server_info(&ctx.server);
+    let payload = Bytes::from(body(server).to_string());
+    let subject = Bytes::copy_from_slice(subject.as_bytes());
+    let reply = Bytes::new();
+    let msg = Message::owned(&subject, &reply, 0, &payload);
+    let mut st = ctx.state.borrow_mut();
+    ctx.publish(&mut st, sys, &msg, Origin::Server, false);
+}
+
+/// The header a request carries its requester in (nats-server's `ClientInfoHdr`).
+pub const REQUEST_INFO: &str = "Nats-Request-Info";
+
+/// The `server` object of every system event and response, with the next event
+/// sequence number.
+pub fn server_info(server: &crate::server::ServerShared) -> Value {
+    let opts = server.current_opts();
+    let seq = server.event_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let flags: Map<String, Value> = FEATURE_FLAGS
         .iter()
         .map(|&f| (f.to_string(), Value::from(false)))
         .collect();
-    let server = json!({
-        "name": ctx.server.server_name,
+    let mut info = json!({
+        "name": server.server_name,
         "host": opts.host,
-        "id": ctx.server.server_id,
+        "id": server.server_id,
         "ver": crate::server::COMPAT_VERSION,
         "feature_flags": flags,
         "jetstream": false,
@@ -85,12 +105,13 @@ fn publish(ctx: &ShardCtx, subject: &str, body: impl FnOnce(Value) -> Value) {
         "seq": seq,
         "time": rfc3339(SystemTime::now()),
     });
-    let payload = Bytes::from(body(server).to_string());
-    let subject = Bytes::copy_from_slice(subject.as_bytes());
-    let reply = Bytes::new();
-    let msg = Message::owned(&subject, &reply, 0, &payload);
-    let mut st = ctx.state.borrow_mut();
-    ctx.publish(&mut st, sys, &msg, Origin::Server, false);
+    if let Some(cluster) = opts.cluster.as_ref().and_then(|c| c.name.clone()) {
+        info["cluster"] = cluster.into();
+    }
+    if !opts.tags.is_empty() {
+        info["tags"] = opts.tags.clone().into();
+    }
+    info
 }
 
 /// The `client` object of connect and disconnect events.
@@ -136,7 +157,7 @@ fn client_info(client: &Client, stop: Option<SystemTime>) -> Value {
 }
 
 /// A unique event id (22 characters, like the reference's NUIDs).
-fn event_id() -> String {
+pub(crate) fn event_id() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     (0..22)
         .map(|_| ALPHABET[rand::random::<u8>() as usize % ALPHABET.len()] as char)

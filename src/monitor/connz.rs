@@ -97,15 +97,16 @@ struct ConnInfo {
     name_tag: String,
 }
 
+/// The `/connz` document.
 #[derive(Serialize)]
-struct Connz {
+pub struct Connz {
     server_id: String,
     now: String,
     num_connections: usize,
     total: usize,
     offset: usize,
     limit: usize,
-    connections: Vec<ConnInfo>,
+    connections: Option<Vec<ConnInfo>>,
 }
 
 /// `sort=` values.
@@ -221,28 +222,108 @@ fn info(c: &ConnSnapshot, now: SystemTime, subs: bool, detail: bool, auth: bool)
     }
 }
 
+/// `/connz` options, from a query string or a system account request's JSON body.
+#[derive(Clone, Debug)]
+pub struct ConnzOpts {
+    /// `sort`, checked when the document is built.
+    pub sort: String,
+    /// `auth`: show each connection's user and account.
+    pub auth: bool,
+    /// `subs`: each connection's subjects.
+    pub subs: bool,
+    /// `subs=detail`.
+    pub detail: bool,
+    /// First entry of the page.
+    pub offset: i64,
+    /// Page size (not positive: the default).
+    pub limit: i64,
+    /// Only this connection.
+    pub cid: u64,
+    /// Open, closed or both.
+    pub state: State,
+    /// Only this user's connections.
+    pub user: String,
+    /// Only this account's connections.
+    pub acc: String,
+}
+
+impl Default for ConnzOpts {
+    fn default() -> ConnzOpts {
+        ConnzOpts {
+            sort: String::new(),
+            auth: false,
+            subs: false,
+            detail: false,
+            offset: 0,
+            limit: 0,
+            cid: 0,
+            state: State::Open,
+            user: String::new(),
+            acc: String::new(),
+        }
+    }
+}
+
+impl ConnzOpts {
+    /// The options of an HTTP request, with nats-server's errors for bad values.
+    pub fn from_query(req: &Request) -> Result<ConnzOpts, String> {
+        let (subs, detail) = subs_param(req)?;
+        let opts = ConnzOpts {
+            sort: req.get("sort").unwrap_or("").to_string(),
+            auth: bool_param(req, "auth")?,
+            subs,
+            detail,
+            offset: int_param(req, "offset")?,
+            limit: int_param(req, "limit")?,
+            cid: uint_param(req, "cid")?,
+            state: state_param(req)?,
+            user: req.get("user").unwrap_or("").to_string(),
+            acc: req.get("acc").unwrap_or("").to_string(),
+        };
+        // The sort is checked before anything else is gathered, as nats-server does.
+        sort_param(&opts.sort)?;
+        Ok(opts)
+    }
+}
+
 pub(super) fn connz(m: &Monitor, req: &Request) -> Result<Response, String> {
-    let sort = sort_param(req.get("sort").unwrap_or(""))?;
-    let auth = bool_param(req, "auth")?;
-    let (subs, detail) = subs_param(req)?;
-    let mut offset = int_param(req, "offset")?.max(0) as usize;
-    let limit = int_param(req, "limit")?;
-    let mut limit = if limit <= 0 {
+    let opts = ConnzOpts::from_query(req)?;
+    let body = build(&m.server, &opts, m.snapshots(opts.subs || opts.detail))?;
+    Ok(Response::json(to_json(&body)))
+}
+
+/// The `/connz` document from the shards' snapshots.
+pub fn build(
+    server: &crate::server::ServerShared,
+    o: &ConnzOpts,
+    snaps: Vec<crate::shard::snapshot::ShardSnapshot>,
+) -> Result<Connz, String> {
+    let sort = sort_param(&o.sort)?;
+    let (auth, subs, detail, cid, state) = (o.auth, o.subs, o.detail, o.cid, o.state);
+    let mut offset = o.offset.max(0) as usize;
+    let mut limit = if o.limit <= 0 {
         DEFAULT_LIMIT
     } else {
-        limit as usize
+        o.limit as usize
     };
-    let cid = uint_param(req, "cid")?;
-    let state = state_param(req)?;
     if matches!(sort, Sort::Stop | Sort::Reason) && state != State::Closed {
         let name = if sort == Sort::Stop { "stop" } else { "reason" };
         return Err(format!("sort by {name} only valid on closed connections"));
     }
-    let user = req.get("user").unwrap_or("");
-    let acc = req.get("acc").unwrap_or("");
-
-    let snaps = m.snapshots(subs || detail);
+    let (user, acc) = (o.user.as_str(), o.acc.as_str());
     let now = SystemTime::now();
+    if !acc.is_empty() && server.account_lookup(acc).is_none() {
+        // nats-server answers an unknown account with an empty, unnamed document.
+        return Ok(Connz {
+            server_id: String::new(),
+            now: rfc3339(now),
+            num_connections: 0,
+            total: 0,
+            offset,
+            limit,
+            connections: None,
+        });
+    }
     let mut conns: Vec<ConnSnapshot> = Vec::new();
     for s in snaps {
         if state != State::Closed {
@@ -255,8 +336,8 @@ pub(super) fn connz(m: &Monitor, req: &Request) -> Result<Response, String> {
     if !user.is_empty() {
         conns.retain(|c| c.user == user);
     }
-    if !acc.is_empty() && acc != "$G" {
-        conns.clear();
+    if !acc.is_empty() {
+        conns.retain(|c| account_label(c) == acc);
     }
     let total = conns.len();
     if cid > 0 {
@@ -271,14 +352,22 @@ pub(super) fn connz(m: &Monitor, req: &Request) -> Result<Response, String> {
         .take(limit)
         .map(|c| info(c, now, subs, detail, auth))
         .collect();
-    let body = Connz {
-        server_id: m.server.server_id.clone(),
+    Ok(Connz {
+        server_id: server.server_id.clone(),
         now: rfc3339(now),
         num_connections: page.len(),
         total,
         offset,
         limit,
-        connections: page,
-    };
-    Ok(Response::json(to_json(&body)))
+        connections: Some(page),
+    })
+}
+
+/// The account a connection is in, by name (the snapshot leaves `$G` unnamed).
+pub fn account_label(c: &ConnSnapshot) -> &str {
+    if c.account.is_empty() {
+        crate::account::GLOBAL_NAME
+    } else {
+        &c.account
+    }
 }

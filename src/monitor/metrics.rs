@@ -85,7 +85,7 @@ pub(super) fn metrics(m: &Monitor) -> Response {
     o.sample(
         "natrium_uptime_seconds",
         "",
-        format!("{:.3}", m.uptime().as_secs_f64()),
+        format!("{:.3}", m.server.monitor.uptime().as_secs_f64()),
     );
     o.family(
         "natrium_shards",
@@ -221,6 +221,8 @@ pub(super) fn metrics(m: &Monitor) -> Response {
     );
     o.sample("process_max_fds", "", misc::process_max_fds());
     let start = m
+        .server
+        .monitor
         .start
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

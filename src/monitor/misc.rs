@@ -7,13 +7,15 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::connz::account_label;
 use super::format::{rfc3339, to_json, to_json_compact};
 use super::http::{Request, Response};
 use super::query::{bool_param, subs_param};
 use super::subsz::{account_sublist_stats, SublistStatz};
-use super::varz::totals;
 use super::Monitor;
-use crate::server::COMPAT_VERSION;
+use crate::cluster::snapshot::RouteSnapshot;
+use crate::server::{ServerShared, COMPAT_VERSION};
+use crate::shard::snapshot::ShardSnapshot;
 
 /// The endpoints listed on the index page.
 const LINKS: [(&str, &str); 10] = [
@@ -52,8 +54,9 @@ pub(super) fn index(_m: &Monitor) -> Response {
     }
 }
 
+/// The `/routez` document.
 #[derive(Serialize)]
-struct Routez {
+pub struct Routez {
     server_id: String,
     server_name: String,
     now: String,
@@ -89,11 +92,15 @@ struct RouteInfo {
 pub(super) fn routez(m: &Monitor, req: &Request) -> Result<Response, String> {
     let (list, detail) = subs_param(req)?;
     let subs = list || detail;
+    let body = routez_doc(&m.server, subs, m.server.route_snapshots(subs));
+    Ok(Response::json(to_json(&body)))
+}
+
+/// The `/routez` document from the cluster core's snapshot.
+pub fn routez_doc(server: &ServerShared, subs: bool, routes: Vec<RouteSnapshot>) -> Routez {
     let now = SystemTime::now();
     let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
-    let routes: Vec<RouteInfo> = m
-        .server
-        .route_snapshots(subs)
+    let routes: Vec<RouteInfo> = routes
         .into_iter()
         .map(|r| RouteInfo {
             rid: r.rid,
@@ -118,17 +125,18 @@ pub(super) fn routez(m: &Monitor, req: &Request) -> Result<Response, String> {
             compression: "off",
         })
         .collect();
-    Ok(Response::json(to_json(&Routez {
-        server_id: m.server.server_id.clone(),
-        server_name: m.server.server_name.clone(),
+    Routez {
+        server_id: server.server_id.clone(),
+        server_name: server.server_name.clone(),
         now: rfc3339(now),
         num_routes: routes.len(),
         routes,
-    })))
+    }
 }
 
+/// The `/gatewayz` document (no gateways yet).
 #[derive(Serialize)]
-struct Gatewayz {
+pub struct Gatewayz {
     server_id: String,
     now: String,
     outbound_gateways: BTreeMap<String, ()>,
@@ -138,16 +146,22 @@ struct Gatewayz {
 pub(super) fn gatewayz(m: &Monitor, req: &Request) -> Result<Response, String> {
     bool_param(req, "accs")?;
     subs_param(req)?;
-    Ok(Response::json(to_json(&Gatewayz {
-        server_id: m.server.server_id.clone(),
+    Ok(Response::json(to_json(&gatewayz_doc(&m.server))))
+}
+
+/// The `/gatewayz` document.
+pub fn gatewayz_doc(server: &ServerShared) -> Gatewayz {
+    Gatewayz {
+        server_id: server.server_id.clone(),
         now: rfc3339(SystemTime::now()),
         outbound_gateways: BTreeMap::new(),
         inbound_gateways: BTreeMap::new(),
-    })))
+    }
 }
 
+/// The `/leafz` document (no leaf nodes yet).
 #[derive(Serialize)]
-struct Leafz {
+pub struct Leafz {
     server_id: String,
     now: String,
     leafnodes: usize,
@@ -156,16 +170,22 @@ struct Leafz {
 
 pub(super) fn leafz(m: &Monitor, req: &Request) -> Result<Response, String> {
     bool_param(req, "subs")?;
-    Ok(Response::json(to_json(&Leafz {
-        server_id: m.server.server_id.clone(),
+    Ok(Response::json(to_json(&leafz_doc(&m.server))))
+}
+
+/// The `/leafz` document.
+pub fn leafz_doc(server: &ServerShared) -> Leafz {
+    Leafz {
+        server_id: server.server_id.clone(),
         now: rfc3339(SystemTime::now()),
         leafnodes: 0,
         leafs: Vec::new(),
-    })))
+    }
 }
 
+/// One account in `/accountz?acc=` (and `$SYS.REQ.ACCOUNT.<acc>.INFO`).
 #[derive(Serialize)]
-struct AccountDetail {
+pub struct AccountDetail {
     account_name: String,
     update_time: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -180,8 +200,9 @@ struct AccountDetail {
     sublist_stats: SublistStatz,
 }
 
+/// The `/accountz` document.
 #[derive(Serialize)]
-struct Accountz {
+pub struct Accountz {
     server_id: String,
     now: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -194,55 +215,81 @@ struct Accountz {
 
 pub(super) fn accountz(m: &Monitor, req: &Request) -> Result<Response, String> {
     let acc = req.get("acc").unwrap_or("");
-    let system = super::varz::system_account(&m.server.current_opts());
+    let snaps = if acc.is_empty() {
+        Vec::new()
+    } else {
+        m.snapshots(true)
+    };
+    Ok(Response::json(to_json(&accountz_doc(
+        &m.server, acc, &snaps,
+    )?)))
+}
+
+/// Every account's name, the system account's included.
+fn all_accounts(server: &ServerShared) -> Vec<String> {
+    let mut names = server.account_names();
+    if let Some(sys) = super::varz::system_account(&server.current_opts()) {
+        if !names.contains(&sys) {
+            names.push(sys);
+        }
+    }
+    names
+}
+
+/// The `/accountz` document: the account names, or one account's detail (from
+/// snapshots taken with their subscriptions).
+pub fn accountz_doc(
+    server: &ServerShared,
+    acc: &str,
+    snaps: &[ShardSnapshot],
+) -> Result<Accountz, String> {
+    let system = super::varz::system_account(&server.current_opts());
     let mut body = Accountz {
-        server_id: m.server.server_id.clone(),
+        server_id: server.server_id.clone(),
         now: rfc3339(SystemTime::now()),
         system_account: system.clone().unwrap_or_default(),
         accounts: None,
         account_detail: None,
     };
-    let mut names = m.server.account_names();
-    if let Some(sys) = &system {
-        if !names.contains(sys) {
-            names.push(sys.clone());
-        }
+    if acc.is_empty() {
+        body.accounts = Some(all_accounts(server));
+    } else {
+        body.account_detail = Some(account_detail(server, acc, snaps)?);
     }
-    match acc {
-        "" => body.accounts = Some(names),
-        acc if names.iter().any(|n| n == acc) => {
-            let snaps = m.snapshots(true);
-            // `/connz` leaves the global account unnamed.
-            let label = if acc == crate::account::GLOBAL_NAME {
-                ""
-            } else {
-                acc
-            };
-            let conns = snaps.iter().flat_map(|s| s.conns.iter());
-            let (clients, subscriptions) = conns
-                .filter(|c| c.account == label)
-                .fold((0, 0), |(n, s), c| (n + 1, s + c.num_subs));
-            let stats = match m.server.account_lookup(acc) {
-                Some(id) => account_sublist_stats(&snaps, id.index()),
-                None => account_sublist_stats(&[], 0),
-            };
-            body.account_detail = Some(AccountDetail {
-                account_name: acc.into(),
-                update_time: rfc3339(m.start),
-                is_system: system.as_deref() == Some(acc),
-                expired: false,
-                complete: true,
-                jetstream_enabled: false,
-                leafnode_connections: 0,
-                client_connections: clients,
-                subscriptions,
-                name_tag: acc.into(),
-                sublist_stats: stats,
-            });
-        }
-        other => return Err(format!("Account {other} does not exist")),
+    Ok(body)
+}
+
+/// One account's detail, or nats-server's error when there is no such account.
+pub fn account_detail(
+    server: &ServerShared,
+    acc: &str,
+    snaps: &[ShardSnapshot],
+) -> Result<AccountDetail, String> {
+    if !all_accounts(server).iter().any(|n| n == acc) {
+        return Err(format!("Account {acc} does not exist"));
     }
-    Ok(Response::json(to_json(&body)))
+    let system = super::varz::system_account(&server.current_opts());
+    let conns = snaps.iter().flat_map(|s| s.conns.iter());
+    let (clients, subscriptions) = conns
+        .filter(|c| account_label(c) == acc)
+        .fold((0, 0), |(n, s), c| (n + 1, s + c.num_subs));
+    let stats = match server.account_lookup(acc) {
+        Some(id) => account_sublist_stats(snaps, id.index()),
+        None => account_sublist_stats(&[], 0),
+    };
+    Ok(AccountDetail {
+        account_name: acc.into(),
+        update_time: rfc3339(server.monitor.start),
+        is_system: system.as_deref() == Some(acc),
+        expired: false,
+        complete: true,
+        jetstream_enabled: false,
+        leafnode_connections: 0,
+        client_connections: clients,
+        subscriptions,
+        name_tag: acc.into(),
+        sublist_stats: stats,
+    })
 }
 
 #[derive(Serialize, Default)]
@@ -260,8 +307,9 @@ struct DataStats {
     leafs: MsgBytes,
 }
 
+/// One account's connection and message counts (`/accstatz`, `$SYS` CONNS events).
 #[derive(Serialize)]
-struct AccountStat {
+pub struct AccountStat {
     acc: String,
     name: String,
     conns: usize,
@@ -273,8 +321,16 @@ struct AccountStat {
     slow_consumers: u64,
 }
 
+impl AccountStat {
+    /// Open client connections of the account.
+    pub fn conns(&self) -> usize {
+        self.conns
+    }
+}
+
+/// The `/accstatz` document.
 #[derive(Serialize)]
-struct Accstatz {
+pub struct Accstatz {
     server_id: String,
     now: String,
     account_statz: Vec<AccountStat>,
@@ -283,47 +339,75 @@ struct Accstatz {
 pub(super) fn accstatz(m: &Monitor, req: &Request) -> Result<Response, String> {
     let unused = bool_param(req, "unused")?;
     let snaps = m.snapshots(false);
-    let t = totals(&snaps);
-    let mut list = Vec::new();
-    if unused {
-        list.push(AccountStat {
-            acc: "$SYS".into(),
-            name: "$SYS".into(),
-            conns: 0,
-            leafnodes: 0,
-            total_conns: 0,
-            num_subscriptions: 0,
-            sent: DataStats::default(),
-            received: DataStats::default(),
-            slow_consumers: 0,
-        });
+    Ok(Response::json(to_json(&accstatz_doc(
+        &m.server,
+        unused,
+        &[],
+        &snaps,
+    ))))
+}
+
+impl Accstatz {
+    /// No account listed.
+    pub fn is_empty(&self) -> bool {
+        self.account_statz.is_empty()
     }
-    if unused || t.connections > 0 {
-        list.push(AccountStat {
-            acc: "$G".into(),
-            name: "$G".into(),
-            conns: t.connections,
-            leafnodes: 0,
-            total_conns: t.connections,
-            num_subscriptions: t.subscriptions,
-            sent: DataStats {
-                msgs: t.out_msgs,
-                bytes: t.out_bytes,
-                ..Default::default()
-            },
-            received: DataStats {
-                msgs: t.in_msgs,
-                bytes: t.in_bytes,
-                ..Default::default()
-            },
-            slow_consumers: t.slow_consumers,
-        });
+}
+
+/// `acc`'s counts: its open connections and what they sent and received, and its
+/// subscriptions on every shard.
+pub fn account_stat(server: &ServerShared, acc: &str, snaps: &[ShardSnapshot]) -> AccountStat {
+    let mut st = AccountStat {
+        acc: acc.into(),
+        name: acc.into(),
+        conns: 0,
+        leafnodes: 0,
+        total_conns: 0,
+        num_subscriptions: 0,
+        sent: DataStats::default(),
+        received: DataStats::default(),
+        slow_consumers: 0,
+    };
+    for c in snaps
+        .iter()
+        .flat_map(|s| s.conns.iter())
+        .filter(|c| account_label(c) == acc)
+    {
+        st.conns += 1;
+        st.sent.msgs += c.out_msgs;
+        st.sent.bytes += c.out_bytes;
+        st.received.msgs += c.in_msgs;
+        st.received.bytes += c.in_bytes;
     }
-    Ok(Response::json(to_json(&Accstatz {
-        server_id: m.server.server_id.clone(),
+    st.total_conns = st.conns;
+    if let Some(id) = server.account_lookup(acc) {
+        st.num_subscriptions = account_sublist_stats(snaps, id.index()).num_subscriptions;
+    }
+    st
+}
+
+/// The `/accstatz` document: accounts with connections (all with `unused`), only
+/// those named in `only` when it is not empty.
+pub fn accstatz_doc(
+    server: &ServerShared,
+    unused: bool,
+    only: &[String],
+    snaps: &[ShardSnapshot],
+) -> Accstatz {
+    let mut names = all_accounts(server);
+    if !only.is_empty() {
+        names.retain(|n| only.contains(n));
+    }
+    let list = names
+        .iter()
+        .map(|n| account_stat(server, n, snaps))
+        .filter(|s| unused || s.conns > 0)
+        .collect();
+    Accstatz {
+        server_id: server.server_id.clone(),
         now: rfc3339(SystemTime::now()),
         account_statz: list,
-    })))
+    }
 }
 
 #[derive(Serialize)]

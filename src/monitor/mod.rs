@@ -6,18 +6,18 @@
 //! read across threads: each request asks every shard for a [`ShardSnapshot`] over its
 //! command channel and waits (bounded) for the answers.
 
-mod connz;
+pub mod connz;
 pub mod format;
 pub mod http;
 mod metrics;
-mod misc;
-mod query;
-mod subsz;
+pub mod misc;
+pub mod query;
+pub mod subsz;
 pub mod varz;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::server::{FatalError, ServerShared};
@@ -114,13 +114,12 @@ pub fn bind(opts: &crate::config::Options) -> Result<Option<Bound>, FatalError> 
 
 /// Starts serving a bound monitoring port on a thread of its own.
 pub fn start(bound: Bound, server: Arc<ServerShared>) -> Result<(), FatalError> {
-    let https = bound.tls.is_some();
-    let monitor = Arc::new(Monitor::new(
-        server,
-        bound.addr.port(),
-        bound.host.clone(),
-        https,
-    ));
+    let _ = server.monitor.http.set(HttpPort {
+        host: bound.host.clone(),
+        port: bound.addr.port(),
+        https: bound.tls.is_some(),
+    });
+    let monitor = Arc::new(Monitor::new(server));
     let handler = Arc::new(move |req: &Request| monitor.handle(req));
     std::thread::Builder::new()
         .name("monitor".into())
@@ -129,71 +128,42 @@ pub fn start(bound: Bound, server: Arc<ServerShared>) -> Result<(), FatalError> 
         .map_err(|e| FatalError(format!("Can't start the http monitor: {e}")))
 }
 
-/// State of the monitoring endpoints.
-pub struct Monitor {
-    server: Arc<ServerShared>,
+/// The monitoring port as bound (`/varz` `http_host`, `http_port`, `https_port`).
+pub struct HttpPort {
+    /// Host as configured.
+    pub host: String,
+    /// The port it got.
+    pub port: u16,
+    /// Served over TLS.
+    pub https: bool,
+}
+
+/// What the monitoring documents need besides the shards' snapshots. It lives on the
+/// server, not the HTTP listener, so that a system account request builds the same
+/// documents when no monitoring port is configured.
+pub struct Stats {
     /// When the server started (`start`, `config_load_time`).
     pub start: SystemTime,
     started: Instant,
-    /// The monitoring port (`http_port` or `https_port` in `/varz`).
-    http_port: u16,
-    /// Served over TLS (`https`).
-    https: bool,
-    http_host: String,
-    base_path: String,
+    /// Set once the monitoring port is bound.
+    pub http: OnceLock<HttpPort>,
     req_stats: Mutex<BTreeMap<String, u64>>,
     cpu: Mutex<Option<(Instant, f64)>>,
 }
 
-impl Monitor {
-    fn new(server: Arc<ServerShared>, http_port: u16, http_host: String, https: bool) -> Monitor {
-        let base_path = server
-            .opts
-            .http_base_path
-            .clone()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_string();
-        let base_path = if base_path.is_empty() || base_path.starts_with('/') {
-            base_path
-        } else {
-            format!("/{base_path}")
-        };
-        Monitor {
-            server,
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
             start: SystemTime::now(),
             started: Instant::now(),
-            http_port,
-            https,
-            http_host,
-            base_path,
+            http: OnceLock::new(),
             req_stats: Mutex::new(BTreeMap::new()),
             cpu: Mutex::new(None),
         }
     }
+}
 
-    /// Asks every shard for a snapshot and collects the answers (shards that do not
-    /// answer within [`SNAPSHOT_WAIT`] are left out), ordered by shard id.
-    pub fn snapshots(&self, subs: bool) -> Vec<ShardSnapshot> {
-        let n = self.server.controls.len();
-        let (tx, rx) = crossbeam_channel::bounded(n);
-        self.server.tell_shards(|_| ShardCommand::Snapshot {
-            subs,
-            reply: tx.clone(),
-        });
-        drop(tx);
-        let deadline = Instant::now() + SNAPSHOT_WAIT;
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            match rx.recv_deadline(deadline) {
-                Ok(s) => out.push(s),
-                Err(_) => break,
-            }
-        }
-        out.sort_by_key(|s| s.id);
-        out
-    }
-
+impl Stats {
     fn count(&self, path: &str) {
         if let Ok(mut m) = self.req_stats.lock() {
             *m.entry(path.to_string()).or_insert(0) += 1;
@@ -205,7 +175,7 @@ impl Monitor {
         self.req_stats.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
-    /// Seconds since start.
+    /// Time since start.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -224,6 +194,58 @@ impl Monitor {
             return 0.0;
         }
         (((total - base) / wall) * 1000.0).round() / 10.0
+    }
+}
+
+/// Asks every shard for a snapshot over the command channels and collects the
+/// answers (shards that do not answer within [`SNAPSHOT_WAIT`] are left out),
+/// ordered by shard id. Blocks: for threads off the shards (the HTTP monitor).
+pub fn snapshots(server: &ServerShared, subs: bool) -> Vec<ShardSnapshot> {
+    let n = server.controls.len();
+    let (tx, rx) = crossbeam_channel::bounded(n);
+    server.tell_shards(|_| ShardCommand::Snapshot {
+        subs,
+        reply: tx.clone(),
+    });
+    drop(tx);
+    let deadline = Instant::now() + SNAPSHOT_WAIT;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match rx.recv_deadline(deadline) {
+            Ok(s) => out.push(s),
+            Err(_) => break,
+        }
+    }
+    out.sort_by_key(|s| s.id);
+    out
+}
+
+/// State of the monitoring endpoints.
+pub struct Monitor {
+    server: Arc<ServerShared>,
+    base_path: String,
+}
+
+impl Monitor {
+    fn new(server: Arc<ServerShared>) -> Monitor {
+        let base_path = server
+            .opts
+            .http_base_path
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string();
+        let base_path = if base_path.is_empty() || base_path.starts_with('/') {
+            base_path
+        } else {
+            format!("/{base_path}")
+        };
+        Monitor { server, base_path }
+    }
+
+    /// Every shard's snapshot (see [`snapshots`]).
+    pub fn snapshots(&self, subs: bool) -> Vec<ShardSnapshot> {
+        snapshots(&self.server, subs)
     }
 
     /// Routes one request.
@@ -251,7 +273,7 @@ impl Monitor {
             "/metrics" => "/metrics",
             _ => return Response::not_found(),
         };
-        self.count(endpoint);
+        self.server.monitor.count(endpoint);
         let result = match endpoint {
             "/" => Ok(misc::index(self)),
             "/varz" => Ok(varz::varz(self)),

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::connz::{SubDetail, DEFAULT_LIMIT};
+use super::connz::{account_label, SubDetail, DEFAULT_LIMIT};
 use super::format::{go_float, rfc3339, to_json};
 use super::http::{Request, Response};
 use super::query::{bool_param, int_param};
@@ -63,8 +63,9 @@ fn statz<'a>(tables: impl Iterator<Item = &'a crate::sublist::SublistStats>) -> 
     st
 }
 
+/// The `/subsz` document.
 #[derive(Serialize)]
-struct Subsz {
+pub struct Subsz {
     server_id: String,
     now: String,
     #[serde(flatten)]
@@ -76,51 +77,99 @@ struct Subsz {
     subscriptions_list: Vec<SubDetail>,
 }
 
+/// `/subsz` options, from a query string or a system account request's JSON body.
+#[derive(Clone, Debug, Default)]
+pub struct SubszOpts {
+    /// List the subscriptions.
+    pub subs: bool,
+    /// First entry of the page.
+    pub offset: i64,
+    /// Page size (not positive: the default).
+    pub limit: i64,
+    /// Only subscriptions matching this literal subject.
+    pub test: String,
+    /// Only this account's subscriptions.
+    pub acc: String,
+}
+
+impl SubszOpts {
+    /// The options of an HTTP request, with nats-server's errors for bad values.
+    pub fn from_query(req: &Request) -> Result<SubszOpts, String> {
+        Ok(SubszOpts {
+            subs: bool_param(req, "subs")?,
+            offset: int_param(req, "offset")?,
+            limit: int_param(req, "limit")?,
+            test: req.get("test").unwrap_or("").to_string(),
+            acc: req.get("acc").unwrap_or("").to_string(),
+        })
+    }
+}
+
 pub(super) fn subsz(m: &Monitor, req: &Request) -> Result<Response, String> {
-    let subs = bool_param(req, "subs")?;
-    let offset = int_param(req, "offset")?.max(0) as usize;
-    let limit = int_param(req, "limit")?;
-    let limit = if limit <= 0 {
-        DEFAULT_LIMIT
-    } else {
-        limit as usize
-    };
-    let test = req.get("test").unwrap_or("");
+    let opts = SubszOpts::from_query(req)?;
+    check_test(&opts.test)?;
+    let body = build(&m.server, &opts, &m.snapshots(opts.subs))?;
+    Ok(Response::json(to_json(&body)))
+}
+
+fn check_test(test: &str) -> Result<(), String> {
     if !test.is_empty() && !subject::is_valid_literal_subject(test.as_bytes()) {
         return Err(format!(
             "invalid test subject, must be valid publish subject: {test}"
         ));
     }
-    let acc = req.get("acc").unwrap_or("");
-    let snaps = m.snapshots(subs);
-    let stats = sublist_stats(&snaps);
+    Ok(())
+}
+
+/// The `/subsz` document from the shards' snapshots (taken with `subs` when listed).
+pub fn build(
+    server: &crate::server::ServerShared,
+    o: &SubszOpts,
+    snaps: &[ShardSnapshot],
+) -> Result<Subsz, String> {
+    check_test(&o.test)?;
+    let offset = o.offset.max(0) as usize;
+    let limit = if o.limit <= 0 {
+        DEFAULT_LIMIT
+    } else {
+        o.limit as usize
+    };
+    let (test, acc) = (o.test.as_str(), o.acc.as_str());
+    let stats = if acc.is_empty() {
+        sublist_stats(snaps)
+    } else {
+        match server.account_lookup(acc) {
+            Some(id) => account_sublist_stats(snaps, id.index()),
+            None => SublistStatz::default(),
+        }
+    };
     let mut total = 0;
     let mut list = Vec::new();
-    if subs && (acc.is_empty() || acc == "$G") {
+    if o.subs {
         let mut all: Vec<SubDetail> = snaps
             .iter()
             .flat_map(|s| s.conns.iter())
+            .filter(|c| acc.is_empty() || account_label(c) == acc)
             .flat_map(|c| {
                 c.subs
                     .iter()
                     .filter(|s| {
                         test.is_empty() || subject::matches(s.subject.as_bytes(), test.as_bytes())
                     })
-                    .map(move |s| SubDetail::of(s, c.cid, "$G"))
+                    .map(move |s| SubDetail::of(s, c.cid, account_label(c)))
             })
             .collect();
         all.sort_by(|a, b| a.cid.cmp(&b.cid).then_with(|| a.sid.cmp(&b.sid)));
         total = all.len();
         list = all.into_iter().skip(offset).take(limit).collect();
     }
-    let body = Subsz {
-        server_id: m.server.server_id.clone(),
+    Ok(Subsz {
+        server_id: server.server_id.clone(),
         now: rfc3339(SystemTime::now()),
         stats,
         total,
         offset,
         limit,
         subscriptions_list: list,
-    };
-    Ok(Response::json(to_json(&body)))
+    })
 }

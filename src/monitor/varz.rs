@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::format::{go_float, rfc3339, secs, to_json, uptime};
 use super::http::Response;
 use super::Monitor;
-use crate::server::{COMPAT_VERSION, VERSION};
+use crate::server::{ServerShared, COMPAT_VERSION, VERSION};
 use crate::shard::snapshot::ShardSnapshot;
 
 /// A block of a feature natrium does not have yet: `{}`.
@@ -41,8 +41,8 @@ pub struct VarzCluster {
 }
 
 impl VarzCluster {
-    fn of(m: &Monitor) -> VarzCluster {
-        let Some(c) = &m.server.opts.cluster else {
+    fn of(server: &ServerShared) -> VarzCluster {
+        let Some(c) = &server.opts.cluster else {
             return VarzCluster::default();
         };
         let timeout = c.auth.as_ref().and_then(|a| a.timeout).map_or(2.0, secs);
@@ -50,7 +50,7 @@ impl VarzCluster {
             name: c.name.clone(),
             addr: Some(c.host.clone()),
             cluster_port: Some(
-                m.server
+                server
                     .cluster_port
                     .load(std::sync::atomic::Ordering::Relaxed) as u16,
             ),
@@ -154,8 +154,9 @@ struct DiskIoWait {
     max_wait_time: u64,
 }
 
+/// The `/varz` document.
 #[derive(Serialize)]
-struct Varz {
+pub struct Varz {
     server_id: String,
     server_name: String,
     version: String,
@@ -298,7 +299,12 @@ pub fn cores() -> usize {
 }
 
 pub(super) fn varz(m: &Monitor) -> Response {
-    let server = &m.server;
+    Response::json(to_json(&build(&m.server, &m.snapshots(false))))
+}
+
+/// The `/varz` document from the shards' snapshots.
+pub fn build(server: &ServerShared, snaps: &[ShardSnapshot]) -> Varz {
+    let stats = &server.monitor;
     // The options in force: reloaded values (max_payload, ...) show at once.
     let opts = server.current_opts();
     // Whether credentials are configured at all: unlike a client's INFO, not hidden
@@ -306,10 +312,18 @@ pub(super) fn varz(m: &Monitor) -> Response {
     let auth_required = server.auth.required();
     let tls_required = opts.tls.is_some() && !opts.allow_non_tls;
     let tls_verify = opts.tls.as_ref().is_some_and(|t| t.verify);
-    let snaps = m.snapshots(false);
-    let t = totals(&snaps);
-    let start = rfc3339(m.start);
-    let body = Varz {
+    let t = totals(snaps);
+    let start = rfc3339(stats.start);
+    // Without a monitoring port, nats-server shows the configured host and port 0.
+    let (http_host, http_port, https) = match stats.http.get() {
+        Some(h) => (h.host.clone(), h.port, h.https),
+        None => (
+            opts.http_host.clone().unwrap_or_else(|| opts.host.clone()),
+            0,
+            false,
+        ),
+    };
+    Varz {
         server_id: server.server_id.clone(),
         server_name: server.server_name.clone(),
         version: COMPAT_VERSION.into(),
@@ -322,10 +336,10 @@ pub(super) fn varz(m: &Monitor) -> Response {
         max_subscriptions: (opts.max_subscriptions > 0).then_some(opts.max_subscriptions),
         ping_interval: opts.ping_interval.as_nanos() as u64,
         ping_max: opts.ping_max,
-        http_host: m.http_host.clone(),
-        http_port: if m.https { 0 } else { m.http_port },
+        http_host,
+        http_port: if https { 0 } else { http_port },
         http_base_path: opts.http_base_path.clone().unwrap_or_default(),
-        https_port: if m.https { m.http_port as i32 } else { 0 },
+        https_port: if https { http_port as i32 } else { 0 },
         auth_timeout: secs(opts.auth_timeout),
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
@@ -333,7 +347,7 @@ pub(super) fn varz(m: &Monitor) -> Response {
         auth_required,
         tls_required,
         tls_verify,
-        cluster: VarzCluster::of(m),
+        cluster: VarzCluster::of(server),
         gateway: Empty {},
         leaf: Empty {},
         mqtt: Empty {},
@@ -344,11 +358,11 @@ pub(super) fn varz(m: &Monitor) -> Response {
         write_timeout: opts.write_timeout.clone(),
         start: start.clone(),
         now: rfc3339(SystemTime::now()),
-        uptime: uptime(m.uptime()),
+        uptime: uptime(stats.uptime()),
         mem: super::misc::process_rss(),
         cores: cores(),
         gomaxprocs: server.controls.len(),
-        cpu: m.cpu_percent(),
+        cpu: stats.cpu_percent(),
         connections: server.connection_count(),
         total_connections: t.total_connections,
         routes: 0,
@@ -366,7 +380,7 @@ pub(super) fn varz(m: &Monitor) -> Response {
         stale_connections: 0,
         stalled_clients: 0,
         subscriptions: t.subscriptions,
-        http_req_stats: m.req_stats(),
+        http_req_stats: stats.req_stats(),
         config_load_time: start,
         config_digest: opts.config_digest.clone().unwrap_or_default(),
         tags: opts.tags.clone(),
@@ -384,6 +398,5 @@ pub(super) fn varz(m: &Monitor) -> Response {
             .as_ref()
             .and_then(|t| super::format::cert_not_after(&t.cert_file))
             .map(rfc3339),
-    };
-    Response::json(to_json(&body))
+    }
 }

@@ -69,6 +69,8 @@ pub struct ServerShared {
     pub leaf_port: std::sync::atomic::AtomicU32,
     /// Sequence number of the last system event this server published.
     pub event_seq: std::sync::atomic::AtomicU64,
+    /// Start time, request counts and CPU figures of the monitoring documents.
+    pub monitor: crate::monitor::Stats,
     /// Account names and their ids. Read when a connection authenticates, never per
     /// message; names are added (configured accounts, reloads) and never removed, so
     /// an id means one account for the life of the process.
@@ -493,6 +495,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         opts_now: std::sync::RwLock::new(Arc::new(opts.clone())),
         shutdown: AtomicBool::new(false),
         event_seq: std::sync::atomic::AtomicU64::new(0),
+        monitor: crate::monitor::Stats::default(),
         cluster_port: std::sync::atomic::AtomicU32::new(0),
         leaf_port: std::sync::atomic::AtomicU32::new(0),
         cluster_control: cluster_channel.as_ref().map(|(tx, _)| tx.clone()),

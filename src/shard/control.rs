@@ -62,6 +62,7 @@ pub async fn shard_main(
     }
     let ctx = ShardCtx::new(mesh, server.clone());
     ctx.install_imports(&ctx.auth());
+    crate::events::service::start(&ctx);
     let id = ctx.index;
     let pump = ctx.clone();
     ctx.mesh
@@ -113,6 +114,7 @@ pub async fn shard_main(
         glommio::timer::sleep(COMMAND_POLL).await;
     }
     drop(acceptor);
+    crate::events::service::shutdown(&ctx);
     let clients: Vec<_> = ctx.state.borrow().clients.values().cloned().collect();
     for c in &clients {
         c.close(None, "Server Shutdown");

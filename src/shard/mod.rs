@@ -67,6 +67,22 @@ struct PendingBarrier {
     waker: Option<Waker>,
 }
 
+/// An [`Envelope::Ask`] sent to other executors, collecting their answers.
+struct PendingAsk {
+    remaining: usize,
+    answers: Vec<Box<dyn std::any::Any + Send>>,
+    waker: Option<Waker>,
+}
+
+/// What [`ShardCtx::ask_all`] brings back from the other executors.
+#[derive(Default)]
+pub struct Answers {
+    /// The other client shards' snapshots (this shard's own is not among them).
+    pub shards: Vec<snapshot::ShardSnapshot>,
+    /// The cluster core's routes, when it was asked.
+    pub routes: Vec<crate::cluster::snapshot::RouteSnapshot>,
+}
+
 /// One account's interest as one shard sees it.
 #[derive(Default)]
 pub struct AccountTables {
@@ -81,6 +97,10 @@ pub struct AccountTables {
     pub taps: Option<Rc<[Tap]>>,
     /// Service imports: requests published here that go to another account.
     pub services: Option<Rc<[ServiceTap]>>,
+    /// The system account: its publishes take the cold path, where a
+    /// `$SYS.REQ.USER.INFO` request gets its requester's identity (the service
+    /// that answers it sits on another shard and sees only the message).
+    pub system: bool,
 }
 
 /// One service import, seen from the importing account.
@@ -106,6 +126,28 @@ struct ReplyRoute {
     subject: Bytes,
     cid: u64,
     singleton: bool,
+}
+
+/// The request whose answer depends on who asks.
+const USER_INFO: &[u8] = b"$SYS.REQ.USER.INFO";
+
+/// `msg`'s header block and body with a `Nats-Request-Info: <info>` header added.
+fn with_header(msg: &Message<'_>, info: &str) -> (usize, Bytes) {
+    let (hdr, body) = msg.payload.split_at(msg.hdr_len);
+    let mut out = Vec::with_capacity(msg.payload.len() + info.len() + 34);
+    match hdr.strip_suffix(b"\r\n\r\n") {
+        Some(head) => {
+            out.extend_from_slice(head);
+            out.extend_from_slice(b"\r\n");
+        }
+        None => out.extend_from_slice(b"NATS/1.0\r\n"),
+    }
+    out.extend_from_slice(b"Nats-Request-Info: ");
+    out.extend_from_slice(info.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    let hdr_len = out.len();
+    out.extend_from_slice(body);
+    (hdr_len, Bytes::from(out))
 }
 
 /// Reply mappings one shard keeps at most; the oldest go first beyond this.
@@ -142,6 +184,8 @@ pub struct ShardState {
     targets: Vec<Target>,
     barriers: HashMap<u64, PendingBarrier>,
     next_barrier: u64,
+    asks: HashMap<u64, PendingAsk>,
+    next_ask: u64,
     statuses: HashMap<u64, PendingStatus>,
     next_status: u64,
     /// `_R_.` reply mappings made for requests published on this shard.
@@ -247,6 +291,8 @@ impl ShardCtx {
                 targets: (0..executors).map(|_| Target::default()).collect(),
                 barriers: HashMap::new(),
                 next_barrier: 0,
+                asks: HashMap::new(),
+                next_ask: 0,
                 statuses: HashMap::new(),
                 next_status: 0,
                 replies: HashMap::new(),
@@ -323,6 +369,22 @@ impl ShardCtx {
                 }
             }
             Envelope::Barrier(token) => self.mesh.send(from, Envelope::BarrierAck(token)),
+            Envelope::Ask { token, subs } => {
+                let report = Box::new(self.snapshot(subs));
+                self.mesh.send(from, Envelope::Answer { token, report });
+            }
+            Envelope::Answer { token, report } => {
+                let mut st = self.state.borrow_mut();
+                if let Some(a) = st.asks.get_mut(&token) {
+                    a.answers.push(report);
+                    a.remaining = a.remaining.saturating_sub(1);
+                    if a.remaining == 0 {
+                        if let Some(w) = a.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+            }
             Envelope::BarrierAck(token) => {
                 let mut st = self.state.borrow_mut();
                 if let Some(b) = st.barriers.get_mut(&token) {
@@ -410,6 +472,64 @@ impl ShardCtx {
             }
         })
         .await
+    }
+
+    /// Asks the other client shards (and the cluster core when `routes`) for their
+    /// snapshots through the rings, so the answer comes as fast as the executors
+    /// wake, not at the next command poll. Executors that do not answer within
+    /// `wait` are left out.
+    pub async fn ask_all(&self, subs: bool, routes: bool, wait: std::time::Duration) -> Answers {
+        let targets: Vec<usize> = self
+            .peers
+            .iter()
+            .copied()
+            .chain(self.cluster_core.filter(|_| routes))
+            .collect();
+        if targets.is_empty() {
+            return Answers::default();
+        }
+        let token = {
+            let mut st = self.state.borrow_mut();
+            st.next_ask += 1;
+            let token = st.next_ask;
+            st.asks.insert(
+                token,
+                PendingAsk {
+                    remaining: targets.len(),
+                    answers: Vec::new(),
+                    waker: None,
+                },
+            );
+            token
+        };
+        for &to in &targets {
+            self.mesh.send(to, Envelope::Ask { token, subs });
+        }
+        let answered = std::future::poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            match st.asks.get_mut(&token) {
+                Some(a) if a.remaining > 0 => {
+                    a.waker = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+                _ => std::task::Poll::Ready(()),
+            }
+        });
+        futures_lite::future::or(answered, glommio::timer::sleep(wait)).await;
+        let pending = self.state.borrow_mut().asks.remove(&token);
+        let mut out = Answers::default();
+        for report in pending.map(|p| p.answers).unwrap_or_default() {
+            match report.downcast::<snapshot::ShardSnapshot>() {
+                Ok(s) => out.shards.push(*s),
+                Err(other) => {
+                    if let Ok(r) = other.downcast::<Vec<crate::cluster::snapshot::RouteSnapshot>>()
+                    {
+                        out.routes = *r;
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Tells every other shard (and the cluster core) about one subscription gained or
@@ -509,6 +629,7 @@ impl ShardCtx {
         let tables = st.tables(account);
         if tables.taps.is_some()
             || tables.services.is_some()
+            || tables.system
             || msg.subject.starts_with(SERVICE_REPLY_PREFIX)
         {
             return self.publish_across_accounts(st, account, msg, origin, want_status);
@@ -536,6 +657,18 @@ impl ShardCtx {
     ) -> bool {
         if msg.subject.starts_with(SERVICE_REPLY_PREFIX) {
             return self.publish_response(st, msg);
+        }
+        if msg.subject == USER_INFO && st.tables(account).system {
+            if let Some(info) = self.requester_info(st, account, origin) {
+                let (hdr_len, payload) = with_header(msg, &info);
+                let (subject, reply) = (msg.shared_subject(), msg.shared_reply());
+                let request = Message::owned(&subject, &reply, hdr_len, &payload);
+                let (any, routed) = self.publish_in(st, account, &request, origin, want_status);
+                if !any && want_status {
+                    self.send_no_responders(st, account, origin.cid(), msg.subject, msg.reply);
+                }
+                return routed;
+            }
         }
         let (mut any, mut routed) = (false, false);
         let tables = st.tables(account);
@@ -661,22 +794,28 @@ impl ShardCtx {
             .and_then(|c| c.rtt.get())
             .map_or(0, |d| d.as_nanos());
         let info = format!(
-            "Nats-Request-Info: {{\"acc\":{},\"rtt\":{rtt}}}\r\n\r\n",
+            "{{\"acc\":{},\"rtt\":{rtt}}}",
             serde_json::Value::from(self.server.account_name(account))
         );
-        let (hdr, body) = msg.payload.split_at(msg.hdr_len);
-        let mut out = Vec::with_capacity(msg.payload.len() + info.len() + 12);
-        match hdr.strip_suffix(b"\r\n\r\n") {
-            Some(head) => {
-                out.extend_from_slice(head);
-                out.extend_from_slice(b"\r\n");
-            }
-            None => out.extend_from_slice(b"NATS/1.0\r\n"),
-        }
-        out.extend_from_slice(info.as_bytes());
-        let hdr_len = out.len();
-        out.extend_from_slice(body);
-        (hdr_len, Bytes::from(out))
+        with_header(msg, &info)
+    }
+
+    /// The `Nats-Request-Info` JSON of a client publishing here: its account and
+    /// user, as nats-server's internal handlers see their requester.
+    fn requester_info(
+        &self,
+        st: &ShardState,
+        account: AccountId,
+        origin: Origin,
+    ) -> Option<String> {
+        let Origin::Client(cid) = origin else {
+            return None;
+        };
+        let client = st.clients.get(&cid)?;
+        let user = client.auth.user.borrow().clone().unwrap_or_default();
+        Some(
+            serde_json::json!({"acc": self.server.account_name(account), "user": user}).to_string(),
+        )
     }
 
     /// A fresh `_R_.<shard>.<id>` reply mapped back to `msg`'s reply in `account`.
