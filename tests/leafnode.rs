@@ -225,3 +225,147 @@ async fn queue_groups_span_the_leaf_and_deliver_once() {
         assert!(late.is_err(), "a message arrived twice");
     }
 }
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+/// The leaf entry of `/leafz?subs=1` on `http` whose subscriptions list `subject`,
+/// waited for.
+fn leaf_showing(http: u16, subject: &str) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let leafz = support::http_get_json(http, "/leafz?subs=1");
+        let found = leafz["leafs"].as_array().and_then(|leafs| {
+            leafs
+                .iter()
+                .find(|l| {
+                    l["subscriptions_list"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|s| s == subject))
+                })
+                .cloned()
+        });
+        if let Some(l) = found {
+            assert_eq!(leafz["leafnodes"], 1, "{leafz}");
+            return l;
+        }
+        assert!(Instant::now() < deadline, "{subject} never shown: {leafz}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `/leafz` (with `subs` and `acc`) and the `/varz` leaf figures on hub and spoke, key
+/// sets as nats-server's, and the count back to 0 when the spoke is gone.
+#[test]
+fn leafz_and_varz_show_the_leaf_as_nats_server_does() {
+    use std::io::Write;
+    let mixes: &[(Kind, Kind)] = if nats_server_bin().is_some() {
+        &[
+            (Kind::Natrium, Kind::Natrium),
+            (Kind::NatsServer, Kind::Natrium),
+            (Kind::Natrium, Kind::NatsServer),
+        ]
+    } else {
+        &[(Kind::Natrium, Kind::Natrium)]
+    };
+    let (mut hub_shapes, mut spoke_shapes) = (Vec::new(), Vec::new());
+    for &(hub_kind, spoke_kind) in mixes {
+        let port = free_port();
+        let hub_conf = conf(
+            "zhub",
+            &format!(
+                "server_name: HUB\nleafnodes {{ listen: \"127.0.0.1:{port}\", \
+                 authorization {{ timeout: 3 }} }}\n"
+            ),
+        );
+        let hub = support::Monitored::start(hub_kind, &["-c", &hub_conf]);
+        let spoke_conf = conf(
+            "zspoke",
+            &format!(
+                "server_name: SPOKE\nleafnodes {{ remotes: [ {{ url: \
+                 \"nats://127.0.0.1:{port}\", deny_imports: [\"secret.>\"] }} ] }}\n"
+            ),
+        );
+        let mut spoke = support::Monitored::start(spoke_kind, &["-c", &spoke_conf]);
+        let mut sc = std::net::TcpStream::connect(spoke.server.addr()).unwrap();
+        sc.write_all(b"CONNECT {}\r\nSUB watched.subject 1\r\nSUB work q 2\r\nPING\r\n")
+            .unwrap();
+        let mut hc = std::net::TcpStream::connect(hub.server.addr()).unwrap();
+        hc.write_all(b"CONNECT {}\r\nSUB hub.subject 1\r\nPING\r\n")
+            .unwrap();
+        let mix = format!("hub {hub_kind:?}, spoke {spoke_kind:?}");
+
+        let at_hub = leaf_showing(hub.http, "watched.subject");
+        assert_eq!(at_hub["name"], "SPOKE", "{mix}: {at_hub}");
+        assert_eq!(at_hub["is_spoke"], false, "{mix}: {at_hub}");
+        assert_eq!(at_hub["account"], "$G", "{mix}: {at_hub}");
+        let list = at_hub["subscriptions_list"].as_array().unwrap();
+        assert!(list.iter().any(|s| s == "work"), "{mix}: {at_hub}");
+        assert_eq!(
+            at_hub["subscriptions"].as_u64(),
+            Some(list.len() as u64),
+            "{mix}"
+        );
+        let at_spoke = leaf_showing(spoke.http, "hub.subject");
+        assert_eq!(at_spoke["name"], "HUB", "{mix}: {at_spoke}");
+        assert_eq!(at_spoke["is_spoke"], true, "{mix}: {at_spoke}");
+        assert_eq!(at_spoke["port"].as_u64(), Some(port as u64), "{mix}");
+
+        let plain = support::http_get_json(hub.http, "/leafz");
+        assert!(
+            plain["leafs"][0].get("subscriptions_list").is_none(),
+            "{mix}: {plain}"
+        );
+        let other = support::http_get_json(hub.http, "/leafz?acc=NOPE");
+        assert_eq!(other["leafnodes"], 0, "{mix}: {other}");
+        let mine = support::http_get_json(hub.http, "/leafz?acc=$G");
+        assert_eq!(mine["leafnodes"], 1, "{mix}: {mine}");
+
+        let hub_varz = support::http_get_json(hub.http, "/varz");
+        assert_eq!(hub_varz["leafnodes"], 1, "{mix}");
+        assert_eq!(
+            hub_varz["leaf"]["port"].as_u64(),
+            Some(port as u64),
+            "{mix}"
+        );
+        assert_eq!(hub_varz["leaf"]["auth_timeout"], 3, "{mix}");
+        let spoke_varz = support::http_get_json(spoke.http, "/varz");
+        assert_eq!(spoke_varz["leafnodes"], 1, "{mix}");
+        let remote = &spoke_varz["leaf"]["remotes"][0];
+        assert_eq!(remote["local_account"], "$G", "{mix}: {remote}");
+        assert_eq!(
+            remote["urls"][0].as_str(),
+            Some(format!("127.0.0.1:{port}").as_str()),
+            "{mix}: {remote}"
+        );
+        assert_eq!(remote["deny"]["imports"][0], "secret.>", "{mix}: {remote}");
+        assert!(spoke_varz["leaf"].get("port").is_none(), "{mix}");
+        if hub_kind != spoke_kind {
+            hub_shapes.push((hub_kind, keys(&at_hub), keys(&hub_varz["leaf"])));
+            spoke_shapes.push((spoke_kind, keys(&at_spoke), keys(&spoke_varz["leaf"])));
+        }
+
+        spoke.server.signal(9);
+        spoke.server.wait_exit(WAIT);
+        let deadline = Instant::now() + WAIT;
+        while support::http_get_json(hub.http, "/varz")["leafnodes"] != 0 {
+            assert!(Instant::now() < deadline, "{mix}: the leaf never went away");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(support::http_get_json(hub.http, "/leafz")["leafnodes"], 0);
+    }
+    for shapes in [hub_shapes, spoke_shapes] {
+        let [a, b] = &shapes[..] else {
+            assert!(nats_server_bin().is_none(), "{} shapes", shapes.len());
+            continue;
+        };
+        assert_eq!(a.1, b.1, "/leafz entry keys: {:?} vs {:?}", a.0, b.0);
+        assert_eq!(a.2, b.2, "/varz leaf keys: {:?} vs {:?}", a.0, b.0);
+    }
+}

@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 
@@ -72,11 +73,30 @@ impl ClusterCore {
         self.refresh(&mut st, &key, true);
     }
 
+    fn count_links(&self, st: &CoreState) {
+        let counts = &self.server.link_counts;
+        let mut remotes: Vec<String> = st
+            .routes
+            .values()
+            .map(|r| r.remote_id.borrow().clone())
+            .collect();
+        remotes.sort_unstable();
+        remotes.dedup();
+        counts
+            .routes
+            .store(st.routes.len() as u64, Ordering::Relaxed);
+        counts
+            .remotes
+            .store(remotes.len() as u64, Ordering::Relaxed);
+        counts.leafs.store(st.leafs.len() as u64, Ordering::Relaxed);
+    }
+
     /// Registers a route whose handshake is done, and sends it what routes are told.
     pub fn register(&self, route: &Rc<Route>) {
         let lines = {
             let mut st = self.state.borrow_mut();
             st.routes.insert(route.id, route.clone());
+            self.count_links(&st);
             let mut out = BytesMut::new();
             let told: Vec<(InterestKey, u32)> = st
                 .told_routes
@@ -102,6 +122,7 @@ impl ClusterCore {
             .is_some_and(|r| std::ptr::eq(&**r, route))
         {
             st.routes.remove(&route.id);
+            self.count_links(&st);
         }
         for (key, weight) in interest {
             self.route_weight(&mut st, route.id, &key, weight, 0);
@@ -166,6 +187,7 @@ impl ClusterCore {
     pub fn register_leaf(&self, leaf: &Rc<Leaf>) {
         let mut st = self.state.borrow_mut();
         st.leafs.insert(leaf.id, leaf.clone());
+        self.count_links(&st);
         let account = leaf.account.get();
         let lds = self.lds_subject(&mut st, account);
         let lds_key = (account, lds, None);
@@ -202,6 +224,7 @@ impl ClusterCore {
             .is_some_and(|l| std::ptr::eq(&**l, leaf))
         {
             st.leafs.remove(&leaf.id);
+            self.count_links(&st);
         }
         let account = leaf.account.get();
         for ((subject, queue), weight) in interest {

@@ -353,7 +353,7 @@ pub async fn core_main(
     while !server.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
         while let Some(cmd) = commands.as_ref().and_then(|c| c.try_recv().ok()) {
             match cmd {
-                snapshot::ClusterCommand::Routes { subs, reply } => {
+                snapshot::ClusterCommand::Snapshot { subs, reply } => {
                     let _ = reply.send(core.snapshot(subs));
                 }
                 snapshot::ClusterCommand::Reload(opts) => core.reload(*opts),

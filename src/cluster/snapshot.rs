@@ -1,24 +1,83 @@
-//! What monitoring reads of the cluster core: one snapshot per route, taken on the
-//! core's executor and sent back over the control channel.
+//! What monitoring reads of the cluster core: one snapshot per route and per leaf
+//! connection, taken on the core's executor and sent back over the control channel.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::ClusterCore;
 
 /// A request from the control plane to the cluster core.
 pub enum ClusterCommand {
-    /// Describe every route (with their subscriptions when `subs`).
-    Routes {
-        /// Include each route's subscription subjects.
+    /// Describe every route and leaf connection (with their subscriptions when `subs`).
+    Snapshot {
+        /// Include each connection's subscription subjects.
         subs: bool,
         /// Where the answer goes.
-        reply: crossbeam_channel::Sender<Vec<RouteSnapshot>>,
+        reply: crossbeam_channel::Sender<ClusterSnapshot>,
     },
     /// The server entered lame duck mode: tell the peers (`"ldm":true`), so that
     /// their clients stop reconnecting here.
     LameDuck,
     /// Reloaded cluster settings: dial added routes, close removed ones.
     Reload(Box<crate::config::cluster::ClusterOptions>),
+}
+
+/// How many connections the cluster core holds, kept current on every register and
+/// unregister so that `/varz` reads them without asking the core.
+#[derive(Debug, Default)]
+pub struct LinkCounts {
+    /// Registered routes.
+    pub routes: AtomicU64,
+    /// Distinct servers behind those routes.
+    pub remotes: AtomicU64,
+    /// Registered leaf connections.
+    pub leafs: AtomicU64,
+}
+
+impl LinkCounts {
+    /// Reads one counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The cluster core's connections as monitoring shows them.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterSnapshot {
+    /// The registered routes.
+    pub routes: Vec<RouteSnapshot>,
+    /// The registered leaf connections.
+    pub leafs: Vec<LeafSnapshot>,
+}
+
+/// One leaf connection as `/leafz` shows it.
+#[derive(Clone, Debug)]
+pub struct LeafSnapshot {
+    /// Connection id.
+    pub id: u64,
+    /// The peer's server name.
+    pub name: String,
+    /// This server is the spoke (it dialed the hub).
+    pub is_spoke: bool,
+    /// The local account the connection is bound to.
+    pub account: String,
+    /// The peer's address.
+    pub ip: String,
+    /// The peer's port.
+    pub port: u16,
+    /// Last PING round trip.
+    pub rtt: Option<Duration>,
+    /// Messages from the peer.
+    pub in_msgs: u64,
+    /// Messages to the peer.
+    pub out_msgs: u64,
+    /// Payload bytes from the peer.
+    pub in_bytes: u64,
+    /// Payload bytes to the peer.
+    pub out_bytes: u64,
+    /// The subjects the peer is interested in (a queue's subject once per group, as
+    /// nats-server lists them); empty strings when the subjects were not asked for.
+    pub subscriptions: Vec<String>,
 }
 
 /// One route as `/routez` shows it.
@@ -59,8 +118,49 @@ pub struct RouteSnapshot {
 }
 
 impl ClusterCore {
-    /// The registered routes, by id.
-    pub fn snapshot(&self, subs: bool) -> Vec<RouteSnapshot> {
+    /// The registered routes and leaf connections.
+    pub fn snapshot(&self, subs: bool) -> ClusterSnapshot {
+        ClusterSnapshot {
+            routes: self.route_snapshots(subs),
+            leafs: self.leaf_snapshots(subs),
+        }
+    }
+
+    fn leaf_snapshots(&self, subs: bool) -> Vec<LeafSnapshot> {
+        let mut leafs: Vec<LeafSnapshot> = self
+            .leafs()
+            .iter()
+            .filter(|l| l.is_up())
+            .map(|l| {
+                let interest = l.interest.borrow();
+                LeafSnapshot {
+                    id: l.id,
+                    name: l.remote_name.borrow().clone(),
+                    is_spoke: l.spoke.get(),
+                    account: l.account_name.borrow().clone(),
+                    ip: l.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+                    port: l.peer.map_or(0, |p| p.port()),
+                    rtt: l.rtt.get(),
+                    in_msgs: l.in_msgs.get(),
+                    out_msgs: l.out_msgs.get(),
+                    in_bytes: l.in_bytes.get(),
+                    out_bytes: l.out_bytes.get(),
+                    subscriptions: if subs {
+                        interest
+                            .keys()
+                            .map(|(s, _)| String::from_utf8_lossy(s).into_owned())
+                            .collect()
+                    } else {
+                        vec![String::new(); interest.len()]
+                    },
+                }
+            })
+            .collect();
+        leafs.sort_by_key(|l| l.id);
+        leafs
+    }
+
+    fn route_snapshots(&self, subs: bool) -> Vec<RouteSnapshot> {
         self.routes()
             .iter()
             .map(|r| {

@@ -312,8 +312,9 @@ fn needs(kind: &str, opts: &gojson::Decoded) -> (bool, bool) {
         "SUBSZ" | "INFO" => true,
         _ => false,
     };
-    let routes = matches!(kind, "ROUTEZ" | "STATSZ" | "VARZ");
-    (subs, routes)
+    let subs = subs || (kind == "LEAFZ" && opts.bool("subscriptions"));
+    let cluster = matches!(kind, "ROUTEZ" | "STATSZ" | "VARZ" | "LEAFZ");
+    (subs, cluster)
 }
 
 impl Services {
@@ -417,10 +418,19 @@ impl Services {
             "SUBSZ" => subsz::build(server, &subsz_opts(&o), &answers.shards).map(|d| to_value(&d)),
             "ROUTEZ" => {
                 let subs = o.bool("subscriptions") || o.bool("subscriptions_detail");
-                Ok(to_value(&misc::routez_doc(server, subs, answers.routes)))
+                Ok(to_value(&misc::routez_doc(
+                    server,
+                    subs,
+                    answers.cluster.routes,
+                )))
             }
             "GATEWAYZ" => Ok(to_value(&misc::gatewayz_doc(server))),
-            "LEAFZ" => Ok(to_value(&misc::leafz_doc(server))),
+            "LEAFZ" => Ok(to_value(&misc::leafz_doc(
+                server,
+                o.bool("subscriptions"),
+                &o.str("account"),
+                answers.cluster.leafs,
+            ))),
             "ACCOUNTZ" => {
                 let acc = o.str("account");
                 let snaps = if acc.is_empty() {
@@ -463,7 +473,15 @@ impl Services {
                 let answers = self.gather(true, false).await;
                 subsz::build(server, &opts, &answers.shards).map(|d| to_value(&d))
             }
-            "LEAFZ" => Ok(to_value(&misc::leafz_doc(server))),
+            "LEAFZ" => {
+                let answers = self.gather(subs, true).await;
+                Ok(to_value(&misc::leafz_doc(
+                    server,
+                    o.bool("subscriptions"),
+                    &acc,
+                    answers.cluster.leafs,
+                )))
+            }
             "INFO" => {
                 let answers = self.gather(true, false).await;
                 misc::account_detail(server, &acc, &answers.shards).map(|d| to_value(&d))
@@ -559,17 +577,28 @@ impl Services {
         accounts.sort_unstable();
         accounts.dedup();
         let mut peers: Vec<&str> = answers
+            .cluster
             .routes
             .iter()
             .map(|r| r.remote_id.as_str())
             .collect();
         peers.sort_unstable();
         peers.dedup();
-        // `sent` and `received` count route traffic too, the `_clients` twins not.
+        // `sent` and `received` count route and leaf traffic too, the `_clients` twins not.
         let (mut sent, mut received) = ((t.out_msgs, t.out_bytes), (t.in_msgs, t.in_bytes));
-        for r in &answers.routes {
-            sent = (sent.0 + r.out_msgs, sent.1 + r.out_bytes);
-            received = (received.0 + r.in_msgs, received.1 + r.in_bytes);
+        let c = &answers.cluster;
+        let links = c
+            .routes
+            .iter()
+            .map(|r| (r.out_msgs, r.out_bytes, r.in_msgs, r.in_bytes));
+        let links = links.chain(
+            c.leafs
+                .iter()
+                .map(|l| (l.out_msgs, l.out_bytes, l.in_msgs, l.in_bytes)),
+        );
+        for (out_msgs, out_bytes, in_msgs, in_bytes) in links {
+            sent = (sent.0 + out_msgs, sent.1 + out_bytes);
+            received = (received.0 + in_msgs, received.1 + in_bytes);
         }
         let mut statsz = json!({
             "start": crate::monitor::format::rfc3339(server.monitor.start),
@@ -586,8 +615,9 @@ impl Services {
             "received_from_clients": {"msgs": t.in_msgs, "bytes": t.in_bytes},
             "slow_consumers": t.slow_consumers,
         });
-        if !answers.routes.is_empty() {
+        if !answers.cluster.routes.is_empty() {
             let routes: Vec<Value> = answers
+                .cluster
                 .routes
                 .iter()
                 .map(|r| {

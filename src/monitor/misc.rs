@@ -1,6 +1,6 @@
-//! The smaller endpoints: `/` (index), `/routez` (from the cluster core), `/gatewayz`,
-//! `/leafz` (no gateways or leaf nodes yet: empty lists), `/accountz`, `/accstatz`,
-//! `/healthz`, and process figures.
+//! The smaller endpoints: `/` (index), `/routez` and `/leafz` (from the cluster core),
+//! `/gatewayz` (no gateways yet: empty lists), `/accountz`, `/accstatz`, `/healthz`,
+//! and process figures.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -13,7 +13,7 @@ use super::http::{Request, Response};
 use super::query::{bool_param, subs_param};
 use super::subsz::{account_sublist_stats, SublistStatz};
 use super::Monitor;
-use crate::cluster::snapshot::RouteSnapshot;
+use crate::cluster::snapshot::{LeafSnapshot, RouteSnapshot};
 use crate::server::{ServerShared, COMPAT_VERSION};
 use crate::shard::snapshot::ShardSnapshot;
 
@@ -92,7 +92,7 @@ struct RouteInfo {
 pub(super) fn routez(m: &Monitor, req: &Request) -> Result<Response, String> {
     let (list, detail) = subs_param(req)?;
     let subs = list || detail;
-    let body = routez_doc(&m.server, subs, m.server.route_snapshots(subs));
+    let body = routez_doc(&m.server, subs, m.server.cluster_snapshot(subs).routes);
     Ok(Response::json(to_json(&body)))
 }
 
@@ -159,27 +159,71 @@ pub fn gatewayz_doc(server: &ServerShared) -> Gatewayz {
     }
 }
 
-/// The `/leafz` document (no leaf nodes yet).
+/// The `/leafz` document.
 #[derive(Serialize)]
 pub struct Leafz {
     server_id: String,
     now: String,
     leafnodes: usize,
-    leafs: Vec<()>,
+    leafs: Vec<LeafInfo>,
+}
+
+#[derive(Serialize)]
+struct LeafInfo {
+    id: u64,
+    name: String,
+    is_spoke: bool,
+    account: String,
+    ip: String,
+    port: u16,
+    rtt: String,
+    in_msgs: u64,
+    out_msgs: u64,
+    in_bytes: u64,
+    out_bytes: u64,
+    subscriptions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriptions_list: Option<Vec<String>>,
+    compression: &'static str,
 }
 
 pub(super) fn leafz(m: &Monitor, req: &Request) -> Result<Response, String> {
-    bool_param(req, "subs")?;
-    Ok(Response::json(to_json(&leafz_doc(&m.server))))
+    let subs = bool_param(req, "subs")?;
+    let acc = req.get("acc").unwrap_or_default();
+    let leafs = m.server.cluster_snapshot(subs).leafs;
+    Ok(Response::json(to_json(&leafz_doc(
+        &m.server, subs, acc, leafs,
+    ))))
 }
 
-/// The `/leafz` document.
-pub fn leafz_doc(server: &ServerShared) -> Leafz {
+/// The `/leafz` document from the cluster core's snapshot: every leaf connection, or
+/// those bound to account `acc` when it is not empty.
+pub fn leafz_doc(server: &ServerShared, subs: bool, acc: &str, leafs: Vec<LeafSnapshot>) -> Leafz {
+    let leafs: Vec<LeafInfo> = leafs
+        .into_iter()
+        .filter(|l| acc.is_empty() || l.account == acc)
+        .map(|l| LeafInfo {
+            id: l.id,
+            name: l.name,
+            is_spoke: l.is_spoke,
+            account: l.account,
+            ip: l.ip,
+            port: l.port,
+            rtt: l.rtt.map(super::format::rtt).unwrap_or_default(),
+            in_msgs: l.in_msgs,
+            out_msgs: l.out_msgs,
+            in_bytes: l.in_bytes,
+            out_bytes: l.out_bytes,
+            subscriptions: l.subscriptions.len(),
+            subscriptions_list: (subs && !l.subscriptions.is_empty()).then_some(l.subscriptions),
+            compression: "off",
+        })
+        .collect();
     Leafz {
         server_id: server.server_id.clone(),
         now: rfc3339(SystemTime::now()),
-        leafnodes: 0,
-        leafs: Vec::new(),
+        leafnodes: leafs.len(),
+        leafs,
     }
 }
 

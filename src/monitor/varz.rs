@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::format::{go_float, rfc3339, secs, to_json, uptime};
 use super::http::Response;
 use super::Monitor;
+use crate::cluster::snapshot::LinkCounts;
 use crate::server::{ServerShared, COMPAT_VERSION, VERSION};
 use crate::shard::snapshot::ShardSnapshot;
 
@@ -58,6 +59,75 @@ impl VarzCluster {
             tls_timeout: Some(2.0),
             urls: c.routes.iter().map(|u| u.host_port()).collect(),
             pool_size: Some(c.pool_size),
+        }
+    }
+}
+
+/// `/varz` `leaf`: nats-server's fields, `{}` without a `leafnodes {}` block; the
+/// listener's fields only when it listens.
+#[derive(Serialize, Default)]
+struct VarzLeaf {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "go_float_opt"
+    )]
+    auth_timeout: Option<f64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "go_float_opt"
+    )]
+    tls_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    remotes: Vec<VarzRemoteLeaf>,
+}
+
+#[derive(Serialize)]
+struct VarzRemoteLeaf {
+    local_account: String,
+    urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deny: Option<VarzDeny>,
+}
+
+#[derive(Serialize)]
+struct VarzDeny {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exports: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    imports: Vec<String>,
+}
+
+impl VarzLeaf {
+    fn of(server: &ServerShared) -> VarzLeaf {
+        let Some(l) = &server.opts.leafnodes else {
+            return VarzLeaf::default();
+        };
+        let port = server.leaf_port.load(std::sync::atomic::Ordering::Relaxed) as u16;
+        let listening = port != 0;
+        let remotes = l
+            .remotes
+            .iter()
+            .map(|r| VarzRemoteLeaf {
+                local_account: r.account.clone().unwrap_or_else(|| "$G".into()),
+                urls: r.urls.iter().map(|u| u.host_port()).collect(),
+                deny: (!r.deny_exports.is_empty() || !r.deny_imports.is_empty()).then(|| {
+                    VarzDeny {
+                        exports: r.deny_exports.clone(),
+                        imports: r.deny_imports.clone(),
+                    }
+                }),
+            })
+            .collect();
+        VarzLeaf {
+            host: listening.then(|| l.host.clone()),
+            port: listening.then_some(port),
+            auth_timeout: listening.then(|| l.auth.timeout.map_or(2.0, secs)),
+            tls_timeout: listening.then_some(2.0),
+            remotes,
         }
     }
 }
@@ -187,7 +257,7 @@ pub struct Varz {
     max_pending: usize,
     cluster: VarzCluster,
     gateway: Empty,
-    leaf: Empty,
+    leaf: VarzLeaf,
     mqtt: Empty,
     websocket: Websocket,
     jetstream: Empty,
@@ -349,7 +419,7 @@ pub fn build(server: &ServerShared, snaps: &[ShardSnapshot]) -> Varz {
         tls_verify,
         cluster: VarzCluster::of(server),
         gateway: Empty {},
-        leaf: Empty {},
+        leaf: VarzLeaf::of(server),
         mqtt: Empty {},
         websocket: Websocket::of(opts.websocket.as_ref(), server.ws_port),
         jetstream: Empty {},
@@ -365,9 +435,9 @@ pub fn build(server: &ServerShared, snaps: &[ShardSnapshot]) -> Varz {
         cpu: stats.cpu_percent(),
         connections: server.connection_count(),
         total_connections: t.total_connections,
-        routes: 0,
-        remotes: 0,
-        leafnodes: 0,
+        routes: LinkCounts::get(&server.link_counts.routes),
+        remotes: LinkCounts::get(&server.link_counts.remotes),
+        leafnodes: LinkCounts::get(&server.link_counts.leafs),
         in_msgs: t.in_msgs,
         in_bytes: t.in_bytes,
         in_client_msgs: t.in_msgs,

@@ -67,6 +67,8 @@ pub struct ServerShared {
     pub cluster_port: std::sync::atomic::AtomicU32,
     /// The bound leaf node port (0 without a leaf listener).
     pub leaf_port: std::sync::atomic::AtomicU32,
+    /// The cluster core's route and leaf connection counts.
+    pub link_counts: crate::cluster::snapshot::LinkCounts,
     /// Sequence number of the last system event this server published.
     pub event_seq: std::sync::atomic::AtomicU64,
     /// Start time, request counts and CPU figures of the monitoring documents.
@@ -113,17 +115,18 @@ impl ServerShared {
         self.cluster_command_rx.clone()
     }
 
-    /// The routes as the cluster core sees them now (empty without a cluster).
-    pub fn route_snapshots(&self, subs: bool) -> Vec<crate::cluster::snapshot::RouteSnapshot> {
+    /// The routes and leaf connections as the cluster core sees them now (empty
+    /// without a cluster core).
+    pub fn cluster_snapshot(&self, subs: bool) -> crate::cluster::snapshot::ClusterSnapshot {
         let Some(tx) = &self.cluster_control else {
-            return Vec::new();
+            return Default::default();
         };
         let (reply, rx) = crossbeam_channel::bounded(1);
         if tx
-            .send(crate::cluster::snapshot::ClusterCommand::Routes { subs, reply })
+            .send(crate::cluster::snapshot::ClusterCommand::Snapshot { subs, reply })
             .is_err()
         {
-            return Vec::new();
+            return Default::default();
         }
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
     }
@@ -498,6 +501,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         monitor: crate::monitor::Stats::default(),
         cluster_port: std::sync::atomic::AtomicU32::new(0),
         leaf_port: std::sync::atomic::AtomicU32::new(0),
+        link_counts: Default::default(),
         cluster_control: cluster_channel.as_ref().map(|(tx, _)| tx.clone()),
         cluster_command_rx: cluster_channel.map(|(_, rx)| rx),
         accounts: std::sync::RwLock::new(crate::account::Accounts::new()),

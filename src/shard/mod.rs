@@ -79,8 +79,8 @@ struct PendingAsk {
 pub struct Answers {
     /// The other client shards' snapshots (this shard's own is not among them).
     pub shards: Vec<snapshot::ShardSnapshot>,
-    /// The cluster core's routes, when it was asked.
-    pub routes: Vec<crate::cluster::snapshot::RouteSnapshot>,
+    /// The cluster core's routes and leaf connections, when it was asked.
+    pub cluster: crate::cluster::snapshot::ClusterSnapshot,
 }
 
 /// One account's interest as one shard sees it.
@@ -474,16 +474,16 @@ impl ShardCtx {
         .await
     }
 
-    /// Asks the other client shards (and the cluster core when `routes`) for their
+    /// Asks the other client shards (and the cluster core when `cluster`) for their
     /// snapshots through the rings, so the answer comes as fast as the executors
     /// wake, not at the next command poll. Executors that do not answer within
     /// `wait` are left out.
-    pub async fn ask_all(&self, subs: bool, routes: bool, wait: std::time::Duration) -> Answers {
+    pub async fn ask_all(&self, subs: bool, cluster: bool, wait: std::time::Duration) -> Answers {
         let targets: Vec<usize> = self
             .peers
             .iter()
             .copied()
-            .chain(self.cluster_core.filter(|_| routes))
+            .chain(self.cluster_core.filter(|_| cluster))
             .collect();
         if targets.is_empty() {
             return Answers::default();
@@ -522,9 +522,8 @@ impl ShardCtx {
             match report.downcast::<snapshot::ShardSnapshot>() {
                 Ok(s) => out.shards.push(*s),
                 Err(other) => {
-                    if let Ok(r) = other.downcast::<Vec<crate::cluster::snapshot::RouteSnapshot>>()
-                    {
-                        out.routes = *r;
+                    if let Ok(c) = other.downcast::<crate::cluster::snapshot::ClusterSnapshot>() {
+                        out.cluster = *c;
                     }
                 }
             }
