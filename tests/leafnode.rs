@@ -369,3 +369,143 @@ fn leafz_and_varz_show_the_leaf_as_nats_server_does() {
         assert_eq!(a.2, b.2, "/varz leaf keys: {:?} vs {:?}", a.0, b.0);
     }
 }
+
+async fn login(server: &Server, user: &str) -> Client {
+    tokio::time::timeout(
+        WAIT,
+        async_nats::ConnectOptions::with_user_and_password(user.into(), user.into())
+            .connect(server.url()),
+    )
+    .await
+    .expect("connect timed out")
+    .expect("connect")
+}
+
+/// A leaf binds one account on each side: the hub's user picks the hub account, the
+/// remote's `account` the spoke's; other accounts on either side see nothing, and
+/// `deny_imports`/`deny_exports` hold back what they name. A wrong password is refused
+/// with the reference's errors on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_binds_one_account_on_each_side_and_denies_what_it_names() {
+    let mixes: &[(Kind, Kind)] = if nats_server_bin().is_some() {
+        &[
+            (Kind::Natrium, Kind::Natrium),
+            (Kind::NatsServer, Kind::Natrium),
+            (Kind::Natrium, Kind::NatsServer),
+        ]
+    } else {
+        &[(Kind::Natrium, Kind::Natrium)]
+    };
+    for &(hub_kind, spoke_kind) in mixes {
+        let mix = format!("hub {hub_kind:?}, spoke {spoke_kind:?}");
+        let port = free_port();
+        let hub = Server::start(
+            hub_kind,
+            &[
+                "-c",
+                &conf(
+                    "ahub",
+                    &format!(
+                        "accounts {{ A {{ users: [{{user: a, password: a}}] }}, \
+                         B {{ users: [{{user: b, password: b}}] }} }}\n\
+                         leafnodes {{ listen: \"127.0.0.1:{port}\", authorization {{ users: \
+                         [ {{user: la, password: pa, account: A}} ] }} }}\n"
+                    ),
+                ),
+            ],
+        );
+        let spoke_conf = |name: &str, password: &str| {
+            conf(
+                name,
+                &format!(
+                    "accounts {{ X {{ users: [{{user: x, password: x}}] }}, \
+                     Y {{ users: [{{user: y, password: y}}] }} }}\n\
+                     leafnodes {{ reconnect: 1, remotes: [ {{ url: \
+                     \"nats://la:{password}@127.0.0.1:{port}\", account: X, \
+                     deny_imports: [\"secret.>\"], deny_exports: [\"private.>\"] }} ] }}\n"
+                ),
+            )
+        };
+        let spoke = Server::start(spoke_kind, &["-c", &spoke_conf("aspoke", "pa")]);
+        let (a, b) = (login(&hub, "a").await, login(&hub, "b").await);
+        let (x, y) = (login(&spoke, "x").await, login(&spoke, "y").await);
+        let mut at_b = b.subscribe(">").await.unwrap();
+        let mut at_y = y.subscribe(">").await.unwrap();
+        b.flush().await.unwrap();
+        y.flush().await.unwrap();
+
+        // Down: hub account A to spoke account X; secret.> is not imported.
+        let mut at_x = x.subscribe(">").await.unwrap();
+        x.flush().await.unwrap();
+        await_interest(&a, &mut at_x, "down.probe").await;
+        for subject in ["secret.1", "down.1"] {
+            a.publish(subject, "m".into()).await.unwrap();
+        }
+        b.publish("down.2", "m".into()).await.unwrap();
+        b.flush().await.unwrap();
+        a.publish("down.3", "m".into()).await.unwrap();
+        a.flush().await.unwrap();
+        assert_eq!(next(&mut at_x).await.subject.as_str(), "down.1", "{mix}");
+        assert_eq!(next(&mut at_x).await.subject.as_str(), "down.3", "{mix}");
+
+        // Up: spoke account X to hub account A; private.> is not exported.
+        let a_sub = login(&hub, "a").await;
+        let mut at_a = a_sub.subscribe("up.>").await.unwrap();
+        let mut at_a_private = a_sub.subscribe("private.>").await.unwrap();
+        a_sub.flush().await.unwrap();
+        await_interest(&x, &mut at_a, "up.probe").await;
+        for subject in ["private.1", "up.1"] {
+            x.publish(subject, "m".into()).await.unwrap();
+        }
+        y.publish("up.2", "m".into()).await.unwrap();
+        y.flush().await.unwrap();
+        x.publish("up.3", "m".into()).await.unwrap();
+        x.flush().await.unwrap();
+        assert_eq!(next(&mut at_a).await.subject.as_str(), "up.1", "{mix}");
+        assert_eq!(next(&mut at_a).await.subject.as_str(), "up.3", "{mix}");
+        let leaked = tokio::time::timeout(Duration::from_millis(300), at_a_private.next()).await;
+        assert!(leaked.is_err(), "{mix}: deny_exports let through {leaked:?}");
+
+        // Accounts B and Y saw only their own publications.
+        assert_eq!(next(&mut at_b).await.subject.as_str(), "down.2", "{mix}");
+        assert_eq!(next(&mut at_y).await.subject.as_str(), "up.2", "{mix}");
+        for (name, sub) in [("B", &mut at_b), ("Y", &mut at_y)] {
+            let leaked = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+            assert!(leaked.is_err(), "{mix}: account {name} got {leaked:?}");
+        }
+
+        // A wrong password: refused by the hub, reported by the spoke, retried.
+        let bad = Server::start(spoke_kind, &["-c", &spoke_conf("abad", "WRONG")]);
+        let logged = hub
+            .wait_log("authentication error - User \"la\"", WAIT)
+            .unwrap_or_default();
+        assert!(logged.contains("[ERR]"), "{mix}: hub log {logged:?}");
+        assert!(
+            hub.wait_log("Leafnode connection closed: Authentication Failure", WAIT)
+                .is_some(),
+            "{mix}"
+        );
+        assert!(
+            bad.wait_log("Leafnode Error 'Authorization Violation'", WAIT)
+                .is_some(),
+            "{mix}: the spoke did not report the refusal"
+        );
+        assert!(
+            bad.wait_log("Leafnode connection closed: Client Closed", WAIT)
+                .is_some(),
+            "{mix}"
+        );
+        drop(bad);
+        // The good leaf still works (at_x saw X's own publications meanwhile).
+        a.publish("down.4", "m".into()).await.unwrap();
+        a.flush().await.unwrap();
+        loop {
+            let m = next(&mut at_x).await;
+            if m.subject.starts_with("up.") || m.subject.starts_with("private.") {
+                continue;
+            }
+            assert_eq!(m.subject.as_str(), "down.4", "{mix}");
+            break;
+        }
+    }
+}

@@ -291,16 +291,16 @@ fn apply(
             {
                 leaf.refused.set(true);
             }
-            leaf.close("Parse Error");
+            leaf.close("Client Closed");
             return Step::Stop;
         }
         _ => {}
     }
     match (*phase, op) {
         (Phase::AwaitConnect, RouteOp::Connect(json)) => {
-            if let Err((text, reason)) = check_connect(core, leaf, json) {
-                log_error!("{} - {text}", leaf.label());
-                leaf.err(&text, reason);
+            if let Err(no) = check_connect(core, leaf, json) {
+                log_error!("{} - {}", leaf.label(), no.log.as_ref().unwrap_or(&no.text));
+                leaf.err(&no.text, no.reason);
                 return Step::Stop;
             }
             leaf.send(&hub_info(core, leaf, false));
@@ -424,29 +424,48 @@ fn up(core: &Rc<ClusterCore>, leaf: &Rc<Leaf>) {
     leaf.ping();
 }
 
-/// Checks a leaf's CONNECT on the hub side and binds the connection to its account:
-/// `Err((text, close reason))` refuses it.
-fn check_connect(
-    core: &ClusterCore,
-    leaf: &Leaf,
-    json: &[u8],
-) -> Result<(), (String, &'static str)> {
-    let violation = || {
-        (
-            "Authorization Violation".to_string(),
-            "Authentication Failure",
-        )
-    };
-    let c: serde_json::Value = serde_json::from_slice(json).map_err(|_| violation())?;
+/// Why a hub refuses a leaf's CONNECT.
+struct Refusal {
+    /// The `-ERR` text.
+    text: String,
+    /// The close reason.
+    reason: &'static str,
+    /// The log line, where it is not the `-ERR` text.
+    log: Option<String>,
+}
+
+fn refuse(text: impl Into<String>, reason: &'static str) -> Refusal {
+    Refusal {
+        text: text.into(),
+        reason,
+        log: None,
+    }
+}
+
+/// Checks a leaf's CONNECT on the hub side and binds the connection to its account.
+fn check_connect(core: &ClusterCore, leaf: &Leaf, json: &[u8]) -> Result<(), Refusal> {
+    let c: serde_json::Value = serde_json::from_slice(json).unwrap_or_default();
     let s = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    // As nats-server logs it: the user named, the peer told less.
+    let violation = || Refusal {
+        text: "Authorization Violation".into(),
+        reason: "Authentication Failure",
+        log: Some(match s("user") {
+            u if u.is_empty() => "authentication error".into(),
+            u => format!("authentication error - User {u:?}"),
+        }),
+    };
+    if !c.is_object() {
+        return Err(violation());
+    }
     if c.get("lang").is_some() {
-        return Err((
-            "attempted to connect to leaf node port".into(),
+        return Err(refuse(
+            "attempted to connect to leaf node port",
             "Protocol Error",
         ));
     }
     if !s("gateway").is_empty() {
-        return Err((
+        return Err(refuse(
             format!(
                 "Rejecting connection from gateway \"{}\" on the leafnode port",
                 s("gateway")
@@ -456,21 +475,21 @@ fn check_connect(
     }
     let cluster = s("cluster");
     if cluster.contains(' ') {
-        return Err((
-            "cluster name cannot contain spaces".into(),
+        return Err(refuse(
+            "cluster name cannot contain spaces",
             "Protocol Error",
         ));
     }
     if !cluster.is_empty() && cluster == *core.name.borrow() {
-        return Err((
-            "remote leafnode has same cluster name".into(),
+        return Err(refuse(
+            "remote leafnode has same cluster name",
             "Cluster Name Conflict",
         ));
     }
     let opts = core.leaf_opts();
     if let Some(min) = &opts.min_version {
         if version_below(&s("version"), min) {
-            return Err((
+            return Err(refuse(
                 format!("connection rejected since minimum version required is {min:?}"),
                 "Minimum Version Required",
             ));
