@@ -689,3 +689,139 @@ async fn a_ring_of_leafs_is_detected_and_broken() {
         }
     }
 }
+
+/// The hub is killed and a new one started on the same ports at once (as supervisors
+/// do): the spoke dials again, and traffic flows both ways as before, with the
+/// spoke's own clients kept all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_hub_comes_back_and_the_spoke_rejoins() {
+    let mixes: &[(Kind, Kind)] = if nats_server_bin().is_some() {
+        &[
+            (Kind::Natrium, Kind::Natrium),
+            (Kind::NatsServer, Kind::Natrium),
+            (Kind::Natrium, Kind::NatsServer),
+        ]
+    } else {
+        &[(Kind::Natrium, Kind::Natrium)]
+    };
+    for &(hub_kind, spoke_kind) in mixes {
+        let mix = format!("hub {hub_kind:?}, spoke {spoke_kind:?}");
+        let (port, client_port) = (free_port(), free_port());
+        let hub_conf = conf(
+            "khub",
+            &format!("port: {client_port}\nleafnodes {{ listen: \"127.0.0.1:{port}\" }}\n"),
+        );
+        let mut hub = Server::start(hub_kind, &["-c", &hub_conf]);
+        let spoke = Server::start(
+            spoke_kind,
+            &[
+                "-c",
+                &conf(
+                    "kspoke",
+                    &format!(
+                        "leafnodes {{ reconnect: 1, remotes: [ {{ url: \
+                         \"nats://127.0.0.1:{port}\" }} ] }}\n"
+                    ),
+                ),
+            ],
+        );
+        let s = connect(&spoke).await;
+        let mut kept = s.subscribe("kept.*").await.unwrap();
+        s.flush().await.unwrap();
+        {
+            let h = connect(&hub).await;
+            await_interest(&h, &mut kept, "kept.before").await;
+        }
+        hub.signal(libc::SIGKILL);
+        hub.wait_exit(WAIT);
+        drop(hub);
+        let hub = Server::start(hub_kind, &["-c", &hub_conf]);
+        let h = connect(&hub).await;
+        await_interest(&h, &mut kept, "kept.after").await;
+        h.publish("kept.last", "x".into()).await.unwrap();
+        h.flush().await.unwrap();
+        assert_eq!(next(&mut kept).await.subject.as_str(), "kept.last", "{mix}");
+        exchange(&hub, &spoke).await;
+    }
+}
+
+/// What a peer gets on the leaf port for bad input: the same bytes to natrium and to
+/// nats-server, the same answer (INFO, pings and the reference's `$SYS` service
+/// interest left out) and the same close.
+#[test]
+fn bad_input_on_the_leaf_port_gets_the_reference_answers() {
+    use std::io::{Read, Write};
+    let Some(_) = nats_server_bin() else {
+        return;
+    };
+    let cases: &[&[u8]] = &[
+        b"CONNECT {\"lang\":\"go\",\"verbose\":false}\r\n",
+        b"LS+ foo\r\n",
+        b"GARBAGE\r\n",
+        b"PING\r\n",
+        b"CONNECT {bad json\r\n",
+        b"CONNECT {\"gateway\":\"G\"}\r\n",
+        b"CONNECT {\"cluster\":\"a b\"}\r\n",
+        b"CONNECT {}\r\nLS+ a b c d e\r\nPING\r\n",
+        b"CONNECT {}\r\nLS+ foo bar\r\nPING\r\n",
+        b"CONNECT {}\r\nLMSG foo x\r\n",
+    ];
+    let answer = |port: u16, input: &[u8]| -> Vec<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        s.write_all(input).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        let mut lines: Vec<String> = String::from_utf8_lossy(&got)
+            .split("\r\n")
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("INFO ")
+                    && !l.starts_with("LS+ $SYS.")
+                    && !l.starts_with("LS+ $LDS.")
+                    && *l != "PING"
+                    && *l != "PONG"
+            })
+            .map(str::to_string)
+            .collect();
+        lines.push(if closed { "<closed>" } else { "<open>" }.into());
+        lines
+    };
+    let mut ports = Vec::new();
+    let mut servers = Vec::new();
+    for kind in [Kind::Natrium, Kind::NatsServer] {
+        let port = free_port();
+        servers.push(Server::start(
+            kind,
+            &[
+                "-c",
+                &conf(
+                    "bad",
+                    &format!("leafnodes {{ listen: \"127.0.0.1:{port}\" }}\n"),
+                ),
+            ],
+        ));
+        ports.push(port);
+    }
+    for input in cases {
+        let ours = answer(ports[0], input);
+        let theirs = answer(ports[1], input);
+        assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(input));
+    }
+    for s in &servers {
+        let log = s.wait_log("processLeafSub Parse Error: 'a b c d e'", WAIT);
+        assert!(
+            log.is_some_and(|l| l.contains("[ERR]")),
+            "not logged as the reference"
+        );
+    }
+}

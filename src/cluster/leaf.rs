@@ -207,6 +207,7 @@ pub async fn serve(
         Phase::AwaitInfo
     } else {
         leaf.send(&hub_info(&core, &leaf, true));
+        leaf.awaiting_connect.set(true);
         Phase::AwaitConnect
     };
     // A handshake that does not finish in time ends the connection.
@@ -267,6 +268,11 @@ fn apply(
     op: RouteOp<'_>,
     phase: &mut Phase,
 ) -> Step {
+    if *phase == Phase::AwaitConnect && !matches!(op, RouteOp::Connect(_)) {
+        log_error!("{} - authentication error", leaf.label());
+        leaf.err("Authorization Violation", "Authentication Failure");
+        return Step::Stop;
+    }
     match op {
         RouteOp::Ping => {
             leaf.send(b"PONG\r\n");
@@ -298,6 +304,13 @@ fn apply(
     }
     match (*phase, op) {
         (Phase::AwaitConnect, RouteOp::Connect(json)) => {
+            // Unreadable JSON: nats-server logs Go's error and just closes.
+            if let Err(e) = crate::events::gojson::decode(json, "leafConnectInfo", &[]) {
+                log_error!("{} - {e}", leaf.label());
+                leaf.close("Protocol Error");
+                return Step::Stop;
+            }
+            leaf.awaiting_connect.set(false);
             if let Err(no) = check_connect(core, leaf, json) {
                 log_error!("{} - {}", leaf.label(), no.log.as_ref().unwrap_or(&no.text));
                 leaf.err(&no.text, no.reason);
@@ -306,10 +319,6 @@ fn apply(
             leaf.send(&hub_info(core, leaf, false));
             *phase = Phase::Up;
             up(core, leaf);
-        }
-        (Phase::AwaitConnect, _) => {
-            leaf.err("Authorization Violation", "Authentication Failure");
-            return Step::Stop;
         }
         (Phase::AwaitInfo, RouteOp::Info(json)) => {
             let Ok(info) = serde_json::from_slice::<serde_json::Value>(json) else {
@@ -461,7 +470,7 @@ fn check_connect(core: &ClusterCore, leaf: &Leaf, json: &[u8]) -> Result<(), Ref
     if c.get("lang").is_some() {
         return Err(refuse(
             "attempted to connect to leaf node port",
-            "Protocol Error",
+            "Incorrect Port",
         ));
     }
     if !s("gateway").is_empty() {
@@ -470,7 +479,7 @@ fn check_connect(core: &ClusterCore, leaf: &Leaf, json: &[u8]) -> Result<(), Ref
                 "Rejecting connection from gateway \"{}\" on the leafnode port",
                 s("gateway")
             ),
-            "Protocol Error",
+            "Wrong Gateway",
         ));
     }
     let cluster = s("cluster");

@@ -64,6 +64,9 @@ pub struct Link {
     /// When the peer last sent something.
     pub last_activity: Cell<std::time::SystemTime>,
     /// Round trip of the last answered PING.
+    /// Accepted and its CONNECT not taken yet: whatever else comes first is refused
+    /// as an authorization violation, garbage included.
+    pub awaiting_connect: Cell<bool>,
     pub rtt: Cell<Option<Duration>>,
     /// Messages received.
     pub in_msgs: Cell<u64>,
@@ -121,6 +124,7 @@ impl Link {
             out: RefCell::new(BytesMut::new()),
             writer: RefCell::new(None),
             closed: Cell::new(false),
+            awaiting_connect: Cell::new(false),
             pings_out: Cell::new(0),
             close_reason: Cell::new("Client Closed"),
             stream: Rc::new(RefCell::new(ConnStream::Plain(tcp))),
@@ -306,6 +310,33 @@ pub async fn ping_loop(link: Rc<Link>, interval: impl Fn() -> (Duration, u32)) {
     }
 }
 
+/// Closes `link` over a line the parser refused, as nats-server does by kind: a route
+/// is told (`-ERR`); a leaf is not, the line's arguments go to the log; before an
+/// accepted peer's CONNECT anything unparsable is an authorization violation.
+fn parse_error(link: &Link, text: &str, at: &[u8]) {
+    if link.awaiting_connect.get() {
+        log_error!("{} - authentication error", link.label());
+        link.err("Authorization Violation", "Authentication Failure");
+        return;
+    }
+    match link.kind {
+        LinkKind::Route => {
+            log_error!("{} - {:?} Error '{text}'", link.label(), link.kind);
+            link.err(text, "Protocol Error");
+        }
+        LinkKind::Leaf => {
+            let line = at.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = String::from_utf8_lossy(line);
+            let args = line
+                .trim_end()
+                .split_once(' ')
+                .map_or("", |(_, a)| a.trim());
+            log_error!("{} - {text}: '{args}'", link.label());
+            link.close("Protocol Error");
+        }
+    }
+}
+
 /// Reads the peer's ops and gives each to `apply` until the link closes; returns the
 /// step that ended it. Messages are handed on as slices of the read buffer (no copy
 /// per message); a partial op at the end is carried into the next buffer. While a
@@ -346,8 +377,7 @@ pub async fn read_loop(
                     break;
                 }
                 Err(e) => {
-                    log_error!("{} - {:?} Error '{}'", link.label(), link.kind, e.0);
-                    link.err(&e.0, "Protocol Error");
+                    parse_error(link, &e.0, &chunk[at..]);
                     return Step::Stop;
                 }
             };

@@ -275,6 +275,9 @@ fn parse_leaf_interest(args: &[u8], add: bool) -> Result<Interest<'_>, ParseErro
         Some((q, rest)) => {
             let weight = match next_arg(rest) {
                 Some((w, _)) => number(w).ok_or_else(bad)?.min(u32::MAX as usize) as u32,
+                // A queue subscription states its weight (nats-server refuses it
+                // without one); an unsubscribe does not.
+                None if add => return Err(bad()),
                 None => 1,
             };
             Some((q, weight))
