@@ -89,6 +89,10 @@ struct Cli {
     /// and subscribers on the other, so every message crosses a route
     #[arg(long)]
     cluster: bool,
+    /// With --compare: run each server as a hub and a spoke, publishers on the hub
+    /// and subscribers on the spoke, so every message crosses a leaf connection
+    #[arg(long, conflicts_with = "cluster")]
+    leaf: bool,
     /// Subscribers connect here instead of --url (another node of a cluster)
     #[arg(long, value_name = "URL")]
     sub_url: Option<String>,
@@ -412,6 +416,9 @@ fn compare(
             for bin in [&nat, &ns] {
                 let (mut srv, sub_node) = if cli.cluster {
                     let (a, b) = bin.start_pair(server_cores, cli.timeout)?;
+                    (a, Some(b))
+                } else if cli.leaf {
+                    let (a, b) = bin.start_leaf_pair(server_cores, cli.timeout)?;
                     (a, Some(b))
                 } else {
                     (bin.start(server_cores, cli.timeout)?, None)

@@ -70,6 +70,34 @@ impl ServerBin {
         Ok((a, b))
     }
 
+    /// A hub and a spoke joined by a leaf connection: the first listens for leafs, the
+    /// second dials it. Ready once each takes clients; interest crossing the leaf is
+    /// what the scenario waits for.
+    pub fn start_leaf_pair(
+        &self,
+        cores: &[usize],
+        timeout: Duration,
+    ) -> Result<(Running, Running), String> {
+        let leaf = free_port()?;
+        let conf = |name: &str, body: String| -> Result<String, String> {
+            let path = std::env::temp_dir()
+                .join(format!("natrium-bench-{}-{name}.conf", std::process::id()));
+            std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(path.to_string_lossy().into_owned())
+        };
+        let hub = conf(
+            "hub",
+            format!("leafnodes {{ listen: \"127.0.0.1:{leaf}\" }}\n"),
+        )?;
+        let spoke = conf(
+            "spoke",
+            format!("leafnodes {{ remotes: [ {{ url: \"nats://127.0.0.1:{leaf}\" }} ] }}\n"),
+        )?;
+        let a = self.start_with(cores, timeout, &["-c".into(), hub])?;
+        let b = self.start_with(cores, timeout, &["-c".into(), spoke])?;
+        Ok((a, b))
+    }
+
     /// Starts the server on a free port with `extra` arguments.
     pub fn start_with(
         &self,
