@@ -716,12 +716,13 @@ fn nats_py_over_wss() {
 import asyncio, ssl, sys, nats
 async def main():
     ctx = ssl.create_default_context(cafile=sys.argv[3])
-    ws = await nats.connect(f"wss://127.0.0.1:{sys.argv[1]}", tls=ctx)
-    tcp = await nats.connect(f"nats://127.0.0.1:{sys.argv[2]}")
+    # Generous timeouts: a debug build's TLS on a loaded machine is slow.
+    ws = await nats.connect(f"wss://127.0.0.1:{sys.argv[1]}", tls=ctx, connect_timeout=10)
+    tcp = await nats.connect(f"nats://127.0.0.1:{sys.argv[2]}", connect_timeout=10)
     sub = await ws.subscribe("s")
-    await ws.flush()
-    await tcp.publish("s", b"over tls"); await tcp.flush()
-    m = await sub.next_msg(timeout=3); assert m.data == b"over tls", m.data
+    await ws.flush(timeout=10)
+    await tcp.publish("s", b"over tls"); await tcp.flush(timeout=10)
+    m = await sub.next_msg(timeout=10); assert m.data == b"over tls", m.data
     assert ws.connected_url.scheme == "wss"
     await ws.drain(); await tcp.drain()
     print("OK")
