@@ -720,6 +720,11 @@ async def main():
     ws = await nats.connect(f"wss://127.0.0.1:{sys.argv[1]}", tls=ctx, connect_timeout=10)
     tcp = await nats.connect(f"nats://127.0.0.1:{sys.argv[2]}", connect_timeout=10)
     sub = await ws.subscribe("s")
+    # nats-py writes a flush's PING ahead of a SUB still in its pending buffer, so
+    # a PONG alone does not prove the SUB arrived; its own echo does, and the PING
+    # after it then waits until every shard has the interest.
+    await ws.publish("s", b"echo")
+    m = await sub.next_msg(timeout=10); assert m.data == b"echo", m.data
     await ws.flush(timeout=10)
     await tcp.publish("s", b"over tls"); await tcp.flush(timeout=10)
     m = await sub.next_msg(timeout=10); assert m.data == b"over tls", m.data
