@@ -27,7 +27,10 @@ fn merge_checked(start: &ConnectOpts, json: &[u8]) -> Option<ConnectOpts> {
             other => panic!("merge accepted {other:?}"),
         }
         let mut again = o.clone();
-        assert!(again.merge(json).is_ok(), "second merge of an accepted document failed");
+        assert!(
+            again.merge(json).is_ok(),
+            "second merge of an accepted document failed"
+        );
         assert_eq!(again, o, "merge is not idempotent");
         Some(o)
     } else {

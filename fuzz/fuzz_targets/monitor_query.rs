@@ -49,7 +49,10 @@ fn check_bool(req: &Request, key: &str) -> Result<bool, String> {
             "{v:?} -> {b}"
         ),
         (Some(v), Err(e)) => {
-            assert!(e.contains(&format!("'{key}'")) && e.contains(&format!("{v:?}")), "{e}")
+            assert!(
+                e.contains(&format!("'{key}'")) && e.contains(&format!("{v:?}")),
+                "{e}"
+            )
         }
     }
     r
@@ -61,7 +64,10 @@ fn check_int(req: &Request, key: &str) -> Result<i64, String> {
         (None | Some(""), _) => assert_eq!(r, Ok(0)),
         (Some(v), Ok(n)) => assert_eq!(v.parse::<i64>().ok(), Some(*n), "{v:?}"),
         (Some(v), Err(e)) => {
-            assert!(v.parse::<i64>().is_err() || v.starts_with('+'), "{v:?}: {e}");
+            assert!(
+                v.parse::<i64>().is_err() || v.starts_with('+'),
+                "{v:?}: {e}"
+            );
             assert!(e.contains(&format!("'{key}'")), "{e}");
         }
     }
@@ -77,7 +83,10 @@ fn check_uint(req: &Request, key: &str) -> Result<u64, String> {
             assert_eq!(v.parse::<u64>().ok(), Some(*n), "{v:?}");
         }
         (Some(v), Err(e)) => {
-            assert!(v.parse::<u64>().is_err() || v.starts_with('+'), "{v:?}: {e}");
+            assert!(
+                v.parse::<u64>().is_err() || v.starts_with('+'),
+                "{v:?}: {e}"
+            );
             assert!(e.contains(&format!("'{key}'")), "{e}");
         }
     }

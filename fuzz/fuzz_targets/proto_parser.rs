@@ -91,7 +91,11 @@ fn check<'a>(
 ) -> Result<(Op<'a>, usize), Option<ProtoError>> {
     match r {
         Ok(Parsed::Op(op, used)) => {
-            assert!(used >= 1 && used <= buf.len(), "used {used} of {}", buf.len());
+            assert!(
+                used >= 1 && used <= buf.len(),
+                "used {used} of {}",
+                buf.len()
+            );
             check_op(&op, l);
             Ok((op, used))
         }
@@ -183,7 +187,10 @@ fuzz_target!(|data: &[u8]| {
             match check(buf, parse(buf, &l), &l) {
                 Ok((op, used)) => {
                     let (wat, wop, wused) = whole.get(k).unwrap_or_else(|| {
-                        panic!("extra op {op:?} at {} (whole ended {whole_end:?})", base + pos)
+                        panic!(
+                            "extra op {op:?} at {} (whole ended {whole_end:?})",
+                            base + pos
+                        )
                     });
                     assert_eq!(
                         (base + pos, &op, used),

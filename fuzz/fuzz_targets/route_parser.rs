@@ -33,13 +33,21 @@ fuzz_target!(|data: &[u8]| {
     } else {
         (65536, 1 << 20)
     };
-    let dialect = if ctl & 0x80 == 0 { Dialect::Route } else { Dialect::Leaf };
+    let dialect = if ctl & 0x80 == 0 {
+        Dialect::Route
+    } else {
+        Dialect::Leaf
+    };
     let mut at = 0;
     while at < stream.len() {
         let buf = &stream[at..];
         match parse(buf, max_line, max_payload, dialect) {
             Ok(Some((op, used))) => {
-                assert!(used >= 1 && used <= buf.len(), "used {used} of {}", buf.len());
+                assert!(
+                    used >= 1 && used <= buf.len(),
+                    "used {used} of {}",
+                    buf.len()
+                );
                 let taken = &buf[..used];
                 match &op {
                     RouteOp::Msg(m) => {
@@ -65,7 +73,11 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(None) => {
                 let need = needed(buf);
-                assert!(need == 0 || need > buf.len(), "needed {need} with {} buffered", buf.len());
+                assert!(
+                    need == 0 || need > buf.len(),
+                    "needed {need} with {} buffered",
+                    buf.len()
+                );
                 break;
             }
             Err(_) => break,

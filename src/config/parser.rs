@@ -28,6 +28,10 @@ const MAX_DEPTH: usize = 200;
 const MAX_INCLUDE_DEPTH: usize = 32;
 /// Maximum nesting of environment variables that refer to other variables.
 const MAX_ENV_DEPTH: usize = 32;
+/// Most values that `$variable` references may copy in one document, includes and all:
+/// every reference copies its value, so nested references (`b: [$a,$a]`, `c: [$b,$b]`,
+/// ...) grow exponentially, and a few hundred bytes would otherwise exhaust memory.
+const MAX_COPIED_VALUES: usize = 1 << 20;
 
 type EnvFn<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -62,7 +66,8 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<Map, ConfigError> {
 /// [`parse_str`] with an injectable environment lookup.
 pub fn parse_str_with_env(text: &str, origin: &Path, env: EnvFn<'_>) -> Result<Map, ConfigError> {
     let mut stack = Vec::new();
-    parse_document(text, origin, env, &mut stack)
+    let copied = std::cell::Cell::new(0);
+    parse_document(text, origin, env, &mut stack, &copied)
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -74,6 +79,7 @@ fn parse_document(
     origin: &Path,
     env: EnvFn<'_>,
     include_stack: &mut Vec<PathBuf>,
+    copied: &std::cell::Cell<usize>,
 ) -> Result<Map, ConfigError> {
     include_stack.push(canonical(origin));
     let mut p = Parser {
@@ -86,6 +92,7 @@ fn parse_document(
         scopes: vec![Map::new()],
         depth: 0,
         include_stack,
+        copied,
         env_resolving: Vec::new(),
     };
     let r = p.parse_top();
@@ -112,6 +119,8 @@ struct Parser<'a, 's> {
     scopes: Vec<Map>,
     depth: usize,
     include_stack: &'s mut Vec<PathBuf>,
+    /// Values copied by variable references so far (see [`MAX_COPIED_VALUES`]).
+    copied: &'s std::cell::Cell<usize>,
     /// Environment variables currently being expanded (cycle detection).
     env_resolving: Vec<String>,
 }
@@ -427,7 +436,7 @@ impl Parser<'_, '_> {
         })?;
         // Included files are parsed on their own (they do not see the
         // including file's variables); their keys merge into the current map.
-        let sub = parse_document(&text, &path, self.env, self.include_stack)?;
+        let sub = parse_document(&text, &path, self.env, self.include_stack, self.copied)?;
         for entry in sub.take_entries() {
             self.current().push_entry(entry);
         }
@@ -769,6 +778,19 @@ impl Parser<'_, '_> {
         for scope in self.scopes.iter_mut().rev() {
             if let Some(entry) = scope.get_exact_mut_entry(&name) {
                 entry.used_as_variable = true;
+                let left = MAX_COPIED_VALUES - self.copied.get();
+                let size = entry.item.size_up_to(left);
+                if size > left {
+                    let line = pos.line;
+                    return Err(ConfigError::at(
+                        pos,
+                        format!(
+                            "variable reference for '{name}' on line {line} expands to more \
+                             than {MAX_COPIED_VALUES} values"
+                        ),
+                    ));
+                }
+                self.copied.set(self.copied.get() + size);
                 let mut item = entry.item.clone();
                 item.pos = pos;
                 return Ok(item);
@@ -819,6 +841,7 @@ impl Parser<'_, '_> {
             scopes: vec![Map::new()],
             depth: self.depth,
             include_stack: self.include_stack,
+            copied: self.copied,
             env_resolving: resolving,
         };
         sub.skip_spaces();
@@ -1348,6 +1371,26 @@ mod tests {
         // position of a variable-valued item is the reference
         let m = parse("x: 1\n  y:   $x");
         assert_eq!(m.get("y").unwrap().pos.col, 8);
+    }
+
+    #[test]
+    fn nested_references_are_bounded() {
+        // 8 levels of 16 references each would copy 16^8 values: refused, quickly.
+        let mut text = String::from("v0: [1, 2, 3]\n");
+        for level in 1..=8 {
+            let refs = vec![format!("$v{}", level - 1); 16].join(", ");
+            text.push_str(&format!("v{level}: [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let e = parse_err(&text);
+        assert!(e.message.contains("expands to more than"), "{}", e.message);
+        assert!(e.message.contains("'v"), "{}", e.message);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // Four levels (16^4 copies of a 4-value array, about 300k values) still parse.
+        let text: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
+        let m = parse(&text);
+        let v4 = m.get("v4").unwrap().value.as_array().unwrap();
+        assert_eq!(v4.len(), 16);
     }
 
     #[test]

@@ -139,6 +139,26 @@ impl Item {
     pub fn new(value: Value, pos: Pos) -> Item {
         Item { value, pos }
     }
+
+    /// How many values this one holds, itself included, counting no further than
+    /// `limit + 1` (so that sizing a huge tree costs no more than the limit).
+    pub fn size_up_to(&self, limit: usize) -> usize {
+        let mut n = 1;
+        let mut stack = vec![self];
+        while let Some(item) = stack.pop() {
+            let before = stack.len();
+            match &item.value {
+                Value::Map(m) => stack.extend(m.entries().iter().map(|e| &e.item)),
+                Value::Array(a) => stack.extend(a.iter()),
+                _ => {}
+            }
+            n += stack.len() - before;
+            if n > limit {
+                return n;
+            }
+        }
+        n
+    }
 }
 
 /// One `key = value` entry of a [`Map`].
