@@ -18,6 +18,7 @@ use super::link::{self, Link, LinkKind, Step};
 use super::ClusterCore;
 use crate::account::AccountId;
 use crate::config::leafnode::RemoteLeaf;
+use crate::net::stream::{ConnStream, TlsState};
 use crate::proto::route::RouteOp;
 use crate::{log_debug, log_error, log_info};
 
@@ -161,7 +162,36 @@ pub async fn serve(
     remote: Option<Rc<RemoteLeaf>>,
     url: usize,
 ) -> bool {
-    let link = Rc::new(Link::new(&core, LinkKind::Leaf, remote.is_some(), tcp));
+    let id = core.next_link_id();
+    let peer = tcp.peer_addr().ok();
+    let who = link::label(peer, LinkKind::Leaf, id);
+    match &remote {
+        Some(r) => log_info!(
+            "{who} - Leafnode connection created for account: {} ",
+            r.account.as_deref().unwrap_or("$G")
+        ),
+        None => log_info!("{who} - Leafnode connection created "),
+    }
+    let url_index = url;
+    let negotiated = match &remote {
+        Some(r) => spoke_negotiate(&r.urls[url % r.urls.len()].host, r, tcp, &who).await,
+        None => hub_negotiate(&core, id, tcp, &who).await,
+    };
+    let (stream, state, pre, info_sent) = match negotiated {
+        Ok(v) => v,
+        Err(reason) => {
+            log_info!("{who} - Leafnode connection closed: {reason}");
+            return false;
+        }
+    };
+    let link = Rc::new(Link::with_stream(
+        &core,
+        LinkKind::Leaf,
+        remote.is_some(),
+        (id, peer),
+        stream,
+        state,
+    ));
     let patterns = |v: Option<&Vec<String>>| -> Vec<Bytes> {
         v.map(|v| v.iter().map(|s| Bytes::from(s.clone())).collect())
             .unwrap_or_default()
@@ -187,17 +217,12 @@ pub async fn serve(
         told: RefCell::new(HashMap::new()),
         deny_imports: patterns(remote.as_ref().map(|r| &r.deny_imports)),
         deny_exports: patterns(remote.as_ref().map(|r| &r.deny_exports)),
-        url: remote.as_ref().map(|r| r.urls[url % r.urls.len()].clone()),
+        url: remote
+            .as_ref()
+            .map(|r| r.urls[url_index % r.urls.len()].clone()),
         registered: Cell::new(false),
         refused: Cell::new(false),
     });
-    match &remote {
-        Some(_) => log_info!(
-            "{} - Leafnode connection created for account: {account_name} ",
-            leaf.label()
-        ),
-        None => log_info!("{} - Leafnode connection created ", leaf.label()),
-    }
     let writer = glommio::spawn_local(link::write_loop(link.clone()));
     let server = core.server.clone();
     let pinger = glommio::spawn_local(link::ping_loop(link.clone(), move || {
@@ -206,7 +231,9 @@ pub async fn serve(
     let mut phase = if remote.is_some() {
         Phase::AwaitInfo
     } else {
-        leaf.send(&hub_info(&core, &leaf, true));
+        if !info_sent {
+            leaf.send(&hub_info(&core, &leaf, true));
+        }
         leaf.awaiting_connect.set(true);
         Phase::AwaitConnect
     };
@@ -231,7 +258,7 @@ pub async fn serve(
             }
         })
     };
-    link::read_loop(&core, &link, |chunk, op| {
+    link::read_loop(&core, &link, &pre, |chunk, op| {
         apply(&core, &leaf, remote.as_deref(), chunk, op, &mut phase)
     })
     .await;
@@ -555,6 +582,14 @@ fn version_below(version: &str, min: &str) -> bool {
 /// The hub's INFO: the first one (with a nonce) on accepting, the `connect_info` one
 /// after the leaf's CONNECT was accepted.
 fn hub_info(core: &ClusterCore, leaf: &Leaf, first: bool) -> Vec<u8> {
+    let account = (!first).then(|| leaf.account_name.borrow().clone());
+    hub_info_for(core, leaf.id, account)
+}
+
+/// The hub's INFO for connection `id`: the first one when `account` is None, else
+/// the `connect_info` one naming the bound account.
+fn hub_info_for(core: &ClusterCore, id: u64, account: Option<String>) -> Vec<u8> {
+    let first = account.is_none();
     let server = &core.server;
     let opts = core.leaf_opts();
     let port = core.leaf_port;
@@ -573,10 +608,16 @@ fn hub_info(core: &ClusterCore, leaf: &Leaf, first: bool) -> Vec<u8> {
         "headers": !server.opts.no_header_support,
         "auth_required": true,
         "max_payload": server.opts.max_payload,
-        "client_id": leaf.id,
+        "client_id": id,
         "api_lvl": crate::server::API_LEVEL,
     });
     let obj = info.as_object_mut().expect("object");
+    if let Some(tls) = &opts.tls {
+        obj.insert("tls_required".into(), true.into());
+        if tls.verify {
+            obj.insert("tls_verify".into(), true.into());
+        }
+    }
     let cluster = core.name.borrow();
     if !cluster.is_empty() {
         obj.insert("cluster".into(), cluster.clone().into());
@@ -587,10 +628,7 @@ fn hub_info(core: &ClusterCore, leaf: &Leaf, first: bool) -> Vec<u8> {
         obj.insert("ip".into(), advertised.clone().into());
     } else {
         obj.insert("connect_info".into(), true.into());
-        obj.insert(
-            "remote_account".into(),
-            leaf.account_name.borrow().clone().into(),
-        );
+        obj.insert("remote_account".into(), account.unwrap_or_default().into());
     }
     let urls: Vec<String> = if opts.no_advertise {
         Vec::new()
@@ -599,6 +637,80 @@ fn hub_info(core: &ClusterCore, leaf: &Leaf, first: bool) -> Vec<u8> {
     };
     obj.insert("leafnode_urls".into(), urls.into());
     link::json_line("INFO", &info)
+}
+
+/// A negotiated leaf connection: the stream, the TLS state, bytes already read
+/// (the spoke's view of the hub's first INFO) and whether the first INFO was sent.
+type Negotiated = (ConnStream, Option<TlsState>, Vec<u8>, bool);
+
+/// The hub's side before the protocol: with `tls {}`, the first INFO in plaintext
+/// (it says `tls_required`) and then the TLS handshake; TLS at once with
+/// `handshake_first` (the INFO then goes inside it).
+async fn hub_negotiate(
+    core: &ClusterCore,
+    id: u64,
+    mut tcp: TcpStream,
+    who: &str,
+) -> Result<Negotiated, &'static str> {
+    let tls = core.leaf_opts().tls.clone();
+    let Some(tls) = tls else {
+        return Ok((ConnStream::Plain(tcp), None, Vec::new(), false));
+    };
+    let mut info_sent = false;
+    if !tls.handshake_first {
+        use futures_lite::AsyncWriteExt;
+        let info = hub_info_for(core, id, None);
+        tcp.write_all(&info).await.map_err(|_| "Write Error")?;
+        info_sent = true;
+    }
+    let (stream, state) = crate::net::stream::link_accept(&tls, tcp, "leafnode", who).await?;
+    Ok((stream, Some(state), Vec::new(), info_sent))
+}
+
+/// The spoke's side before the protocol: TLS at once with `handshake_first`;
+/// otherwise the hub's first INFO is read in plaintext, and TLS follows when the
+/// remote asks for it (`tls {}`, a `tls://` URL) or the INFO requires it.
+async fn spoke_negotiate(
+    host: &str,
+    remote: &RemoteLeaf,
+    mut tcp: TcpStream,
+    who: &str,
+) -> Result<Negotiated, &'static str> {
+    use crate::net::stream::link_dial;
+    if let Some(tls) = remote.tls.as_ref().filter(|t| t.handshake_first) {
+        let (stream, state) = link_dial(tls, host, tcp, "leafnode", who).await?;
+        return Ok((stream, Some(state), Vec::new(), false));
+    }
+    let (pre, line) = link::read_first_line(&mut tcp, 1 << 16, FIRST_INFO_TIMEOUT)
+        .await
+        .inspect_err(|why| {
+            if *why == "Stale Connection" {
+                log_error!("{who} - Did not get the remote leafnode's INFO, timed-out");
+            }
+        })?;
+    let required = pre[..line]
+        .strip_prefix(b"INFO ")
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(json.trim_ascii()).ok())
+        .and_then(|info| info.get("tls_required").and_then(|v| v.as_bool()))
+        .unwrap_or(false);
+    if !(required || remote.tls.is_some() || remote.tls_scheme) {
+        return Ok((ConnStream::Plain(tcp), None, pre, false));
+    }
+    if pre.len() > line {
+        // A TLS hub says nothing after its INFO until the handshake.
+        log_error!("{who} - TLS leafnode handshake error: unexpected data after INFO");
+        return Err("TLS Handshake Failure");
+    }
+    let tls = match &remote.tls {
+        Some(t) => t.clone(),
+        None => crate::tls::default_dial().map_err(|e| {
+            log_error!("{who} - TLS leafnode handshake error: {e}");
+            "TLS Handshake Failure"
+        })?,
+    };
+    let (stream, state) = link_dial(&tls, host, tcp, "leafnode", who).await?;
+    // The INFO was read in plaintext: the protocol starts with it.
+    Ok((stream, Some(state), pre, false))
 }
 
 /// The spoke's CONNECT to its hub.

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
 
 use super::ClusterCore;
-use crate::net::stream::ConnStream;
+use crate::net::stream::{ConnStream, TlsState};
 use crate::net::writer::{self, Stream};
 use crate::proto::route::{self as wire, Dialect, RouteOp};
 use crate::{log_error, log_info};
@@ -86,6 +86,8 @@ pub struct Link {
     close_reason: Cell<&'static str>,
     /// The socket (plain or TLS), shared by the read loop and the writer.
     pub stream: Stream,
+    /// What the TLS handshake agreed (the peer's certificate among it).
+    pub tls: Option<TlsState>,
 }
 
 /// What a link's handler tells the read loop after one op.
@@ -102,11 +104,34 @@ impl Link {
     /// The plumbing of a new connection on `tcp`.
     pub fn new(core: &ClusterCore, kind: LinkKind, solicited: bool, tcp: TcpStream) -> Link {
         let _ = tcp.set_nodelay(true);
-        Link {
-            id: core.next_link_id(),
+        let peer = tcp.peer_addr().ok();
+        Link::with_stream(
+            core,
             kind,
             solicited,
-            peer: tcp.peer_addr().ok(),
+            (core.next_link_id(), peer),
+            ConnStream::Plain(tcp),
+            None,
+        )
+    }
+
+    /// The plumbing of a connection whose stream is ready (TLS negotiated): `id`
+    /// and the peer address as [`Link::label`] showed them during the handshake.
+    pub fn with_stream(
+        core: &ClusterCore,
+        kind: LinkKind,
+        solicited: bool,
+        (id, peer): (u64, Option<SocketAddr>),
+        stream: ConnStream,
+        tls: Option<TlsState>,
+    ) -> Link {
+        let _ = stream.tcp().set_nodelay(true);
+        Link {
+            id,
+            kind,
+            solicited,
+            tls,
+            peer,
             start: std::time::SystemTime::now(),
             last_activity: Cell::new(std::time::SystemTime::now()),
             rtt: Cell::new(None),
@@ -127,7 +152,7 @@ impl Link {
             awaiting_connect: Cell::new(false),
             pings_out: Cell::new(0),
             close_reason: Cell::new("Client Closed"),
-            stream: Rc::new(RefCell::new(ConnStream::Plain(tcp))),
+            stream: Rc::new(RefCell::new(stream)),
         }
     }
 
@@ -217,8 +242,7 @@ impl Link {
 
     /// `<peer> - rid:<id>` as nats-server starts its log lines about a connection.
     pub fn label(&self) -> String {
-        let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
-        format!("{peer} - {}:{}", self.kind.tag(), self.id)
+        label(self.peer, self.kind, self.id)
     }
 
     /// Sends a PING whose PONG measures the round trip.
@@ -345,26 +369,32 @@ fn parse_error(link: &Link, text: &str, at: &[u8]) {
 pub async fn read_loop(
     core: &ClusterCore,
     link: &Link,
+    pre: &[u8],
     mut apply: impl FnMut(&Bytes, RouteOp<'_>) -> Step,
 ) -> Step {
     let max_line = 16 * core.server.opts.max_control_line.max(4096);
     let max_payload = core.server.opts.max_payload.max(1);
     let dialect = link.kind.dialect();
-    let mut rbuf = BytesMut::zeroed(READ_CHUNK);
-    let mut filled = 0usize;
+    // `pre`: bytes read before the link existed (a spoke's first INFO), parsed first.
+    let mut rbuf = regrow(pre, READ_CHUNK);
+    let mut filled = pre.len();
+    let mut unread = filled > 0;
     loop {
         if rbuf.len() - filled < 512 {
             rbuf = regrow(&rbuf[..filled], READ_CHUNK);
         }
-        let end = rbuf.len().min(filled + READ_CHUNK);
-        let n = match writer::read_some(&link.stream, &mut rbuf[filled..end]).await {
-            Ok(0) | Err(_) => return Step::Stop,
-            Ok(n) => n,
-        };
-        if link.is_closed() {
-            return Step::Stop;
+        if !unread {
+            let end = rbuf.len().min(filled + READ_CHUNK);
+            let n = match writer::read_some(&link.stream, &mut rbuf[filled..end]).await {
+                Ok(0) | Err(_) => return Step::Stop,
+                Ok(n) => n,
+            };
+            if link.is_closed() {
+                return Step::Stop;
+            }
+            filled += n;
         }
-        filled += n;
+        unread = false;
         link.last_activity.set(std::time::SystemTime::now());
         let chunk = rbuf.split_to(filled).freeze();
         let mut at = 0;
@@ -403,11 +433,78 @@ pub async fn read_loop(
     }
 }
 
+/// `<peer> - rid:<id>`: a connection's log prefix, before its [`Link`] exists.
+pub fn label(peer: Option<SocketAddr>, kind: LinkKind, id: u64) -> String {
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+    format!("{peer} - {}:{id}", kind.tag())
+}
+
+/// Negotiates TLS on a new route or leaf connection, before its first protocol
+/// byte: served when accepted, dialed to `dialed_host` otherwise. Returns the
+/// stream with the link's id and peer, or the close reason (already logged).
+pub async fn secure(
+    core: &ClusterCore,
+    kind: LinkKind,
+    tcp: TcpStream,
+    serve: Option<&crate::tls::TlsConfig>,
+    dial: Option<(&crate::tls::DialTls, &str)>,
+) -> Result<((u64, Option<SocketAddr>), ConnStream, Option<TlsState>), (String, &'static str)> {
+    let id = core.next_link_id();
+    let peer = tcp.peer_addr().ok();
+    let who = label(peer, kind, id);
+    let what = match kind {
+        LinkKind::Route => "route",
+        LinkKind::Leaf => "leafnode",
+    };
+    let done = match (dial, serve) {
+        (Some((tls, host)), _) => crate::net::stream::link_dial(tls, host, tcp, what, &who).await,
+        (None, Some(tls)) => crate::net::stream::link_accept(tls, tcp, what, &who).await,
+        (None, None) => return Ok(((id, peer), ConnStream::Plain(tcp), None)),
+    };
+    match done {
+        Ok((stream, state)) => Ok(((id, peer), stream, Some(state))),
+        Err(reason) => Err((who, reason)),
+    }
+}
+
 /// A zeroed buffer of at least `want` bytes starting with `data`.
 fn regrow(data: &[u8], want: usize) -> BytesMut {
     let mut fresh = BytesMut::zeroed(want.max(data.len() + 512));
     fresh[..data.len()].copy_from_slice(data);
     fresh
+}
+
+/// Reads from a freshly dialed `tcp` until the peer's first line is complete (at
+/// most `max` bytes, within `wait`): the spoke looks at the hub's INFO before it
+/// decides on TLS. Returns every byte read and the first line's length.
+pub async fn read_first_line(
+    tcp: &mut TcpStream,
+    max: usize,
+    wait: Duration,
+) -> Result<(Vec<u8>, usize), &'static str> {
+    use futures_lite::AsyncReadExt;
+    let read = async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut buf).await.map_err(|_| "Read Error")?;
+            if n == 0 {
+                return Err("Client Closed");
+            }
+            got.extend_from_slice(&buf[..n]);
+            if let Some(at) = memchr::memmem::find(&got, b"\r\n") {
+                return Ok((got, at + 2));
+            }
+            if got.len() > max {
+                return Err("Protocol Error");
+            }
+        }
+    };
+    let timer = async {
+        glommio::timer::sleep(wait).await;
+        Err("Stale Connection")
+    };
+    futures_lite::future::or(read, timer).await
 }
 
 /// Dials every address `host_port` resolves to, first that answers wins.

@@ -140,7 +140,29 @@ pub async fn serve(
         Some((url, configured)) => (Some(url), configured),
         None => (None, false),
     };
-    let link = Rc::new(Link::new(&core, LinkKind::Route, url.is_some(), tcp));
+    // With cluster TLS the handshake comes before any protocol byte, both ways.
+    let tls = core.opts.borrow().tls.clone();
+    let dial = match (&tls, &url) {
+        (Some(t), Some(u)) => t.dial.as_ref().map(|d| (d, u.host.as_str())),
+        _ => None,
+    };
+    let serve_tls = if url.is_none() { tls.as_ref() } else { None };
+    let (id, stream, state) = match link::secure(&core, LinkKind::Route, tcp, serve_tls, dial).await
+    {
+        Ok(v) => v,
+        Err((who, reason)) => {
+            log_info!("{who} - Router connection closed: {reason}");
+            return Ended::Closed(None);
+        }
+    };
+    let link = Rc::new(Link::with_stream(
+        &core,
+        LinkKind::Route,
+        url.is_some(),
+        id,
+        stream,
+        state,
+    ));
     let route = Rc::new(Route {
         link: link.clone(),
         configured,
@@ -172,7 +194,7 @@ pub async fn serve(
         }
     };
     let mut phase = phase;
-    let end = link::read_loop(&core, &link, |chunk, op| {
+    let end = link::read_loop(&core, &link, &[], |chunk, op| {
         apply(&core, &route, chunk, op, &mut phase)
     })
     .await;
@@ -225,7 +247,12 @@ fn apply(
                 return Step::Go;
             }
             if let Err((text, reason)) = check_connect(core, route, json) {
-                log_error!("{} - {text}", route.label());
+                if reason == "Authentication Failure" {
+                    // nats-server's words for a refused route login.
+                    log_error!("{} - authentication error", route.label());
+                } else {
+                    log_error!("{} - {text}", route.label());
+                }
                 route.err(&text, reason);
                 return Step::Stop;
             }
@@ -323,7 +350,19 @@ fn check_connect(
             "Protocol Error",
         ));
     }
-    if let Some(auth) = &core.opts.borrow().auth {
+    let opts = core.opts.borrow();
+    if opts.tls.as_ref().is_some_and(|t| t.map) {
+        // verify_and_map: the certificate names the cluster user; nothing else counts.
+        let user = opts.auth.as_ref().and_then(|a| a.user.as_deref());
+        let cert = route.tls.as_ref().and_then(|t| t.peer.as_ref());
+        let named = match (user, cert) {
+            (Some(u), Some(c)) => c.map_user(std::iter::once(u)).is_some(),
+            _ => false,
+        };
+        if !named {
+            return Err(violation());
+        }
+    } else if let Some(auth) = &opts.auth {
         let ok = match &auth.token {
             Some(t) => s("auth_token") == t || s("pass") == t,
             None => {
@@ -335,6 +374,7 @@ fn check_connect(
             return Err(violation());
         }
     }
+    drop(opts);
     check_cluster_name(
         core,
         s("cluster"),
@@ -550,6 +590,10 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
     if opts.auth.is_some() {
         obj.insert("auth_required".into(), true.into());
     }
+    if opts.tls.is_some() {
+        obj.insert("tls_required".into(), true.into());
+        obj.insert("tls_verify".into(), true.into());
+    }
     if core.dynamic.get() {
         obj.insert("cluster_dynamic".into(), true.into());
     }
@@ -582,7 +626,7 @@ fn connect_line(core: &ClusterCore, url: &RouteUrl) -> Vec<u8> {
         "echo": true,
         "verbose": false,
         "pedantic": false,
-        "tls_required": false,
+        "tls_required": core.opts.borrow().tls.is_some(),
         "headers": !core.server.opts.no_header_support,
         "name": core.server.server_id,
         "cluster": *core.name.borrow(),

@@ -41,6 +41,8 @@ pub struct ClusterOptions {
     pub ping_interval: Duration,
     /// Unanswered PINGs before a route is closed.
     pub ping_max: u32,
+    /// Route TLS (`tls {}`): mutual, served and dialed.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ClusterOptions {
@@ -58,6 +60,7 @@ impl Default for ClusterOptions {
             pool_size: 3,
             ping_interval: MAX_ROUTE_PING_INTERVAL,
             ping_max: 2,
+            tls: None,
         }
     }
 }
@@ -212,8 +215,9 @@ fn apply_field(e: &Entry, c: &mut ClusterOptions, r: &mut Report) -> Result<(), 
         // compression (negotiated off with every peer).
         "compression" | "accounts" | "connect_backoff" | "write_deadline" | "write_timeout"
         | "policies" => {}
-        // Ignoring these would let through what the configuration forbids.
-        "permissions" | "tls" => r.refused.push(render(
+        "tls" => c.tls = crate::tls::parse_entry_for(e, r, crate::tls::Side::Route),
+        // Ignoring this would let through what the configuration forbids.
+        "permissions" => r.refused.push(render(
             &e.key_pos,
             &format!(
                 "cluster \"{}\" is not supported by natrium yet, and running without it \

@@ -34,6 +34,8 @@ pub struct LeafnodeOptions {
     pub reconnect: Duration,
     /// Leafs older than this version are refused.
     pub min_version: Option<String>,
+    /// TLS on the listener (INFO in plaintext, then TLS, unless `handshake_first`).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for LeafnodeOptions {
@@ -47,6 +49,7 @@ impl Default for LeafnodeOptions {
             remotes: Vec::new(),
             reconnect: DEFAULT_RECONNECT,
             min_version: None,
+            tls: None,
         }
     }
 }
@@ -99,6 +102,10 @@ pub struct RemoteLeaf {
     pub deny_exports: Vec<String>,
     /// `hub: true`: this server is the hub on the connection it makes.
     pub hub: bool,
+    /// The remote's `tls {}`: TLS dialed with these settings.
+    pub tls: Option<crate::tls::DialTls>,
+    /// A `tls://` URL: TLS even without a `tls {}` block (system roots).
+    pub tls_scheme: bool,
 }
 
 /// Applies the `leafnodes` block onto `opts.leafnodes`; errors rendered at their keys.
@@ -171,7 +178,7 @@ fn apply_field(e: &Entry, l: &mut LeafnodeOptions, r: &mut Report) -> Result<(),
                 l.remotes.push(remote);
             }
         }
-        "tls" => refuse(e, "tls", r),
+        "tls" => l.tls = crate::tls::parse_entry(e, r),
         // Read by nats-server; natrium runs without them: no compression is
         // negotiated (both sides then run uncompressed), interest is never isolated.
         "compression" | "isolate_leafnode_interest" | "write_deadline" | "write_timeout" => {}
@@ -243,7 +250,10 @@ fn remote_field(e: &Entry, remote: &mut RemoteLeaf, r: &mut Report) -> Result<()
         "url" | "urls" => {
             for u in strings(v)? {
                 let scheme = u.split("://").next().unwrap_or("").to_ascii_lowercase();
-                if matches!(scheme.as_str(), "ws" | "wss" | "tls") {
+                if scheme == "tls" {
+                    remote.tls_scheme = true;
+                }
+                if matches!(scheme.as_str(), "ws" | "wss") {
                     refuse(e, &format!("remote over {scheme}://"), r);
                     continue;
                 }
@@ -257,7 +267,8 @@ fn remote_field(e: &Entry, remote: &mut RemoteLeaf, r: &mut Report) -> Result<()
         "deny_imports" | "deny_import" => remote.deny_imports = strings(v)?,
         "deny_exports" | "deny_export" => remote.deny_exports = strings(v)?,
         "hub" => remote.hub = boolean(v)?,
-        "tls" | "nkey" | "proxy" => refuse(e, &format!("remote \"{}\"", e.key), r),
+        "tls" => remote.tls = crate::tls::parse_dial_entry(e, r),
+        "nkey" | "proxy" => refuse(e, &format!("remote \"{}\"", e.key), r),
         "compression"
         | "ws_compression"
         | "ws_no_masking"

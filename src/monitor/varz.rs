@@ -35,10 +35,40 @@ pub struct VarzCluster {
         serialize_with = "go_float_opt"
     )]
     tls_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls_verify: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pool_size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert_not_after: Option<String>,
+}
+
+/// nats-server's TLS timeout when none is configured, and the auth timeout that
+/// follows from it (the TLS timeout plus one second with TLS, else two seconds).
+fn tls_timeouts(
+    tls: Option<&crate::tls::TlsConfig>,
+    auth: Option<std::time::Duration>,
+) -> (f64, f64) {
+    let tls_timeout = tls.map_or(2.0, |t| secs(t.timeout));
+    let auth = auth.map_or(
+        if tls.is_some() {
+            tls_timeout + 1.0
+        } else {
+            2.0
+        },
+        secs,
+    );
+    (auth, tls_timeout)
+}
+
+/// `tls_cert_not_after` of a served certificate.
+fn not_after(tls: Option<&crate::tls::TlsConfig>) -> Option<String> {
+    tls.and_then(|t| super::format::cert_not_after(&t.cert_file))
+        .map(super::format::rfc3339)
 }
 
 impl VarzCluster {
@@ -46,7 +76,8 @@ impl VarzCluster {
         let Some(c) = &server.opts.cluster else {
             return VarzCluster::default();
         };
-        let timeout = c.auth.as_ref().and_then(|a| a.timeout).map_or(2.0, secs);
+        let (timeout, tls_timeout) =
+            tls_timeouts(c.tls.as_ref(), c.auth.as_ref().and_then(|a| a.timeout));
         VarzCluster {
             name: c.name.clone(),
             addr: Some(c.host.clone()),
@@ -56,9 +87,12 @@ impl VarzCluster {
                     .load(std::sync::atomic::Ordering::Relaxed) as u16,
             ),
             auth_timeout: Some(timeout),
-            tls_timeout: Some(2.0),
+            tls_timeout: Some(tls_timeout),
+            tls_required: c.tls.is_some(),
+            tls_verify: c.tls.is_some(),
             urls: c.routes.iter().map(|u| u.host_port()).collect(),
             pool_size: Some(c.pool_size),
+            tls_cert_not_after: not_after(c.tls.as_ref()),
         }
     }
 }
@@ -81,8 +115,14 @@ struct VarzLeaf {
         serialize_with = "go_float_opt"
     )]
     tls_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls_verify: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     remotes: Vec<VarzRemoteLeaf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert_not_after: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -122,12 +162,17 @@ impl VarzLeaf {
                 }),
             })
             .collect();
+        let tls = l.tls.as_ref().filter(|_| listening);
+        let (auth_timeout, tls_timeout) = tls_timeouts(tls, l.auth.timeout);
         VarzLeaf {
             host: listening.then(|| l.host.clone()),
             port: listening.then_some(port),
-            auth_timeout: listening.then(|| l.auth.timeout.map_or(2.0, secs)),
-            tls_timeout: listening.then_some(2.0),
+            auth_timeout: listening.then_some(auth_timeout),
+            tls_timeout: listening.then_some(tls_timeout),
+            tls_required: tls.is_some(),
+            tls_verify: tls.is_some_and(|t| t.verify),
             remotes,
+            tls_cert_not_after: not_after(tls),
         }
     }
 }

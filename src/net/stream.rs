@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
-use futures_rustls::TlsAcceptor;
+use futures_rustls::{TlsAcceptor, TlsConnector};
 use glommio::net::TcpStream;
 
-use crate::tls::{PeerCert, TlsConfig};
+use crate::tls::{DialTls, PeerCert, TlsConfig};
 
 /// A TLS record of type handshake starts with this byte.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -35,6 +35,8 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 pub enum ConnStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// TLS this server dialed (routes, leaf node remotes).
+    TlsDialed(Box<futures_rustls::client::TlsStream<TcpStream>>),
     /// WebSocket framing over a plain or TLS stream (issue #14).
     Ws(Box<super::websocket::WsStream>),
 }
@@ -45,6 +47,7 @@ impl ConnStream {
         match self {
             ConnStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ConnStream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            ConnStream::TlsDialed(s) => Pin::new(&mut **s).poll_read(cx, buf),
             ConnStream::Ws(s) => s.poll_read(cx, buf),
         }
     }
@@ -56,6 +59,7 @@ impl ConnStream {
         match self {
             ConnStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ConnStream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            ConnStream::TlsDialed(s) => Pin::new(&mut **s).poll_write(cx, buf),
             ConnStream::Ws(s) => s.poll_write(cx, buf),
         }
     }
@@ -67,6 +71,7 @@ impl ConnStream {
         match self {
             ConnStream::Plain(_) => Poll::Ready(Ok(())),
             ConnStream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+            ConnStream::TlsDialed(s) => Pin::new(&mut **s).poll_flush(cx),
             ConnStream::Ws(s) => s.poll_flush(cx),
         }
     }
@@ -76,7 +81,7 @@ impl ConnStream {
     pub fn is_tls(&self) -> bool {
         match self {
             ConnStream::Plain(_) => false,
-            ConnStream::Tls(_) => true,
+            ConnStream::Tls(_) | ConnStream::TlsDialed(_) => true,
             ConnStream::Ws(s) => s.inner().is_tls(),
         }
     }
@@ -113,6 +118,7 @@ impl ConnStream {
         match self {
             ConnStream::Plain(s) => s,
             ConnStream::Tls(s) => s.get_ref().0,
+            ConnStream::TlsDialed(s) => s.get_ref().0,
             ConnStream::Ws(s) => s.inner().tcp(),
         }
     }
@@ -124,6 +130,7 @@ impl ConnStream {
         match self {
             ConnStream::Plain(_) => {}
             ConnStream::Tls(s) => s.get_mut().1.send_close_notify(),
+            ConnStream::TlsDialed(s) => s.get_mut().1.send_close_notify(),
             ConnStream::Ws(s) => {
                 let status = super::websocket::close_status(reason);
                 s.queue_close(status, reason.as_bytes());
@@ -281,37 +288,85 @@ pub async fn tls_first(
     handshake(tls, tcp, tls.timeout, who).await
 }
 
-/// Runs the server side of the handshake within `left`.
-async fn handshake(
+/// Serves TLS on a route or leaf node connection (`what`: "route", "leafnode"),
+/// with nats-server's log lines, within `tls.timeout`.
+pub async fn link_accept(
     tls: &TlsConfig,
     tcp: TcpStream,
-    left: Duration,
+    what: &str,
     who: &str,
 ) -> Result<(ConnStream, TlsState), Failure> {
-    let acceptor = TlsAcceptor::from(Arc::clone(&tls.server));
-    let accept = async { Some(acceptor.accept(tcp).await) };
+    crate::log_debug!("{who} - Starting TLS {what} server handshake");
+    let start = Instant::now();
+    match first_byte(&tcp, tls.timeout).await {
+        Peek::Byte(TLS_HANDSHAKE_RECORD) => {}
+        Peek::Byte(_) => {
+            crate::log_error!(
+                "{who} - TLS {what} handshake error: tls: first record does not look like a \
+                 TLS handshake"
+            );
+            return Err("TLS Handshake Failure");
+        }
+        Peek::Eof => {
+            crate::log_error!("{who} - TLS {what} handshake error: EOF");
+            return Err("TLS Handshake Failure");
+        }
+        Peek::Timeout => {
+            crate::log_error!("{who} - TLS {what} handshake error: i/o timeout");
+            return Err("TLS Handshake Failure");
+        }
+    }
+    let left = tls.timeout.saturating_sub(start.elapsed());
+    handshake_as(tls, tcp, left, who, what).await
+}
+
+/// Dials TLS on a route or leaf node connection to `server_name` (the URL's host,
+/// checked against the server's certificate unless `insecure`).
+pub async fn link_dial(
+    tls: &DialTls,
+    server_name: &str,
+    tcp: TcpStream,
+    what: &str,
+    who: &str,
+) -> Result<(ConnStream, TlsState), Failure> {
+    crate::log_debug!("{who} - Starting TLS {what} client handshake");
+    let host = server_name.trim_start_matches('[').trim_end_matches(']');
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_string()) else {
+        crate::log_error!("{who} - TLS {what} handshake error: invalid server name {host:?}");
+        return Err("TLS Handshake Failure");
+    };
+    let connector = TlsConnector::from(Arc::clone(&tls.config));
+    let connect = async { Some(connector.connect(name, tcp).await) };
     let timer = async {
-        glommio::timer::sleep(left).await;
+        glommio::timer::sleep(tls.timeout).await;
         None
     };
-    let stream = match futures_lite::future::or(accept, timer).await {
+    let stream = match futures_lite::future::or(connect, timer).await {
         Some(Ok(s)) => s,
         Some(Err(e)) => {
-            let why = handshake_error(&e);
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                crate::log_debug!("{who} - TLS handshake error: {why}");
-            } else {
-                crate::log_error!("{who} - TLS handshake error: {why}");
-            }
+            crate::log_error!(
+                "{who} - TLS {what} handshake error: {}",
+                handshake_error(&e)
+            );
             return Err("TLS Handshake Failure");
         }
         None => {
-            crate::log_debug!("{who} - TLS handshake error: i/o timeout");
-            crate::log_debug!("{who} - TLS handshake timeout");
+            crate::log_error!("{who} - TLS {what} handshake error: i/o timeout");
             return Err("TLS Handshake Failure");
         }
     };
-    let conn = stream.get_ref().1;
+    let state = state_of(stream.get_ref().1);
+    crate::log_debug!("{who} - TLS handshake complete");
+    crate::log_debug!(
+        "{who} - TLS version {}, cipher suite {}",
+        state.version,
+        state.cipher
+    );
+    Ok((ConnStream::TlsDialed(Box::new(stream)), state))
+}
+
+/// What a finished handshake agreed, and the peer's certificate identity.
+fn state_of(conn: &rustls::CommonState) -> TlsState {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
         _ => "1.2",
@@ -324,16 +379,73 @@ async fn handshake(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(|c| PeerCert::from_der(c));
+    TlsState {
+        version,
+        cipher,
+        peer,
+    }
+}
+
+/// Runs the server side of the handshake within `left`.
+async fn handshake(
+    tls: &TlsConfig,
+    tcp: TcpStream,
+    left: Duration,
+    who: &str,
+) -> Result<(ConnStream, TlsState), Failure> {
+    handshake_as(tls, tcp, left, who, "").await
+}
+
+/// [`handshake`] for a kind of connection (`what`: "" for clients, "route",
+/// "leafnode"): nats-server names the kind in its error lines.
+async fn handshake_as(
+    tls: &TlsConfig,
+    tcp: TcpStream,
+    left: Duration,
+    who: &str,
+    what: &str,
+) -> Result<(ConnStream, TlsState), Failure> {
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!("{what} ")
+    };
+    let acceptor = TlsAcceptor::from(Arc::clone(&tls.server));
+    let accept = async { Some(acceptor.accept(tcp).await) };
+    let timer = async {
+        glommio::timer::sleep(left).await;
+        None
+    };
+    let stream = match futures_lite::future::or(accept, timer).await {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            let why = handshake_error(&e);
+            // nats-server logs a client's EOF at debug, a route's or leaf's as an error.
+            if e.kind() == io::ErrorKind::UnexpectedEof && what.is_empty() {
+                crate::log_debug!("{who} - TLS handshake error: {why}");
+            } else {
+                crate::log_error!("{who} - TLS {what}handshake error: {why}");
+            }
+            return Err("TLS Handshake Failure");
+        }
+        None => {
+            if what.is_empty() {
+                crate::log_debug!("{who} - TLS handshake error: i/o timeout");
+                crate::log_debug!("{who} - TLS handshake timeout");
+            } else {
+                crate::log_error!("{who} - TLS {what}handshake error: i/o timeout");
+            }
+            return Err("TLS Handshake Failure");
+        }
+    };
+    let state = state_of(stream.get_ref().1);
     crate::log_debug!("{who} - TLS handshake complete");
-    crate::log_debug!("{who} - TLS version {version}, cipher suite {cipher}");
-    Ok((
-        ConnStream::Tls(Box::new(stream)),
-        TlsState {
-            version,
-            cipher,
-            peer,
-        },
-    ))
+    crate::log_debug!(
+        "{who} - TLS version {}, cipher suite {}",
+        state.version,
+        state.cipher
+    );
+    Ok((ConnStream::Tls(Box::new(stream)), state))
 }
 
 /// nats-server's (Go's) words for the common handshake failures.

@@ -1,9 +1,12 @@
-//! TLS for the client port: the `tls {}` config block (and `--tls*` flags) parsed
-//! into a rustls server configuration, with nats-server's option names, checks and
-//! error texts (`file:line:col: message`, so `-t` reports bad certificate files).
+//! TLS settings: a `tls {}` config block (and the `--tls*` flags) parsed into rustls
+//! configurations, with nats-server's option names, checks and error texts
+//! (`file:line:col: message`, so `-t` reports bad certificate files). The client,
+//! websocket and leaf node ports serve TLS ([`Side::Serve`]); routes both serve and
+//! dial it, always with mutual verification as nats-server forces for clusters
+//! ([`Side::Route`]); leaf node remotes dial it ([`Side::Dial`]).
 //!
-//! The handshake itself lives in `client/stream.rs`; the identity read from a
-//! client certificate for `verify_and_map` in [`identity`].
+//! The handshakes themselves live in `net/stream.rs`; the identity read from a
+//! peer certificate for `verify_and_map` in [`identity`].
 
 pub mod identity;
 
@@ -11,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 use crate::config::file::{parse_go_duration, render, Report};
 use crate::config::value::{Entry, Value};
@@ -44,6 +49,8 @@ pub struct TlsConfig {
     pub first_fallback: Option<Duration>,
     /// The rustls configuration built from the above.
     pub server: Arc<ServerConfig>,
+    /// Routes only: the dialing side, presenting the same certificate.
+    pub dial: Option<DialTls>,
     /// Digest of what the rustls configuration was built from (certificate, key and
     /// CA file contents, verification, versions, ciphers, curves): a reload that
     /// changes it logs `Reloaded: tls = enabled`, as nats-server does when its
@@ -64,6 +71,144 @@ impl std::fmt::Debug for TlsConfig {
             .field("first_fallback", &self.first_fallback)
             .field("fingerprint", &self.fingerprint)
             .finish()
+    }
+}
+
+impl PartialEq for TlsConfig {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            &self.cert_file,
+            &self.key_file,
+            &self.ca_file,
+            self.verify,
+            self.map,
+            self.timeout,
+            self.handshake_first,
+            self.first_fallback,
+            self.fingerprint,
+        ) == (
+            &o.cert_file,
+            &o.key_file,
+            &o.ca_file,
+            o.verify,
+            o.map,
+            o.timeout,
+            o.handshake_first,
+            o.first_fallback,
+            o.fingerprint,
+        ) && self.dial == o.dial
+    }
+}
+
+impl Eq for TlsConfig {}
+
+/// The dialing side of TLS (routes, leaf node remotes): whom to trust and what
+/// certificate, if any, to present.
+#[derive(Clone)]
+pub struct DialTls {
+    /// The rustls client configuration.
+    pub config: Arc<ClientConfig>,
+    /// Handshake timeout.
+    pub timeout: Duration,
+    /// TLS before the peer's INFO (`handshake_first`, leaf remotes).
+    pub handshake_first: bool,
+    /// The server's certificate is not checked (`insecure`).
+    pub insecure: bool,
+    /// Digest of what the configuration was built from (see [`TlsConfig`]).
+    pub fingerprint: u64,
+}
+
+impl std::fmt::Debug for DialTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DialTls")
+            .field("timeout", &self.timeout)
+            .field("handshake_first", &self.handshake_first)
+            .field("insecure", &self.insecure)
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl PartialEq for DialTls {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            self.timeout,
+            self.handshake_first,
+            self.insecure,
+            self.fingerprint,
+        ) == (o.timeout, o.handshake_first, o.insecure, o.fingerprint)
+    }
+}
+
+impl Eq for DialTls {}
+
+/// What a `tls {}` block is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    /// A port that accepts TLS: client, websocket, leaf node.
+    Serve,
+    /// The cluster port: serves and dials, client certificates always verified.
+    Route,
+    /// A leaf node remote: dials only; the certificate is optional.
+    Dial,
+}
+
+/// Where system trust roots live on the common Linux distributions: a dialing side
+/// without `ca_file` trusts these, as Go's `x509.SystemCertPool` does.
+const SYSTEM_ROOTS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// `insecure: true`: any server certificate is accepted (its signature on the
+/// handshake is still checked), as Go's `InsecureSkipVerify`.
+#[derive(Debug)]
+struct AnyServerCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -127,7 +272,12 @@ struct Settings {
     ciphers: Option<Vec<String>>,
     /// Key exchange groups by rustls name, in preference order; None = defaults.
     curves: Option<Vec<String>>,
+    /// Dialing: do not check the server's certificate.
+    insecure: bool,
 }
+
+/// A certificate file's and a key file's contents.
+type PemPair = (Vec<u8>, Vec<u8>);
 
 /// Why building the TLS configuration failed (rendered like nats-server's).
 #[derive(Debug)]
@@ -170,35 +320,29 @@ fn read_file(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 impl Settings {
-    fn build(self) -> Result<TlsConfig, BuildError> {
-        let cert_file = self.cert_file.clone().unwrap_or_default();
-        let key_file = self.key_file.clone().unwrap_or_default();
-        let cert_pem = read_file(&cert_file).map_err(BuildError::Pair)?;
-        let key_pem = read_file(&key_file).map_err(BuildError::Pair)?;
-        let fingerprint = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            cert_pem.hash(&mut h);
-            key_pem.hash(&mut h);
-            self.ca_file
-                .as_ref()
-                .map(|ca| std::fs::read(ca).unwrap_or_default())
-                .hash(&mut h);
-            (self.verify, self.min_tls13, &self.ciphers, &self.curves).hash(&mut h);
-            h.finish()
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-            .filter_map(Result::ok)
-            .collect();
-        if certs.is_empty() {
-            return Err(BuildError::Pair(
-                "tls: failed to find any PEM data in certificate input".into(),
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
-            BuildError::Pair("tls: failed to find any PEM data in key input".into())
-        })?;
+    /// Digest of the inputs (see [`TlsConfig::fingerprint`]).
+    fn fingerprint(&self, cert_pem: &[u8], key_pem: &[u8]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        cert_pem.hash(&mut h);
+        key_pem.hash(&mut h);
+        self.ca_file
+            .as_ref()
+            .map(|ca| std::fs::read(ca).unwrap_or_default())
+            .hash(&mut h);
+        (
+            self.verify,
+            self.min_tls13,
+            &self.ciphers,
+            &self.curves,
+            self.insecure,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
 
+    /// The ring provider cut to the configured ciphers and curves.
+    fn provider(&self) -> Arc<CryptoProvider> {
         let mut provider = rustls::crypto::ring::default_provider();
         if let Some(names) = &self.ciphers {
             provider.cipher_suites.retain(|s| {
@@ -217,14 +361,38 @@ impl Settings {
                 provider.kx_groups = all;
             }
         }
-        let provider = Arc::new(provider);
-        let versions: &[&rustls::SupportedProtocolVersion] = if self.min_tls13 {
-            &[&rustls::version::TLS13]
+        Arc::new(provider)
+    }
+
+    fn versions(&self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        if self.min_tls13 {
+            &TLS13_ONLY
         } else {
-            &[&rustls::version::TLS13, &rustls::version::TLS12]
+            &BOTH
+        }
+    }
+
+    /// The certificate and key files' contents, when both are configured.
+    fn read_pair(&self) -> Result<Option<PemPair>, BuildError> {
+        let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) else {
+            return Ok(None);
         };
+        let cert_pem = read_file(cert).map_err(BuildError::Pair)?;
+        let key_pem = read_file(key).map_err(BuildError::Pair)?;
+        Ok(Some((cert_pem, key_pem)))
+    }
+
+    /// Serves TLS (client, websocket and leaf node ports).
+    fn build(self) -> Result<TlsConfig, BuildError> {
+        let (cert_pem, key_pem) = self.read_pair()?.unwrap_or_default();
+        let fingerprint = self.fingerprint(&cert_pem, &key_pem);
+        let (certs, key) = parse_pair(&cert_pem, &key_pem)?;
+        let provider = self.provider();
         let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
+            .with_protocol_versions(self.versions())
             .map_err(|e| BuildError::Other(format!("error parsing tls config: {e}")))?;
         let builder = if self.verify {
             let Some(ca) = &self.ca_file else {
@@ -250,8 +418,8 @@ impl Settings {
             .with_single_cert(certs, key)
             .map_err(|e| BuildError::Pair(pair_error(&e)))?;
         Ok(TlsConfig {
-            cert_file,
-            key_file,
+            cert_file: self.cert_file.unwrap_or_default(),
+            key_file: self.key_file.unwrap_or_default(),
             ca_file: self.ca_file,
             verify: self.verify,
             map: self.map,
@@ -259,9 +427,96 @@ impl Settings {
             handshake_first: self.handshake_first,
             first_fallback: self.first_fallback,
             server: Arc::new(server),
+            dial: None,
             fingerprint,
         })
     }
+
+    /// The cluster port: serves with client certificates required (nats-server
+    /// forces that for routes) and dials with the same certificate.
+    fn build_route(mut self) -> Result<TlsConfig, BuildError> {
+        self.verify = true;
+        let dial = self.build_dial()?;
+        let mut t = self.build()?;
+        t.dial = Some(dial);
+        Ok(t)
+    }
+
+    /// Dials TLS: the server verified against `ca_file` (or the system roots), the
+    /// certificate, when configured, presented to it.
+    fn build_dial(&self) -> Result<DialTls, BuildError> {
+        let pair = self.read_pair()?;
+        let fingerprint = {
+            let (c, k) = pair.as_ref().map_or((&[][..], &[][..]), |(c, k)| (c, k));
+            self.fingerprint(c, k)
+        };
+        let provider = self.provider();
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(self.versions())
+            .map_err(|e| BuildError::Other(format!("error parsing tls config: {e}")))?;
+        let builder = if self.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        } else {
+            let roots = match &self.ca_file {
+                Some(ca) => load_roots(ca).map_err(BuildError::Other)?,
+                None => system_roots().map_err(BuildError::Other)?,
+            };
+            builder.with_root_certificates(roots)
+        };
+        let config = match &pair {
+            Some((cert_pem, key_pem)) => {
+                let (certs, key) = parse_pair(cert_pem, key_pem)?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| BuildError::Pair(pair_error(&e)))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(DialTls {
+            config: Arc::new(config),
+            timeout: self.timeout,
+            handshake_first: self.handshake_first,
+            insecure: self.insecure,
+            fingerprint,
+        })
+    }
+}
+
+/// The certificate chain and private key of PEM files.
+fn parse_pair(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), BuildError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(BuildError::Pair(
+            "tls: failed to find any PEM data in certificate input".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|_| BuildError::Pair("tls: failed to find any PEM data in key input".into()))?;
+    Ok((certs, key))
+}
+
+/// The system's trust roots (the first bundle of [`SYSTEM_ROOTS`] that exists).
+fn system_roots() -> Result<RootCertStore, String> {
+    for path in SYSTEM_ROOTS {
+        let Ok(pem) = std::fs::read(path) else {
+            continue;
+        };
+        let mut roots = RootCertStore::empty();
+        // A bundle may hold certificates webpki cannot use; the rest still count.
+        roots
+            .add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok));
+        if !roots.is_empty() {
+            return Ok(roots);
+        }
+    }
+    Err("natrium found no system trust roots: set 'ca_file' (or 'insecure')".into())
 }
 
 fn pair_error(e: &rustls::Error) -> String {
@@ -389,9 +644,52 @@ const REFUSED_KEYS: &[&str] = &[
     "verify_cert_and_check_known_urls",
 ];
 
-/// Parses the top-level `tls` entry onto a [`TlsConfig`], reporting errors and
+/// Parses a port's `tls` entry onto a [`TlsConfig`], reporting errors and
 /// warnings into `r` with nats-server's texts and positions. None on error.
 pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
+    parse_entry_for(e, r, Side::Serve)
+}
+
+/// Parses a `tls` entry that serves TLS ([`Side::Serve`] or [`Side::Route`]).
+pub fn parse_entry_for(e: &Entry, r: &mut Report, side: Side) -> Option<TlsConfig> {
+    let s = parse_settings(e, r, side)?;
+    let built = match side {
+        Side::Route => s.build_route(),
+        _ => s.build(),
+    };
+    match built {
+        Ok(t) => Some(t),
+        Err(msg) => {
+            r.errors.push(render(&e.key_pos, &msg.to_string()));
+            None
+        }
+    }
+}
+
+/// Dialing TLS without a `tls {}` block (a `tls://` URL, or a hub whose INFO
+/// requires TLS): the system roots, no certificate, the default timeout.
+pub fn default_dial() -> Result<DialTls, String> {
+    let s = Settings {
+        timeout: DEFAULT_TIMEOUT,
+        ..Settings::default()
+    };
+    s.build_dial().map_err(|e| e.to_string())
+}
+
+/// Parses a leaf node remote's `tls` entry (dialing only).
+pub fn parse_dial_entry(e: &Entry, r: &mut Report) -> Option<DialTls> {
+    let s = parse_settings(e, r, Side::Dial)?;
+    match s.build_dial() {
+        Ok(t) => Some(t),
+        Err(msg) => {
+            r.errors.push(render(&e.key_pos, &msg.to_string()));
+            None
+        }
+    }
+}
+
+/// Reads the keys of a `tls` entry and checks them together.
+fn parse_settings(e: &Entry, r: &mut Report, side: Side) -> Option<Settings> {
     let map = match &e.item.value {
         Value::Map(m) => m,
         other => {
@@ -564,6 +862,13 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
                 s.curves = Some(names);
             }
             "allow_insecure_cipher_suites" => allow_insecure = v.as_bool().unwrap_or(false),
+            "insecure" if side != Side::Serve => match v.as_bool() {
+                Some(b) => s.insecure = b,
+                None => fail(
+                    r,
+                    "error parsing tls config, expected 'insecure' to be a boolean".into(),
+                ),
+            },
             k if IGNORED_KEYS.contains(&k) => r.unsupported.push(format!(
                 "{}: tls option \"{}\" is not supported by natrium yet; ignoring it",
                 at(pos),
@@ -610,7 +915,7 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
             ));
             return None;
         }
-        (None, None) => {
+        (None, None) if side != Side::Dial => {
             // nats-server accepts this and then fails every handshake.
             r.refused.push(format!(
                 "{}: \"tls\" without cert_file and key_file cannot serve TLS",
@@ -624,6 +929,9 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
         // nats-server: a zero (or unset) timeout means the default.
         s.timeout = DEFAULT_TIMEOUT;
     }
+    if side == Side::Route {
+        s.verify = true;
+    }
     if s.verify && s.ca_file.is_none() {
         r.refused.push(format!(
             "{}: tls verify without ca_file (system roots) is not supported by natrium",
@@ -631,13 +939,7 @@ pub fn parse_entry(e: &Entry, r: &mut Report) -> Option<TlsConfig> {
         ));
         return None;
     }
-    match s.build() {
-        Ok(t) => Some(t),
-        Err(msg) => {
-            r.errors.push(render(&e.key_pos, &msg.to_string()));
-            None
-        }
-    }
+    Some(s)
 }
 
 fn err(r: &mut Report, pos: &crate::config::value::Pos, msg: String) {

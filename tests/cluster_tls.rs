@@ -1,0 +1,277 @@
+//! TLS between servers (issues #13 and #16): routes (mutual TLS before the first
+//! protocol byte, as nats-server forces for clusters) and leaf nodes (the hub's
+//! INFO in plaintext, then TLS), natrium and nats-server in every mix, with real
+//! certificates from rcgen and async-nats clients on both servers.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use support::client::{await_interest, connect, free_port, next, WAIT};
+use support::pki::Ca;
+use support::{nats_server_bin, Kind, Server, TempDir};
+
+/// A CA, a certificate for both nodes (localhost, 127.0.0.1) and one signed by a
+/// CA nobody trusts.
+fn pki() -> TempDir {
+    let dir = TempDir::new("cluster-tls");
+    let ca = Ca::new("natrium cluster CA");
+    ca.write(&dir.0, "ca.pem");
+    ca.issue(&dir.0, "node", "localhost", &["localhost", "127.0.0.1"]);
+    Ca::new("someone else").issue(&dir.0, "rogue", "localhost", &["localhost", "127.0.0.1"]);
+    dir
+}
+
+/// A `tls {}` block with `cert` (`node` or `rogue`), the CA and `extra` lines.
+fn tls_block(dir: &TempDir, cert: &str, extra: &str) -> String {
+    format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\" {extra} }}",
+        dir.path(&format!("{cert}.pem")).display(),
+        dir.path(&format!("{cert}-key.pem")).display(),
+        dir.path("ca.pem").display()
+    )
+}
+
+/// The mixes to run: every pair but nats-server with itself (only natrium's when
+/// the reference is not installed).
+fn mixes() -> Vec<(Kind, Kind)> {
+    let mut v = vec![(Kind::Natrium, Kind::Natrium)];
+    if nats_server_bin().is_some() {
+        v.push((Kind::Natrium, Kind::NatsServer));
+        v.push((Kind::NatsServer, Kind::Natrium));
+    }
+    v
+}
+
+/// 50 messages each way between `a` and `b`, in order, none twice.
+async fn exchange(a: &Server, b: &Server) {
+    let (ca, cb) = (connect(a).await, connect(b).await);
+    for (pubc, subc, subject) in [(&ca, &cb, "ab"), (&cb, &ca, "ba")] {
+        let mut sub = subc.subscribe(format!("{subject}.*")).await.unwrap();
+        subc.flush().await.unwrap();
+        await_interest(pubc, &mut sub, &format!("{subject}.probe")).await;
+        for i in 0..50 {
+            pubc.publish(format!("{subject}.{i}"), i.to_string().into())
+                .await
+                .unwrap();
+        }
+        pubc.flush().await.unwrap();
+        for i in 0..50 {
+            assert_eq!(
+                next(&mut sub).await.subject.as_str(),
+                format!("{subject}.{i}")
+            );
+        }
+        let extra = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+        assert!(extra.is_err(), "a message arrived twice: {extra:?}");
+    }
+}
+
+/// `name` accepting routes on `port` with `tls`, dialing `routes`.
+fn route_conf(dir: &TempDir, name: &str, port: u16, routes: &[u16], tls: &str) -> String {
+    let routes: Vec<String> = routes
+        .iter()
+        .map(|p| format!("\"nats://localhost:{p}\""))
+        .collect();
+    dir.write_string(
+        &format!("{name}.conf"),
+        &format!(
+            "server_name: {name}\ncluster {{\n name: C\n listen: \"127.0.0.1:{port}\"\n routes: \
+             [{}]\n {tls}\n}}\n",
+            routes.join(", ")
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_over_tls_carry_messages_in_every_mix() {
+    let dir = pki();
+    let tls = tls_block(&dir, "node", "");
+    for (acceptor, dialer) in mixes() {
+        eprintln!("acceptor {acceptor:?}, dialer {dialer:?}");
+        let (pa, pb) = (free_port(), free_port());
+        let a = Server::start(acceptor, &["-c", &route_conf(&dir, "A", pa, &[], &tls)]);
+        let b = Server::start(dialer, &["-c", &route_conf(&dir, "B", pb, &[pa], &tls)]);
+        exchange(&a, &b).await;
+        if acceptor == Kind::Natrium {
+            let line = a.wait_log("Route connection created", WAIT);
+            assert!(line.is_some(), "natrium logged no route");
+        }
+        if dialer == Kind::Natrium {
+            let line = b.wait_log("Route connection created", WAIT);
+            assert!(line.is_some(), "natrium logged no route");
+        }
+    }
+}
+
+/// What the accepting side of a route sees of a peer that cannot do route TLS:
+/// a certificate from an unknown CA, or no TLS at all. Run against both servers:
+/// the same log lines and no route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_peers_without_a_trusted_certificate_are_refused_as_nats_server_does() {
+    let dir = pki();
+    let good = tls_block(&dir, "node", "");
+    let rogue = tls_block(&dir, "rogue", "");
+    let acceptors: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    for &acceptor in acceptors {
+        for (peer, expect) in [
+            (rogue.as_str(), "TLS route handshake error: tls: "),
+            (
+                "",
+                "TLS route handshake error: tls: first record does not look like a TLS handshake",
+            ),
+        ] {
+            eprintln!("acceptor {acceptor:?}, peer tls {:?}", !peer.is_empty());
+            let (pa, pb) = (free_port(), free_port());
+            let a = Server::start(acceptor, &["-c", &route_conf(&dir, "A", pa, &[], &good)]);
+            // The dialer is natrium too: it tries again every second.
+            let _b = Server::start(
+                Kind::Natrium,
+                &["-c", &route_conf(&dir, "B", pb, &[pa], peer)],
+            );
+            let line = a.wait_log(expect, WAIT);
+            assert!(line.is_some(), "{acceptor:?} never logged {expect:?}");
+            let closed = a.wait_log("Router connection closed: TLS Handshake Failure", WAIT);
+            assert!(closed.is_some(), "{acceptor:?}: no close line");
+            assert!(
+                a.wait_log("Route connection created", Duration::from_secs(2))
+                    .is_none(),
+                "{acceptor:?} took a route it should have refused"
+            );
+        }
+    }
+}
+
+/// `verify_and_map`: the peer's certificate (DNS name `localhost`) must name the
+/// cluster's user; a certificate naming someone else is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_verify_and_map_takes_the_user_from_the_certificate() {
+    let dir = pki();
+    let plain = tls_block(&dir, "node", "");
+    let mapped = tls_block(&dir, "node", ", verify_and_map: true");
+    let acceptors: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    for &acceptor in acceptors {
+        for (user, admitted) in [("localhost", true), ("someone", false)] {
+            eprintln!("acceptor {acceptor:?}, cluster user {user}");
+            let (pa, pb) = (free_port(), free_port());
+            let conf = dir.write_string(
+                "A.conf",
+                &format!(
+                    "cluster {{\n name: C\n listen: \"127.0.0.1:{pa}\"\n authorization \
+                     {{ user: {user} }}\n {mapped}\n}}\n"
+                ),
+            );
+            let a = Server::start(acceptor, &["-c", &conf]);
+            let b = Server::start(
+                Kind::Natrium,
+                &["-c", &route_conf(&dir, "B", pb, &[pa], &plain)],
+            );
+            if admitted {
+                exchange(&a, &b).await;
+            } else {
+                let line = a.wait_log("Router connection closed: Authentication Failure", WAIT);
+                assert!(
+                    line.is_some(),
+                    "{acceptor:?} admitted a route it should refuse"
+                );
+            }
+        }
+    }
+}
+
+/// `leafnodes { listen, tls }` on `port`, with `extra` lines in its `tls {}`.
+fn hub_conf(dir: &TempDir, port: u16, tls: &str) -> String {
+    dir.write_string(
+        "hub.conf",
+        &format!("server_name: HUB\nleafnodes {{\n listen: \"127.0.0.1:{port}\"\n {tls}\n}}\n"),
+    )
+}
+
+/// A spoke dialing `url` with the remote's `tls` block.
+fn spoke_conf(dir: &TempDir, url: &str, tls: &str) -> String {
+    dir.write_string(
+        "spoke.conf",
+        &format!(
+            "server_name: SPOKE\nleafnodes {{ remotes: [ {{\n url: \"{url}\"\n {tls}\n}} ] }}\n"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_nodes_over_tls_carry_messages_in_every_mix() {
+    let dir = pki();
+    let serve = tls_block(&dir, "node", "");
+    let trust = format!("tls {{ ca_file: \"{}\" }}", dir.path("ca.pem").display());
+    for (hub_kind, spoke_kind) in mixes() {
+        // A nats:// URL with a `tls {}` block, and a tls:// URL.
+        for scheme in ["nats", "tls"] {
+            eprintln!("hub {hub_kind:?}, spoke {spoke_kind:?}, {scheme}://");
+            let port = free_port();
+            let hub = Server::start(hub_kind, &["-c", &hub_conf(&dir, port, &serve)]);
+            let url = format!("{scheme}://localhost:{port}");
+            let spoke = Server::start(spoke_kind, &["-c", &spoke_conf(&dir, &url, &trust)]);
+            exchange(&hub, &spoke).await;
+        }
+    }
+}
+
+/// A hub with `verify: true` wants the spoke's certificate: a spoke that only
+/// trusts the CA is refused (and keeps trying), one with a certificate gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifying_leaf_hub_refuses_a_spoke_without_a_certificate() {
+    let dir = pki();
+    let serve = tls_block(&dir, "node", ", verify: true");
+    let trust_only = format!("tls {{ ca_file: \"{}\" }}", dir.path("ca.pem").display());
+    let with_cert = tls_block(&dir, "node", "");
+    for (hub_kind, spoke_kind) in mixes() {
+        eprintln!("hub {hub_kind:?}, spoke {spoke_kind:?}");
+        let port = free_port();
+        let hub = Server::start(hub_kind, &["-c", &hub_conf(&dir, port, &serve)]);
+        let url = format!("nats://localhost:{port}");
+        {
+            let _spoke = Server::start(spoke_kind, &["-c", &spoke_conf(&dir, &url, &trust_only)]);
+            let line = hub.wait_log("TLS leafnode handshake error", WAIT);
+            assert!(
+                line.is_some(),
+                "hub {hub_kind:?} took a spoke without a certificate"
+            );
+        }
+        let spoke = Server::start(spoke_kind, &["-c", &spoke_conf(&dir, &url, &with_cert)]);
+        exchange(&hub, &spoke).await;
+    }
+}
+
+/// A spoke without TLS settings dialing a TLS hub follows the hub's INFO into TLS
+/// (system roots, which do not know the test CA: refused, and nothing else
+/// happens); `insecure: true` skips the check and connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoke_follows_the_hubs_tls_requirement() {
+    let dir = pki();
+    let serve = tls_block(&dir, "node", "");
+    let port = free_port();
+    let hub = Server::start(Kind::Natrium, &["-c", &hub_conf(&dir, port, &serve)]);
+    let url = format!("nats://localhost:{port}");
+    {
+        let spoke = Server::start(Kind::Natrium, &["-c", &spoke_conf(&dir, &url, "")]);
+        let line = spoke.wait_log("TLS leafnode handshake error", WAIT);
+        assert!(line.is_some(), "the spoke did not try TLS");
+        let closed = hub
+            .wait_log("Leafnode connection closed", WAIT)
+            .unwrap_or_default();
+        assert!(closed.contains("TLS Handshake Failure"), "hub: {closed}");
+    }
+    let spoke = Server::start(
+        Kind::Natrium,
+        &["-c", &spoke_conf(&dir, &url, "tls { insecure: true }")],
+    );
+    exchange(&hub, &spoke).await;
+}
