@@ -238,6 +238,32 @@ pub fn check_entry(entry: &Entry, opts: &mut Options) -> Vec<String> {
     errors
 }
 
+/// Parses `cluster.permissions` as nats-server does: a user permissions map whose
+/// publish side (`import`, `publish`) is what the route may send this server and
+/// whose subscribe side (`export`, `subscribe`) is what it may ask for. Returned
+/// as [`Permissions`] with those meanings, or rendered errors.
+pub fn parse_route_permissions(entry: &Entry) -> Result<Permissions, Vec<String>> {
+    let mut errors = Vec::new();
+    let perms = parse_permissions(entry, &mut errors);
+    let mut rendered: Vec<String> = errors
+        .into_iter()
+        .map(|(pos, msg)| match pos {
+            Some(Where::At(p)) => render(&p, &msg),
+            _ => render(&entry.key_pos, &msg),
+        })
+        .collect();
+    if perms.as_ref().is_some_and(|p| p.response.is_some()) {
+        rendered.push(render(
+            &entry.key_pos,
+            "Cluster permissions do not support dynamic responses",
+        ));
+    }
+    match perms {
+        Some(p) if rendered.is_empty() => Ok(p),
+        _ => Err(rendered),
+    }
+}
+
 /// Checks the `accounts` entry of a config file. Returns rendered errors, and the
 /// fields natrium does not enforce yet (the server refuses to start with them; a
 /// `-t` check still passes, as the file is valid for nats-server).

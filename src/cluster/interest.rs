@@ -327,7 +327,11 @@ impl ClusterCore {
     /// Sends every link what changed for `key` (the routes too when `routes`).
     fn refresh(&self, st: &mut CoreState, key: &InterestKey, routes: bool) {
         if routes {
-            let now = Self::for_routes(st, key);
+            let now = if self.route_imports(&key.1) {
+                Self::for_routes(st, key)
+            } else {
+                0
+            };
             let told = st.told_routes.get(key).copied().unwrap_or(0);
             if news(told, now, key.2.is_some()) {
                 if now == 0 {
@@ -370,6 +374,56 @@ impl ClusterCore {
             told.insert(lkey, now);
         }
         line(out, None, &key.1, key.2.as_deref(), now);
+    }
+
+    /// The cluster's permissions let routes send this server `subject` (their
+    /// import side, nats-server's `canImport`): interest outside them is not told.
+    fn route_imports(&self, subject: &[u8]) -> bool {
+        self.opts
+            .borrow()
+            .permissions
+            .as_ref()
+            .is_none_or(|p| p.can_publish_static(subject))
+    }
+
+    /// The cluster's permissions let a route ask for `subject` (the export side,
+    /// nats-server's `canExport`).
+    pub fn route_exports(&self, subject: &[u8]) -> bool {
+        self.opts
+            .borrow()
+            .permissions
+            .as_ref()
+            .is_none_or(|p| p.can_subscribe(subject, None))
+    }
+
+    /// After the cluster's permissions changed (reload): every route is told the
+    /// interest they now allow, and route interest they no longer export is dropped.
+    pub fn reapply_route_permissions(&self) {
+        let keys: Vec<InterestKey> = {
+            let st = self.state.borrow();
+            st.local
+                .keys()
+                .chain(st.told_routes.keys())
+                .cloned()
+                .collect()
+        };
+        for key in keys {
+            let mut st = self.state.borrow_mut();
+            self.refresh(&mut st, &key, true);
+        }
+        let routes: Vec<Rc<Route>> = self.state.borrow().routes.values().cloned().collect();
+        for r in routes {
+            let gone: Vec<InterestKey> = r
+                .interest
+                .borrow()
+                .keys()
+                .filter(|k| !self.route_exports(&k.1))
+                .cloned()
+                .collect();
+            for (account, subject, queue) in gone {
+                self.set_route_interest(&r, account, &subject, queue.as_deref(), 0);
+            }
+        }
     }
 
     /// What the routes should know of `key`: local interest and that of the leafs

@@ -190,6 +190,9 @@ impl ClusterCore {
                 self.dynamic.set(false);
             }
         }
+        if old.permissions != new.permissions {
+            self.reapply_route_permissions();
+        }
         for url in new.routes.iter().filter(|u| !old.routes.contains(u)) {
             glommio::spawn_local(route::solicit(self.clone(), url.clone(), false)).detach();
         }

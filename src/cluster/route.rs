@@ -288,6 +288,14 @@ fn apply(
                 );
                 return Step::Go;
             };
+            if !core.route_exports(i.subject) {
+                log_debug!(
+                    "{} - Can not export {:?}, ignoring remote subscription request",
+                    route.label(),
+                    String::from_utf8_lossy(i.subject)
+                );
+                return Step::Go;
+            }
             let weight = i.queue.map_or(1, |(_, w)| w.max(1));
             core.set_route_interest(route, account, i.subject, i.queue.map(|q| q.0), weight);
         }
@@ -594,6 +602,15 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
         obj.insert("tls_required".into(), true.into());
         obj.insert("tls_verify".into(), true.into());
     }
+    if let Some(p) = &opts.permissions {
+        // As nats-server announces them: import is the publish side, export the
+        // subscribe side.
+        for (key, side) in [("import", &p.publish), ("export", &p.subscribe)] {
+            if let Some(side) = side {
+                obj.insert(key.into(), permission_json(side));
+            }
+        }
+    }
     if core.dynamic.get() {
         obj.insert("cluster_dynamic".into(), true.into());
     }
@@ -604,6 +621,22 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
         obj.insert("connect_urls".into(), server.own_client_urls().into());
     }
     link::json_line("INFO", &info)
+}
+
+/// `{"allow":[...],"deny":[...]}` of one side of the cluster's permissions.
+fn permission_json(p: &crate::auth::permissions::SubjectPerm) -> serde_json::Value {
+    let list = |l: &Option<Vec<crate::auth::permissions::PermEntry>>| {
+        l.as_ref()
+            .map(|v| v.iter().map(|e| e.subject.clone()).collect::<Vec<_>>())
+    };
+    let mut m = serde_json::Map::new();
+    if let Some(a) = list(&p.allow) {
+        m.insert("allow".into(), a.into());
+    }
+    if let Some(d) = list(&p.deny) {
+        m.insert("deny".into(), d.into());
+    }
+    serde_json::Value::Object(m)
 }
 
 /// The INFO telling peers this server is in lame duck mode.

@@ -43,6 +43,9 @@ pub struct ClusterOptions {
     pub ping_max: u32,
     /// Route TLS (`tls {}`): mutual, served and dialed.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// `permissions`: `publish` = import (what routes may send here: the interest
+    /// this server announces), `subscribe` = export (the interest it accepts).
+    pub permissions: Option<crate::auth::permissions::Permissions>,
 }
 
 impl Default for ClusterOptions {
@@ -61,6 +64,7 @@ impl Default for ClusterOptions {
             ping_interval: MAX_ROUTE_PING_INTERVAL,
             ping_max: 2,
             tls: None,
+            permissions: None,
         }
     }
 }
@@ -216,15 +220,10 @@ fn apply_field(e: &Entry, c: &mut ClusterOptions, r: &mut Report) -> Result<(), 
         "compression" | "accounts" | "connect_backoff" | "write_deadline" | "write_timeout"
         | "policies" => {}
         "tls" => c.tls = crate::tls::parse_entry_for(e, r, crate::tls::Side::Route),
-        // Ignoring this would let through what the configuration forbids.
-        "permissions" => r.refused.push(render(
-            &e.key_pos,
-            &format!(
-                "cluster \"{}\" is not supported by natrium yet, and running without it \
-                 would be unsafe",
-                e.key
-            ),
-        )),
+        "permissions" => match crate::auth::config::parse_route_permissions(e) {
+            Ok(p) => c.permissions = Some(p),
+            Err(errors) => r.errors.extend(errors),
+        },
         other => return Err(format!("unknown field \"{other}\"")),
     }
     Ok(())

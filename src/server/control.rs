@@ -468,6 +468,8 @@ fn cluster_diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
             c.advertise.clone(),
             c.connect_retries,
             c.pool_size,
+            c.permissions.clone(),
+            c.tls.clone(),
         )
     };
     if rest(a) != rest(b) && !lines.iter().any(|l| l == "Reloaded: cluster") {

@@ -1,7 +1,8 @@
-//! TLS between servers (issues #13 and #16): routes (mutual TLS before the first
-//! protocol byte, as nats-server forces for clusters) and leaf nodes (the hub's
-//! INFO in plaintext, then TLS), natrium and nats-server in every mix, with real
-//! certificates from rcgen and async-nats clients on both servers.
+//! Security between servers (issues #13 and #16): TLS on routes (mutual, before the
+//! first protocol byte, as nats-server forces for clusters) and on leaf nodes (the
+//! hub's INFO in plaintext, then TLS), and route permissions; natrium and
+//! nats-server in every mix, with real certificates from rcgen and async-nats
+//! clients on both servers.
 
 mod support;
 
@@ -274,4 +275,94 @@ async fn a_spoke_follows_the_hubs_tls_requirement() {
         &["-c", &spoke_conf(&dir, &url, "tls { insecure: true }")],
     );
     exchange(&hub, &spoke).await;
+}
+
+/// `cluster { permissions }` on node P: P announces interest only inside `import`
+/// (so nothing else is sent to it) and takes route interest only inside `export`
+/// (so nothing else leaves it). Each blocked message is published just before an
+/// allowed one on the same connection and route: when the allowed one arrives, the
+/// blocked one would have too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_permissions_limit_what_crosses_in_every_mix() {
+    let dir = TempDir::new("route-perms");
+    let perms =
+        "permissions { import: { allow: \"in.>\", deny: \"in.secret\" }, export: \"out.>\" }";
+    for (p_kind, q_kind) in mixes() {
+        eprintln!("permissions on {p_kind:?}, peer {q_kind:?}");
+        let (pp, pq) = (free_port(), free_port());
+        let p = Server::start(p_kind, &["-c", &route_conf(&dir, "P", pp, &[], perms)]);
+        let q = Server::start(q_kind, &["-c", &route_conf(&dir, "Q", pq, &[pp], "")]);
+        let (cp, cq) = (connect(&p).await, connect(&q).await);
+        // Into P: "in.1" crosses, "in.secret" and "other" do not.
+        // Out of P: "out.1" crosses, "private" does not.
+        for (publisher, subscriber, allowed, blocked) in [
+            (&cq, &cp, "in.1", "other"),
+            (&cq, &cp, "in.2", "in.secret"),
+            (&cp, &cq, "out.1", "private"),
+        ] {
+            let mut ok = subscriber.subscribe(allowed.to_string()).await.unwrap();
+            let mut no = subscriber.subscribe(blocked.to_string()).await.unwrap();
+            subscriber.flush().await.unwrap();
+            await_interest(publisher, &mut ok, allowed).await;
+            for _ in 0..3 {
+                publisher
+                    .publish(blocked.to_string(), "x".into())
+                    .await
+                    .unwrap();
+                publisher
+                    .publish(allowed.to_string(), "y".into())
+                    .await
+                    .unwrap();
+            }
+            publisher.flush().await.unwrap();
+            for _ in 0..3 {
+                next(&mut ok).await;
+            }
+            let leaked = tokio::time::timeout(Duration::from_millis(300), no.next()).await;
+            assert!(leaked.is_err(), "{p_kind:?}/{q_kind:?}: {blocked} crossed");
+            // The same subject published on P's own side still reaches P's client.
+            if std::ptr::eq(subscriber, &cp) {
+                cp.publish(blocked.to_string(), "local".into())
+                    .await
+                    .unwrap();
+                assert_eq!(&next(&mut no).await.payload[..], b"local");
+            }
+        }
+    }
+}
+
+/// A reload that changes `cluster { permissions }` applies to the routes that are
+/// up: interest the new import allows is announced, interest it forbids withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloaded_route_permissions_apply_to_live_routes() {
+    let dir = TempDir::new("route-perms-reload");
+    let (pp, pq) = (free_port(), free_port());
+    let narrow = "permissions { import: \"in.>\" }";
+    let wide = "permissions { import: \"other\" }";
+    let conf = route_conf(&dir, "P", pp, &[], narrow);
+    let p = Server::start(Kind::Natrium, &["-c", &conf]);
+    let q = Server::start(
+        Kind::Natrium,
+        &["-c", &route_conf(&dir, "Q", pq, &[pp], "")],
+    );
+    let (cp, cq) = (connect(&p).await, connect(&q).await);
+    let mut inside = cp.subscribe("in.1").await.unwrap();
+    let mut other = cp.subscribe("other").await.unwrap();
+    cp.flush().await.unwrap();
+    await_interest(&cq, &mut inside, "in.1").await;
+    route_conf(&dir, "P", pp, &[], wide);
+    p.signal(libc::SIGHUP);
+    assert!(
+        p.wait_log("Reloaded: cluster", WAIT).is_some(),
+        "no reload line"
+    );
+    // "other" is announced now...
+    await_interest(&cq, &mut other, "other").await;
+    // ...and "in.1" is withdrawn: published before a marker on "other", it is gone.
+    cq.publish("in.1", "x".into()).await.unwrap();
+    cq.publish("other", "marker".into()).await.unwrap();
+    cq.flush().await.unwrap();
+    assert_eq!(&next(&mut other).await.payload[..], b"marker");
+    let leaked = tokio::time::timeout(Duration::from_millis(300), inside.next()).await;
+    assert!(leaked.is_err(), "in.1 still crosses after the reload");
 }
