@@ -86,6 +86,10 @@ pub struct AuthConfig {
     pub stream_imports: Vec<StreamImport>,
     /// Service imports between them (checked, with their exports' response types).
     pub service_imports: Vec<ServiceImport>,
+    /// Operator mode: the trusted keys and the resolver's accounts.
+    pub trust: Option<Arc<super::operator::Trust>>,
+    /// Imports of account JWTs left out (not granted by their export), for the log.
+    pub import_warnings: Vec<String>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -104,7 +108,8 @@ impl fmt::Debug for AuthConfig {
 impl AuthConfig {
     /// Clients must authenticate (the auth timer runs).
     pub fn required(&self) -> bool {
-        !self.users.is_empty()
+        self.trust.is_some()
+            || !self.users.is_empty()
             || !self.nkeys.is_empty()
             || self.token.is_some()
             || self.single.is_some()
@@ -129,7 +134,7 @@ impl AuthConfig {
 
     /// INFO carries a nonce (nkey users exist).
     pub fn needs_nonce(&self) -> bool {
-        !self.nkeys.is_empty()
+        !self.nkeys.is_empty() || self.trust.is_some()
     }
 
     /// Adds a user by name, or by nkey for nkey users; nats-server's text when one is
@@ -181,6 +186,24 @@ impl AuthConfig {
         }
         if let Some(token) = &flags.token {
             cfg.token = Some(token.clone());
+        }
+        if let Some(trust) = super::operator::Trust::from_options(opts)? {
+            if opts.no_auth_user.is_some() {
+                return Err("no_auth_user not compatible with Trusted Operator".into());
+            }
+            if let Some(sys) = &trust.system_account {
+                if !trust.accounts.contains_key(sys) {
+                    return Err("error resolving system account: account missing".into());
+                }
+            }
+            // The resolver's accounts are the server's accounts, named by key.
+            cfg.accounts = trust.account_names();
+            let (streams, services, warnings) = trust.imports(super::operator::now());
+            cfg.stream_imports = streams;
+            cfg.service_imports = services;
+            cfg.import_warnings = warnings;
+            cfg.trust = Some(Arc::new(trust));
+            return Ok(cfg);
         }
         if let Some(name) = &opts.no_auth_user {
             if cfg.users.is_empty() && cfg.nkeys.is_empty() {

@@ -7,7 +7,9 @@
 //! comparisons run on glommio's blocking thread pool, never on the executor thread.
 
 pub mod config;
+pub mod jwt;
 pub mod nkey;
+pub mod operator;
 pub mod permissions;
 
 use std::sync::Arc;
@@ -26,6 +28,13 @@ pub struct Identity {
     pub perms: Option<Arc<Permissions>>,
     /// The account it belongs to; `None` = the global account `$G`.
     pub account: Option<Arc<str>>,
+    /// Its own subscription limit (a user JWT's or its account's `subs`); `None`
+    /// = the server's.
+    pub max_subs: Option<usize>,
+    /// Its own payload limit (the JWTs' `payload`); `None` = the server's.
+    pub max_payload: Option<usize>,
+    /// Connections its account may have (the account JWT's `conn`); `None` = any.
+    pub account_conns: Option<usize>,
 }
 
 impl Identity {
@@ -35,6 +44,7 @@ impl Identity {
             user: Some(u.nkey.clone().unwrap_or_else(|| u.name.clone())),
             perms: u.permissions.clone(),
             account: u.account.clone(),
+            ..Identity::default()
         }
     }
 
@@ -57,6 +67,13 @@ pub enum Failure {
     Nkey(String),
     /// A token was given.
     Token,
+    /// A JWT login was refused: `reason` is logged first (as an error when
+    /// `error`), then `shown`'s text.
+    Jwt {
+        reason: String,
+        error: bool,
+        shown: Box<Failure>,
+    },
 }
 
 impl Failure {
@@ -67,6 +84,7 @@ impl Failure {
             Failure::User(u) => format!("authentication error - User \"{u}\""),
             Failure::Nkey(k) => format!("authentication error - Nkey \"{k}\""),
             Failure::Token => "authentication error - Token \"[REDACTED]\"".into(),
+            Failure::Jwt { shown, .. } => shown.log_text(),
         }
     }
 }
@@ -157,9 +175,21 @@ fn compare_or_defer(server: &str, client: &str, ident: Identity, why: Failure) -
 /// Checks a CONNECT's credentials (nats-server's `processClientOrLeafAuthentication`
 /// for clients): nkey users, then users (with the `no_auth_user` fallback), then the
 /// token, then the single user. bcrypt comparisons are left to the caller.
-pub fn decide(cfg: &AuthConfig, opts: &ConnectOpts, nonce: Option<&str>) -> Decision {
+pub fn decide(
+    cfg: &AuthConfig,
+    opts: &ConnectOpts,
+    nonce: Option<&str>,
+    origin: &operator::Origin,
+) -> Decision {
     if !cfg.required() {
         return Decision::Ok(Identity::default());
+    }
+    // Operator mode: a user JWT or nothing.
+    if let Some(trust) = &cfg.trust {
+        return match operator::login(trust, opts, nonce, origin, operator::now()) {
+            Ok(id) => Decision::Ok(id),
+            Err(why) => Decision::Fail(why),
+        };
     }
     let fail = || Decision::Fail(failure(opts));
     let mut found: Option<(&Arc<User>, bool)> = None;
@@ -243,8 +273,9 @@ pub async fn authenticate(
     cfg: &AuthConfig,
     opts: &ConnectOpts,
     nonce: Option<&str>,
+    origin: &operator::Origin,
 ) -> Result<Identity, Failure> {
-    match decide(cfg, opts, nonce) {
+    match decide(cfg, opts, nonce, origin) {
         Decision::Ok(id) => Ok(id),
         Decision::Fail(why) => Err(why),
         Decision::Bcrypt { hash, pass, ident } => {

@@ -27,6 +27,12 @@ pub struct ClientAuth {
     pub perms: RefCell<Option<Rc<ClientPerms>>>,
     /// The account's name, for log lines (`$G` until authenticated elsewhere).
     pub account_name: RefCell<Option<std::sync::Arc<str>>>,
+    /// The user's own subscription limit (a user JWT's `subs`).
+    pub max_subs: Cell<Option<usize>>,
+    /// The user's own payload limit (a user JWT's `payload`).
+    pub max_payload: Cell<Option<usize>>,
+    /// The connection counts against its account's `conn` limit.
+    pub account_counted: Cell<bool>,
 }
 
 impl ClientAuth {
@@ -120,6 +126,14 @@ pub fn start_timer(ctx: &Rc<ShardCtx>, client: &Rc<Client>) -> Option<glommio::T
     }))
 }
 
+/// Where a connection comes from, for the checks of a user JWT.
+pub fn origin(client: &Client) -> crate::auth::operator::Origin {
+    crate::auth::operator::Origin {
+        ip: client.peer.map(|p| p.ip()),
+        websocket: client.websocket.get(),
+    }
+}
+
 fn peer_text(client: &Client) -> String {
     client.peer.map(|p| p.to_string()).unwrap_or_default()
 }
@@ -136,7 +150,7 @@ pub fn recheck_clients(ctx: &ShardCtx, auth: &AuthConfig) {
         }
         let opts = c.opts.borrow().clone();
         let nonce = c.auth.nonce.borrow().clone();
-        match decide(auth, &opts, nonce.as_deref()) {
+        match decide(auth, &opts, nonce.as_deref(), &origin(&c)) {
             Decision::Fail(why) => revoke(&c, &why),
             Decision::Ok(ident) => apply_identity(ctx, &c, ident),
             Decision::Bcrypt { hash, pass, ident } => {
@@ -168,6 +182,8 @@ fn revoke(c: &Client, why: &Failure) {
 /// Call before the connection's first SUB: subscriptions stay in the table of the
 /// account they were made in.
 pub fn admit(ctx: &ShardCtx, c: &Client, ident: Identity) {
+    c.auth.max_subs.set(ident.max_subs);
+    c.auth.max_payload.set(ident.max_payload);
     c.account.set(ctx.server.account_id(ident.account_name()));
     c.auth.set_identity(ident);
 }

@@ -149,6 +149,9 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, websocket: bool) {
     ctx.remove_client(&client);
     crate::events::client_disconnect(&ctx, &client);
     writer.await;
+    if client.auth.account_counted.get() {
+        ctx.server.release_account_conn(client.account.get());
+    }
     if admitted {
         ctx.server.release_connection();
         crate::log_debug!(
@@ -169,7 +172,7 @@ fn show(peer: Option<std::net::SocketAddr>) -> String {
 /// zero-copy slices of it; a partial op at the end is carried into the next buffer.
 async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
     let opts = ctx.opts();
-    let limits = Limits {
+    let mut limits = Limits {
         max_control_line: opts.max_control_line,
         max_payload: opts.max_payload,
     };
@@ -216,8 +219,18 @@ async fn read_loop(ctx: &Rc<ShardCtx>, client: &Rc<Client>, stream: &Stream) {
             match parser::parse(&chunk[pos..], &limits) {
                 Ok(Parsed::Op(op, used)) => {
                     pos += used;
+                    let connect = matches!(op, Op::Connect(_));
                     if let Next::Stop = handle_op(ctx, client, &chunk, op).await {
                         return;
+                    }
+                    if connect {
+                        // A user JWT may carry its own (smaller) payload limit.
+                        let server = ctx.opts().max_payload;
+                        limits.max_payload = client
+                            .auth
+                            .max_payload
+                            .get()
+                            .map_or(server, |user| user.min(server));
                     }
                 }
                 Ok(Parsed::Incomplete { need: n }) => {
@@ -388,6 +401,13 @@ fn verbose_ok(client: &Client) {
 /// `-ERR 'Authorization Violation'`, close, and nats-server's log line (which never
 /// carries a password or token).
 fn auth_violation(client: &Client, why: &crate::auth::Failure) {
+    if let crate::auth::Failure::Jwt { reason, error, .. } = why {
+        if *error {
+            crate::log_error!("{} - cid:{} - {reason}", show(client.peer), client.cid);
+        } else {
+            crate::log_debug!("{} - cid:{} - {reason}", show(client.peer), client.cid);
+        }
+    }
     crate::log_error!(
         "{} - cid:{} - {}",
         show(client.peer),
@@ -425,10 +445,31 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     let result = if tls_map {
         crate::tls::map_identity(&auth, client)
     } else {
-        crate::auth::authenticate(&auth, &opts, nonce.as_deref()).await
+        let origin = super::auth::origin(client);
+        crate::auth::authenticate(&auth, &opts, nonce.as_deref(), &origin).await
     };
     match result {
-        Ok(id) => super::auth::admit(ctx, client, id),
+        Ok(id) => {
+            let conns = id.account_conns;
+            super::auth::admit(ctx, client, id);
+            if let Some(limit) = conns {
+                if !client.auth.account_counted.get() {
+                    if !ctx.server.claim_account_conn(client.account.get(), limit) {
+                        crate::log_error!(
+                            "{} - cid:{} - maximum account active connections exceeded",
+                            show(client.peer),
+                            client.cid
+                        );
+                        client.close(
+                            Some("maximum account active connections exceeded"),
+                            "Maximum Account Connections Exceeded",
+                        );
+                        return Next::Stop;
+                    }
+                    client.auth.account_counted.set(true);
+                }
+            }
+        }
         Err(why) => {
             // Kept for the auth error event: who tried, and the round trip so far.
             *client.opts.borrow_mut() = opts;
@@ -498,9 +539,12 @@ async fn on_ping(ctx: &Rc<ShardCtx>, client: &Client) -> Next {
     client.queue(encode::PONG);
     let protocol = client.opts.borrow().protocol;
     if protocol >= 1 && client.connected.get() && !client.sent_connect_info.replace(true) {
-        let info = ctx
-            .server
-            .connect_info(client.cid, client.peer, client.websocket.get());
+        let info = ctx.server.connect_info(
+            client.cid,
+            client.peer,
+            client.websocket.get(),
+            &client.auth.account(),
+        );
         client.queue(&info);
     }
     Next::Continue
@@ -541,8 +585,16 @@ fn on_sub(
         verbose_ok(client);
         return false;
     }
-    let max_subs = ctx.opts.borrow().max_subscriptions;
-    if max_subs > 0 && client.subs.borrow().len() >= max_subs {
+    // The server's limit (0: none) and the user's own (a JWT's `subs`; 0 allows none).
+    let max_subs = match (
+        ctx.opts.borrow().max_subscriptions,
+        client.auth.max_subs.get(),
+    ) {
+        (0, user) => user,
+        (server, Some(user)) => Some(server.min(user)),
+        (server, None) => Some(server),
+    };
+    if let Some(max_subs) = max_subs.filter(|&m| client.subs.borrow().len() >= m) {
         crate::log_error!(
             "cid:{} - Maximum Subscriptions Exceeded (max={})",
             client.cid,

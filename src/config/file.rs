@@ -47,13 +47,13 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
             "root_operator",
             "root_operators",
         ],
-        Policy::Refuse,
+        Policy::Keep,
     ),
-    ("trusted", &["trusted_keys"], Policy::Refuse),
+    ("trusted", &["trusted_keys"], Policy::Keep),
     (
         "resolver",
         &["account_resolver", "accounts_resolver"],
-        Policy::Refuse,
+        Policy::Keep,
     ),
     ("resolver_tls", &[], Policy::Keep),
     ("resolver_preload", &[], Policy::Keep),
@@ -156,7 +156,31 @@ pub fn apply(map: &Map, opts: &mut Options) -> Report {
             r.errors.push(render(&entry.key_pos, &msg));
         }
     }
+    // Operator mode: the operator JWTs and the preloaded accounts are read now, so
+    // that `-t` reports them and the system account is known.
+    match crate::auth::operator::Trust::from_options(opts) {
+        Ok(Some(trust)) => opts.operator_system_account = trust.system_account,
+        Ok(None) => {}
+        Err(msg) => {
+            let at = ["operator", "trusted", "resolver", "resolver_preload"]
+                .iter()
+                .find_map(|k| map.entries().iter().find(|e| canonical(&e.key) == *k));
+            r.errors.push(match at {
+                Some(e) => render(&e.key_pos, &msg),
+                None => msg,
+            });
+        }
+    }
     r
+}
+
+/// The canonical name of a top-level section key (its aliases resolved).
+fn canonical(key: &str) -> &'static str {
+    let key = key.to_ascii_lowercase();
+    SECTIONS
+        .iter()
+        .find(|(n, aliases, _)| *n == key || aliases.contains(&key.as_str()))
+        .map_or("", |(n, _, _)| n)
 }
 
 /// Checks between options, done at start-up (not by `-t`), like nats-server.

@@ -136,6 +136,8 @@ pub struct Options {
     /// `leafnodes`, `authorization`, `accounts`, `tls`, `jetstream`, `websocket`,
     /// `mqtt`, `system_account`, `server_tags`, ...). See `config::file::SECTIONS`.
     pub config_sections: BTreeMap<String, Item>,
+    /// Operator mode: the system account the operator JWT names.
+    pub operator_system_account: Option<String>,
 }
 
 impl Options {
@@ -210,6 +212,7 @@ impl Default for Options {
             tags: Vec::new(),
             metadata: BTreeMap::new(),
             config_sections: BTreeMap::new(),
+            operator_system_account: None,
         }
     }
 }

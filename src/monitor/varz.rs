@@ -402,7 +402,8 @@ pub fn system_account(opts: &crate::config::Options) -> Option<String> {
     }
     let named = opts
         .section("system_account")
-        .and_then(|i| i.value.as_str());
+        .and_then(|i| i.value.as_str())
+        .or(opts.operator_system_account.as_deref());
     Some(named.unwrap_or("$SYS").to_string())
 }
 

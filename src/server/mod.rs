@@ -47,6 +47,9 @@ pub struct ServerShared {
     connections: AtomicI64,
     /// `max_connections` in force (reloadable).
     max_connections: AtomicI64,
+    /// Connections per account with a connection limit (operator mode); touched at
+    /// connect and close only.
+    account_conns: std::sync::Mutex<std::collections::HashMap<crate::account::AccountId, usize>>,
     /// Lame duck mode: no new clients, existing ones are being closed.
     pub lame_duck: AtomicBool,
     /// Options in force now (`opts` is the start-up set): replaced on reload, for
@@ -212,13 +215,20 @@ impl ServerShared {
         info.to_line()
     }
 
-    /// The INFO sent after the first PONG to protocol-1 clients.
-    pub fn connect_info(&self, cid: u64, peer: Option<SocketAddr>, websocket: bool) -> Vec<u8> {
+    /// The INFO sent after the first PONG to protocol-1 clients, naming the
+    /// account the client is bound to.
+    pub fn connect_info(
+        &self,
+        cid: u64,
+        peer: Option<SocketAddr>,
+        websocket: bool,
+        account: &str,
+    ) -> Vec<u8> {
         let mut info = self.info_template();
         info.client_id = cid;
         info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
         info.connect_info = true;
-        info.remote_account = "$G".into();
+        info.remote_account = account.into();
         if websocket {
             self.websocket_info(&mut info);
         }
@@ -269,6 +279,26 @@ impl ServerShared {
     /// Forgets a connection counted by [`ServerShared::admit_connection`].
     pub fn release_connection(&self) {
         self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection of `account` against its `limit`; false (nothing
+    /// counted) when the account has that many already.
+    pub fn claim_account_conn(&self, account: crate::account::AccountId, limit: usize) -> bool {
+        let mut counts = self.account_conns.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(account).or_insert(0);
+        if *n >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A connection [`ServerShared::claim_account_conn`] counted has closed.
+    pub fn release_account_conn(&self, account: crate::account::AccountId) {
+        let mut counts = self.account_conns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&account) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Connections open now.
@@ -494,6 +524,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         auth,
         connections: AtomicI64::new(0),
         max_connections: AtomicI64::new(opts.max_connections),
+        account_conns: Default::default(),
         lame_duck: AtomicBool::new(false),
         opts_now: std::sync::RwLock::new(Arc::new(opts.clone())),
         shutdown: AtomicBool::new(false),
