@@ -475,6 +475,9 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     if auth.has_plaintext_passwords() {
         log_warn!("Plaintext passwords detected, use nkeys or bcrypt");
     }
+    for w in &auth.import_warnings {
+        log_warn!("{w}");
+    }
     let info = Info {
         server_id: server_id.clone(),
         server_name: server_name.clone(),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod jwt;
 pub mod pki;
 
 use std::io::{BufRead, BufReader};
