@@ -470,3 +470,94 @@ fn operator_mode_configuration_errors_match_the_reference() {
     }
     let _ = (&w.b, &w.a_signer);
 }
+
+/// A leaf node remote with `credentials` logs in to an operator-mode hub with the
+/// user JWT (signing the hub's nonce) and is bound to that user's account: the
+/// hub's clients of account A and the spoke's clients exchange messages, in every
+/// mix; a spoke whose user is revoked is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_remotes_log_in_with_credentials() {
+    let w = world();
+    let conf = std::fs::read_to_string(&w.conf).unwrap();
+    let leaf_user = KeyPair::new_user();
+    let leaf_creds = w.dir.write_string(
+        "leaf.creds",
+        &creds(
+            &user(&leaf_user, "leaf", &w.a, json!({})),
+            &leaf_user.seed().unwrap(),
+        ),
+    );
+    let client = KeyPair::new_user();
+    let client_creds = w.dir.write_string(
+        "client.creds",
+        &creds(
+            &user(&client, "c", &w.a, json!({})),
+            &client.seed().unwrap(),
+        ),
+    );
+    let kinds: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    for &hub_kind in kinds {
+        for &spoke_kind in kinds {
+            if hub_kind == Kind::NatsServer && spoke_kind == Kind::NatsServer {
+                continue;
+            }
+            eprintln!("hub {hub_kind:?}, spoke {spoke_kind:?}");
+            let port = support::client::free_port();
+            let hub_conf = w.dir.write_string(
+                "hub.conf",
+                &format!("{conf}leafnodes {{ listen: \"127.0.0.1:{port}\" }}\n"),
+            );
+            let hub = Server::start(hub_kind, &["-c", &hub_conf]);
+            let spoke_conf = w.dir.write_string(
+                "spoke.conf",
+                &format!(
+                    "leafnodes {{ remotes: [ {{ url: \"nats://127.0.0.1:{port}\", \
+                     credentials: \"{leaf_creds}\" }} ] }}\n"
+                ),
+            );
+            let spoke = Server::start(spoke_kind, &["-c", &spoke_conf]);
+            let h = async_nats::ConnectOptions::with_credentials_file(client_creds.clone())
+                .await
+                .unwrap()
+                .connect(hub.url())
+                .await
+                .unwrap();
+            let s = support::client::connect(&spoke).await;
+            for (publisher, subscriber, subject) in [(&h, &s, "down"), (&s, &h, "up")] {
+                let mut sub = subscriber.subscribe(subject).await.unwrap();
+                subscriber.flush().await.unwrap();
+                support::client::await_interest(publisher, &mut sub, subject).await;
+                publisher.publish(subject, "m".into()).await.unwrap();
+                publisher.flush().await.unwrap();
+                let m = support::client::next(&mut sub).await;
+                assert_eq!(
+                    &m.payload[..],
+                    b"m",
+                    "{hub_kind:?}/{spoke_kind:?}: {subject}"
+                );
+            }
+            // A second spoke whose user the account revoked gets nowhere.
+            let revoked_creds = w.dir.write_string(
+                "revoked.creds",
+                &creds(
+                    &user(&w.revoked, "r", &w.a, json!({})),
+                    &w.revoked.seed().unwrap(),
+                ),
+            );
+            let bad_conf = w.dir.write_string(
+                "bad-spoke.conf",
+                &format!(
+                    "leafnodes {{ remotes: [ {{ url: \"nats://127.0.0.1:{port}\", \
+                     credentials: \"{revoked_creds}\" }} ] }}\n"
+                ),
+            );
+            let _bad = Server::start(spoke_kind, &["-c", &bad_conf]);
+            let refused = hub.wait_log("authentication error", support::client::WAIT);
+            assert!(refused.is_some(), "{hub_kind:?} took a revoked leaf user");
+        }
+    }
+}

@@ -82,6 +82,8 @@ pub struct Trust {
     pub system_account: Option<String>,
     /// Accounts the resolver holds, by key.
     pub accounts: HashMap<String, Arc<Account>>,
+    /// `resolver_pinned_accounts`: only users of these accounts may log in.
+    pub pinned: Option<HashSet<String>>,
 }
 
 /// Seconds since the epoch.
@@ -169,6 +171,10 @@ impl Trust {
                 ));
             }
             t.keys.insert(k);
+        }
+        let pinned = strings("resolver_pinned_accounts");
+        if !pinned.is_empty() {
+            t.pinned = Some(pinned.into_iter().collect());
         }
         t.system_account = opts
             .section("system_account")
@@ -686,8 +692,9 @@ fn refuse(reason: impl Into<String>) -> Refusal {
 pub struct Origin {
     /// The client's address.
     pub ip: Option<IpAddr>,
-    /// A websocket connection (`WEBSOCKET`), else `STANDARD`.
-    pub websocket: bool,
+    /// Its connection type as `allowed_connection_types` names them: `STANDARD`,
+    /// `WEBSOCKET`, `LEAFNODE`.
+    pub kind: &'static str,
 }
 
 /// Logs in a client that sent a user JWT (see the module docs). A refusal is
@@ -731,6 +738,15 @@ fn check(
         "" => user.iss.clone(),
         a => a.to_string(),
     };
+    if trust
+        .pinned
+        .as_ref()
+        .is_some_and(|p| !p.contains(&issuer_account))
+    {
+        return Err(refuse(format!(
+            "Account {issuer_account} not listed as operator pinned account"
+        )));
+    }
     let Some(account) = trust.accounts.get(&issuer_account) else {
         return Err(refuse(format!(
             "Account JWT not found for {issuer_account:?}"
@@ -811,11 +827,7 @@ fn check(
     }
     let types = list(&claims, "allowed_connection_types");
     if !types.is_empty() {
-        let mine = if origin.websocket {
-            "WEBSOCKET"
-        } else {
-            "STANDARD"
-        };
+        let mine = origin.kind;
         if !types.iter().any(|t| t.eq_ignore_ascii_case(mine)) {
             return Err(refuse(format!(
                 "Connection type {mine:?} is not allowed for this user"

@@ -130,7 +130,11 @@ pub fn start_timer(ctx: &Rc<ShardCtx>, client: &Rc<Client>) -> Option<glommio::T
 pub fn origin(client: &Client) -> crate::auth::operator::Origin {
     crate::auth::operator::Origin {
         ip: client.peer.map(|p| p.ip()),
-        websocket: client.websocket.get(),
+        kind: if client.websocket.get() {
+            "WEBSOCKET"
+        } else {
+            "STANDARD"
+        },
     }
 }
 

@@ -37,6 +37,8 @@ const CONNECT_INFO_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Leaf {
     /// The connection itself.
     pub link: Rc<Link>,
+    /// The nonce of the hub's first INFO (hub side), signed by a JWT user's key.
+    pub nonce: String,
     /// This server is the spoke on this connection (it dialed a hub).
     pub spoke: Cell<bool>,
     /// The local account the connection is bound to.
@@ -173,9 +175,10 @@ pub async fn serve(
         None => log_info!("{who} - Leafnode connection created "),
     }
     let url_index = url;
+    let nonce = link::random_nonce();
     let negotiated = match &remote {
         Some(r) => spoke_negotiate(&r.urls[url % r.urls.len()].host, r, tcp, &who).await,
-        None => hub_negotiate(&core, id, tcp, &who).await,
+        None => hub_negotiate(&core, id, &nonce, tcp, &who).await,
     };
     let (stream, state, pre, info_sent) = match negotiated {
         Ok(v) => v,
@@ -205,6 +208,7 @@ pub async fn serve(
     };
     let leaf = Rc::new(Leaf {
         link: link.clone(),
+        nonce,
         spoke: Cell::new(remote.as_ref().is_some_and(|r| !r.hub)),
         account: Cell::new(account),
         account_name: RefCell::new(account_name.clone()),
@@ -380,7 +384,14 @@ fn apply(
                 return Step::Stop;
             }
             let remote = remote.expect("a spoke has its remote");
-            leaf.send(&spoke_connect(core, leaf, remote));
+            match spoke_connect(core, leaf, remote, &s("nonce")) {
+                Ok(line) => leaf.send(&line),
+                Err(e) => {
+                    log_error!("{} - {e}", leaf.label());
+                    leaf.close("Client Closed");
+                    return Step::Stop;
+                }
+            }
             log_debug!("{} - Remote leafnode connect msg sent", leaf.label());
             if info.get("info_on_connect").and_then(|v| v.as_bool()) == Some(true) {
                 *phase = Phase::AwaitConnectInfo;
@@ -545,6 +556,30 @@ fn check_connect(core: &ClusterCore, leaf: &Leaf, json: &[u8]) -> Result<(), Ref
             return Err(violation());
         }
         auth.account.clone()
+    } else if let Some(trust) = &core.server.auth.trust {
+        // Operator mode: the leaf logs in with a user JWT like a client, as a
+        // LEAFNODE connection, and is bound to the JWT's account.
+        let given = |k: &str| Some(s(k)).filter(|v| !v.is_empty());
+        let connect = crate::proto::connect::ConnectOpts {
+            jwt: given("jwt"),
+            sig: given("sig"),
+            user: given("user"),
+            ..Default::default()
+        };
+        let origin = crate::auth::operator::Origin {
+            ip: leaf.peer.map(|p| p.ip()),
+            kind: "LEAFNODE",
+        };
+        let now = crate::auth::operator::now();
+        match crate::auth::operator::login(trust, &connect, Some(&leaf.nonce), &origin, now) {
+            Ok(id) => id.account.map(|a| a.to_string()),
+            Err(why) => {
+                if let crate::auth::Failure::Jwt { reason, .. } = &why {
+                    log_debug!("{} - {reason}", leaf.label());
+                }
+                return Err(violation());
+            }
+        }
     } else {
         auth.account.clone()
     };
@@ -583,12 +618,12 @@ fn version_below(version: &str, min: &str) -> bool {
 /// after the leaf's CONNECT was accepted.
 fn hub_info(core: &ClusterCore, leaf: &Leaf, first: bool) -> Vec<u8> {
     let account = (!first).then(|| leaf.account_name.borrow().clone());
-    hub_info_for(core, leaf.id, account)
+    hub_info_for(core, leaf.id, account, &leaf.nonce)
 }
 
 /// The hub's INFO for connection `id`: the first one when `account` is None, else
 /// the `connect_info` one naming the bound account.
-fn hub_info_for(core: &ClusterCore, id: u64, account: Option<String>) -> Vec<u8> {
+fn hub_info_for(core: &ClusterCore, id: u64, account: Option<String>, nonce: &str) -> Vec<u8> {
     let first = account.is_none();
     let server = &core.server;
     let opts = core.leaf_opts();
@@ -623,7 +658,7 @@ fn hub_info_for(core: &ClusterCore, id: u64, account: Option<String>) -> Vec<u8>
         obj.insert("cluster".into(), cluster.clone().into());
     }
     if first {
-        obj.insert("nonce".into(), link::random_nonce().into());
+        obj.insert("nonce".into(), nonce.into());
         obj.insert("info_on_connect".into(), true.into());
         obj.insert("ip".into(), advertised.clone().into());
     } else {
@@ -649,6 +684,7 @@ type Negotiated = (ConnStream, Option<TlsState>, Vec<u8>, bool);
 async fn hub_negotiate(
     core: &ClusterCore,
     id: u64,
+    nonce: &str,
     mut tcp: TcpStream,
     who: &str,
 ) -> Result<Negotiated, &'static str> {
@@ -659,7 +695,7 @@ async fn hub_negotiate(
     let mut info_sent = false;
     if !tls.handshake_first {
         use futures_lite::AsyncWriteExt;
-        let info = hub_info_for(core, id, None);
+        let info = hub_info_for(core, id, None, nonce);
         tcp.write_all(&info).await.map_err(|_| "Write Error")?;
         info_sent = true;
     }
@@ -714,7 +750,12 @@ async fn spoke_negotiate(
 }
 
 /// The spoke's CONNECT to its hub.
-fn spoke_connect(core: &ClusterCore, leaf: &Leaf, remote: &RemoteLeaf) -> Vec<u8> {
+fn spoke_connect(
+    core: &ClusterCore,
+    leaf: &Leaf,
+    remote: &RemoteLeaf,
+    nonce: &str,
+) -> Result<Vec<u8>, String> {
     let mut c = serde_json::json!({
         "version": crate::server::COMPAT_VERSION,
         "server_id": core.server.server_id,
@@ -745,7 +786,28 @@ fn spoke_connect(core: &ClusterCore, leaf: &Leaf, remote: &RemoteLeaf) -> Vec<u8
             _ => {}
         }
     }
-    link::json_line("CONNECT", &c)
+    if let Some(path) = &remote.credentials {
+        // A `.creds` file: its user JWT, and the hub's nonce signed with its seed
+        // (read at every connect, as nats-server does, so a new file is picked up).
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("Error reading credentials file {path:?}: {e}"))?;
+        let (Some(jwt), Some(seed)) = crate::auth::jwt::parse_decorated(&text) else {
+            return Err(format!(
+                "Error reading credentials file {path:?}: no JWT and seed"
+            ));
+        };
+        let key = nkeys::KeyPair::from_seed(&seed)
+            .map_err(|e| format!("Error reading credentials file {path:?}: {e}"))?;
+        let sig = key
+            .sign(nonce.as_bytes())
+            .map_err(|e| format!("Error signing the hub's nonce: {e}"))?;
+        obj.insert("jwt".into(), jwt.into());
+        obj.insert(
+            "sig".into(),
+            data_encoding::BASE64URL_NOPAD.encode(&sig).into(),
+        );
+    }
+    Ok(link::json_line("CONNECT", &c))
 }
 
 #[cfg(test)]
