@@ -894,3 +894,61 @@ fn token_cookie_logs_in_as_the_reference() {
         assert_eq!(outs[0].contains("PONG"), good, "{cookie}: {}", outs[0]);
     }
 }
+
+/// In a cluster, websocket clients are told the websocket URLs of every server
+/// (this one's first, a peer's `advertise` as given) in `connect_urls`; TCP
+/// clients keep the client URLs. Mixed with nats-server both ways; alone, a server
+/// tells websocket clients no URLs.
+#[test]
+fn websocket_clients_learn_the_clusters_websocket_urls() {
+    let kinds: &[(Kind, Kind)] = if support::nats_server_bin().is_some() {
+        &[
+            (Kind::Natrium, Kind::Natrium),
+            (Kind::Natrium, Kind::NatsServer),
+            (Kind::NatsServer, Kind::Natrium),
+        ]
+    } else {
+        &[(Kind::Natrium, Kind::Natrium)]
+    };
+    for &(ka, kb) in kinds {
+        let (ra, rb) = (free_port(), free_port());
+        let a = start(
+            ka,
+            "",
+            &format!("cluster {{ name: W, listen: \"127.0.0.1:{ra}\" }}"),
+        );
+        let b = start(
+            kb,
+            ", advertise: \"ws.example.com:443\"",
+            &format!(
+                "cluster {{ name: W, listen: \"127.0.0.1:{rb}\", routes: [\"nats://127.0.0.1:{ra}\"] }}"
+            ),
+        );
+        let own_a = format!("127.0.0.1:{}", a.ws_port);
+        let want_a = serde_json::json!([own_a, "ws.example.com:443"]);
+        let want_b = serde_json::json!(["ws.example.com:443", own_a]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_s, ia) = open(a.ws_port);
+            let (_t, ib) = open(b.ws_port);
+            if ia["connect_urls"] == want_a && ib["connect_urls"] == want_b {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ka:?}/{kb:?}: {} and {}",
+                ia["connect_urls"],
+                ib["connect_urls"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // A TCP client of A still gets the client URLs.
+        let mut tcp = TcpStream::connect(("127.0.0.1", a.server.port)).unwrap();
+        let info = read_all(&mut tcp, Duration::from_millis(300));
+        let info = String::from_utf8_lossy(&info);
+        assert!(!info.contains("ws.example.com"), "{ka:?}: {info}");
+    }
+    let alone = start(Kind::Natrium, "", "");
+    let (_s, info) = open(alone.ws_port);
+    assert!(info.get("connect_urls").is_none(), "{info}");
+}

@@ -253,11 +253,31 @@ impl ClusterCore {
         urls
     }
 
+    /// The websocket URLs of every server in the cluster, this one's first.
+    pub fn cluster_ws_urls(&self) -> Vec<String> {
+        let mut urls = self.server.own_ws_urls();
+        for r in self.routes() {
+            for u in r.ws_urls.borrow().iter() {
+                if !urls.contains(u) {
+                    urls.push(u.clone());
+                }
+            }
+        }
+        urls
+    }
+
     /// Tells clients (new ones through the INFO template, protocol-1 ones by an async
-    /// INFO) when the cluster's client URLs changed.
+    /// INFO) when the cluster's client or websocket URLs changed.
     pub fn refresh_connect_urls(&self) {
         let urls = self.cluster_client_urls();
-        if self.server.set_connect_urls(urls) {
+        // Alone, a server tells websocket clients no URLs (as nats-server).
+        let ws = if self.routes().is_empty() {
+            Vec::new()
+        } else {
+            self.cluster_ws_urls()
+        };
+        let ws_changed = self.server.set_ws_connect_urls(ws);
+        if self.server.set_connect_urls(urls) | ws_changed {
             self.server
                 .tell_shards(|_| crate::shard::control::ShardCommand::ConnectUrls);
         }

@@ -36,6 +36,8 @@ pub struct Route {
     pub remote_info: RefCell<Option<serde_json::Value>>,
     /// The client URLs the peer announced (`connect_urls`).
     pub client_urls: RefCell<Vec<String>>,
+    /// The websocket URLs the peer announced (`ws_connect_urls`).
+    pub ws_urls: RefCell<Vec<String>>,
     /// Both sides support headers.
     pub headers: Cell<bool>,
     /// What the peer wants: (account, subject, queue) -> weight.
@@ -172,6 +174,7 @@ pub async fn serve(
         remote_url: RefCell::new(None),
         remote_info: RefCell::new(None),
         client_urls: RefCell::new(Vec::new()),
+        ws_urls: RefCell::new(Vec::new()),
         headers: Cell::new(false),
         interest: RefCell::new(HashMap::new()),
         registered: Cell::new(false),
@@ -467,7 +470,8 @@ fn handshake_done(core: &Rc<ClusterCore>, route: &Rc<Route>, info: &serde_json::
         core.unregister(&existing);
         existing.registered.set(false);
     }
-    *route.client_urls.borrow_mut() = urls_of(info);
+    *route.client_urls.borrow_mut() = urls_of(info, "connect_urls");
+    *route.ws_urls.borrow_mut() = urls_of(info, "ws_connect_urls");
     route.registered.set(true);
     core.register(route);
     core.refresh_connect_urls();
@@ -522,8 +526,8 @@ fn gossip(core: &Rc<ClusterCore>, route: &Rc<Route>) {
 }
 
 /// The `connect_urls` of an INFO.
-fn urls_of(info: &serde_json::Value) -> Vec<String> {
-    info.get("connect_urls")
+fn urls_of(info: &serde_json::Value, key: &str) -> Vec<String> {
+    info.get(key)
         .and_then(|v| v.as_array())
         .map(|a| {
             a.iter()
@@ -538,12 +542,10 @@ fn urls_of(info: &serde_json::Value) -> Vec<String> {
 fn on_info_update(core: &Rc<ClusterCore>, route: &Route, info: &serde_json::Value) {
     let id = info.get("server_id").and_then(|v| v.as_str()).unwrap_or("");
     if id == *route.remote_id.borrow() {
-        let urls = if info.get("ldm").and_then(|v| v.as_bool()) == Some(true) {
-            Vec::new()
-        } else {
-            urls_of(info)
-        };
-        *route.client_urls.borrow_mut() = urls;
+        let ldm = info.get("ldm").and_then(|v| v.as_bool()) == Some(true);
+        let urls = |key| if ldm { Vec::new() } else { urls_of(info, key) };
+        *route.client_urls.borrow_mut() = urls("connect_urls");
+        *route.ws_urls.borrow_mut() = urls("ws_connect_urls");
         core.refresh_connect_urls();
         return;
     }
@@ -619,6 +621,10 @@ fn info_line(core: &ClusterCore, nonce: bool) -> Vec<u8> {
     }
     if !opts.no_advertise {
         obj.insert("connect_urls".into(), server.own_client_urls().into());
+        let ws = server.own_ws_urls();
+        if !ws.is_empty() {
+            obj.insert("ws_connect_urls".into(), ws.into());
+        }
     }
     link::json_line("INFO", &info)
 }

@@ -44,6 +44,8 @@ pub struct ServerShared {
     pub ws_port: u16,
     /// The INFO template; replaced on reload (max_payload).
     info: std::sync::RwLock<Info>,
+    /// The cluster's websocket URLs, told to websocket clients as `connect_urls`.
+    ws_connect_urls: std::sync::RwLock<Vec<String>>,
     connections: AtomicI64,
     /// `max_connections` in force (reloadable).
     max_connections: AtomicI64,
@@ -186,11 +188,15 @@ impl ServerShared {
         info.to_line()
     }
 
-    /// The INFO line sent to a new connection.
-    pub fn client_info(&self, cid: u64, peer: Option<SocketAddr>) -> Vec<u8> {
+    /// The INFO line sent to a new connection (a websocket one gets the websocket
+    /// listener's fields).
+    pub fn client_info(&self, cid: u64, peer: Option<SocketAddr>, websocket: bool) -> Vec<u8> {
         let mut info = self.info_template();
         info.client_id = cid;
         info.client_ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        if websocket {
+            self.websocket_info(&mut info);
+        }
         info.to_line()
     }
 
@@ -244,6 +250,31 @@ impl ServerShared {
         listen::client_urls(&self.opts.host, self.port)
     }
 
+    /// The URLs websocket clients reach this server at: the websocket `advertise`,
+    /// else its listen address; none without a websocket listener.
+    pub fn own_ws_urls(&self) -> Vec<String> {
+        match &self.opts.websocket {
+            Some(ws) => match &ws.advertise {
+                Some(a) => vec![a.clone()],
+                None => listen::client_urls(&ws.host, self.ws_port),
+            },
+            None => Vec::new(),
+        }
+    }
+
+    /// Sets the cluster's websocket URLs; true when they changed.
+    pub fn set_ws_connect_urls(&self, urls: Vec<String>) -> bool {
+        let mut now = self
+            .ws_connect_urls
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if *now == urls {
+            return false;
+        }
+        *now = urls;
+        true
+    }
+
     /// Puts the cluster's client URLs into the INFO template; true when they changed.
     pub fn set_connect_urls(&self, urls: Vec<String>) -> bool {
         let mut info = self.info.write().unwrap_or_else(|e| e.into_inner());
@@ -258,6 +289,11 @@ impl ServerShared {
     /// listener's host and port, and its TLS.
     fn websocket_info(&self, info: &mut Info) {
         if let Some(ws) = &self.opts.websocket {
+            info.connect_urls = self
+                .ws_connect_urls
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             info.host = ws.host.clone();
             info.port = self.ws_port;
             info.tls_required = ws.tls.is_some();
@@ -524,6 +560,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         port,
         ws_port,
         info: std::sync::RwLock::new(info),
+        ws_connect_urls: Default::default(),
         auth,
         connections: AtomicI64::new(0),
         max_connections: AtomicI64::new(opts.max_connections),

@@ -96,7 +96,7 @@ pub async fn shard_main(
                     let clients: Vec<_> = ctx.state.borrow().clients.values().cloned().collect();
                     for c in clients.iter().filter(|c| !c.is_closed()) {
                         if c.opts.borrow().protocol >= 1 && c.sent_connect_info.get() {
-                            c.queue(&ctx.server.client_info(c.cid, c.peer));
+                            c.queue(&ctx.server.client_info(c.cid, c.peer, c.websocket.get()));
                         }
                     }
                 }
