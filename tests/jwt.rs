@@ -561,3 +561,110 @@ async fn leaf_remotes_log_in_with_credentials() {
         }
     }
 }
+
+/// Sends the websocket upgrade with `cookie`, then (once it is answered) CONNECT
+/// without a JWT and PING in one masked frame; returns what came back up to the
+/// PONG or the close (frames unwrapped, INFO lines left out).
+fn ws_session(port: u16, cookie: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(
+        format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Cookie: {cookie}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // The upgrade must be answered before any frame (nats-server refuses early data).
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "closed during the upgrade");
+        head.push(byte[0]);
+    }
+    let payload = b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n";
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x82, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut text = Vec::new();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+        // Unwrap the server's (unmasked) frames.
+        text.clear();
+        let mut at = 0;
+        while at + 2 <= raw.len() {
+            let (len, hdr) = match raw[at + 1] & 0x7f {
+                126 if at + 4 <= raw.len() => {
+                    (u16::from_be_bytes([raw[at + 2], raw[at + 3]]) as usize, 4)
+                }
+                126 => break,
+                n => (n as usize, 2),
+            };
+            if at + hdr + len > raw.len() {
+                break;
+            }
+            if raw[at] & 0x0f != 0x8 {
+                text.extend_from_slice(&raw[at + hdr..at + hdr + len]);
+            }
+            at += hdr + len;
+        }
+        if text.windows(6).any(|w| w == b"PONG\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&text)
+        .split_inclusive("\r\n")
+        .filter(|l| !l.starts_with("INFO ") && *l != "PING\r\n")
+        .collect()
+}
+
+/// `websocket { jwt_cookie }` in operator mode: a bearer user JWT in the cookie
+/// logs a browser in without credentials in CONNECT; a JWT that needs the nonce
+/// signed cannot, and neither can a forged one.
+#[test]
+fn a_bearer_jwt_in_the_websocket_cookie_logs_in() {
+    let w = world();
+    let conf = std::fs::read_to_string(&w.conf).unwrap();
+    let ws_port = support::client::free_port();
+    let path = w.dir.write_string(
+        "ws.conf",
+        &format!(
+            "{conf}websocket {{ listen: \"127.0.0.1:{ws_port}\", no_tls: true, \
+             jwt_cookie: \"my_jwt\" }}\n"
+        ),
+    );
+    let u = KeyPair::new_user();
+    let bearer = user(&u, "browser", &w.a, json!({"bearer_token": true}));
+    let signed = user(&u, "browser", &w.a, json!({}));
+    let forged = user(
+        &u,
+        "browser",
+        &KeyPair::new_account(),
+        json!({"bearer_token": true,
+        "issuer_account": w.a.public_key()}),
+    );
+    let mut kinds = vec![Kind::Natrium];
+    if nats_server_bin().is_some() {
+        kinds.push(Kind::NatsServer);
+    }
+    // One at a time: both would listen on the same websocket port.
+    for kind in kinds {
+        let server = Server::start(kind, &["-c", &path]);
+        let ok = ws_session(ws_port, &format!("other=1; my_jwt={bearer}"));
+        assert_eq!(ok, "PONG\r\n", "{:?}: bearer cookie", server.kind);
+        for (name, jwt) in [("unsigned nonce", &signed), ("forged", &forged)] {
+            let got = ws_session(ws_port, &format!("my_jwt={jwt}"));
+            assert_eq!(got, VIOLATION, "{:?}: {name}", server.kind);
+        }
+        drop(server);
+    }
+}

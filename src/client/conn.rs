@@ -67,13 +67,15 @@ pub async fn serve(ctx: Rc<ShardCtx>, tcp: TcpStream, websocket: bool) {
             Ok(mut up) => {
                 up.stream.set_who(format!("{who} - wid:{cid}"));
                 *client.tls.borrow_mut() = tls_state.map(Rc::new);
-                if let Some(name) = &ws.token_cookie {
-                    *client.ws_cookie_token.borrow_mut() = up
-                        .cookies
+                let cookie = |name: &Option<String>| {
+                    let name = name.as_ref()?;
+                    up.cookies
                         .iter()
                         .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.clone());
-                }
+                        .map(|(_, v)| v.clone())
+                };
+                *client.ws_cookie_token.borrow_mut() = cookie(&ws.token_cookie);
+                *client.ws_cookie_jwt.borrow_mut() = cookie(&ws.jwt_cookie);
                 upgraded = Some(up);
             }
             Err(why) => {
@@ -427,6 +429,11 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     if opts.auth_token.as_deref().unwrap_or_default().is_empty() {
         if let Some(t) = client.ws_cookie_token.borrow().clone() {
             opts.auth_token = Some(t);
+        }
+    }
+    if opts.jwt.as_deref().unwrap_or_default().is_empty() {
+        if let Some(j) = client.ws_cookie_jwt.borrow().clone() {
+            opts.jwt = Some(j);
         }
     }
     if opts.legacy_account {

@@ -145,6 +145,9 @@ pub struct Client {
     /// The `token_cookie` value of the upgrade request: the token when CONNECT
     /// has none (nats-server's cookie login for browsers).
     pub ws_cookie_token: RefCell<Option<String>>,
+    /// The `jwt_cookie` value of the upgrade request: the user JWT when CONNECT has
+    /// none (operator mode).
+    pub ws_cookie_jwt: RefCell<Option<String>>,
 }
 
 impl Client {
@@ -181,6 +184,7 @@ impl Client {
             tls: RefCell::new(None),
             websocket: Cell::new(false),
             ws_cookie_token: RefCell::new(None),
+            ws_cookie_jwt: RefCell::new(None),
         }
     }
 

@@ -189,8 +189,9 @@ pub fn validate(o: &Options) -> Result<(), String> {
         if ws.tls.is_none() && !ws.no_tls {
             return Err("websocket requires TLS configuration".into());
         }
-        // natrium has no operator mode (refused above), so a JWT cookie cannot work.
-        if let Some(c) = &ws.jwt_cookie {
+        // A JWT cookie needs operator mode, as nats-server checks.
+        let operator_mode = o.section("operator").is_some() || o.section("trusted").is_some();
+        if let Some(c) = ws.jwt_cookie.as_ref().filter(|_| !operator_mode) {
             return Err(format!(
                 "trusted operators or trusted keys configuration is required for JWT \
                  authentication via cookie \"{c}\""
