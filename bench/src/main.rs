@@ -6,6 +6,7 @@ mod report;
 mod scenario;
 mod server;
 mod sys;
+mod ws;
 
 use clap::Parser;
 use report::{ChartRow, Compared};
@@ -93,6 +94,10 @@ struct Cli {
     /// and subscribers on the spoke, so every message crosses a leaf connection
     #[arg(long, conflicts_with = "cluster")]
     leaf: bool,
+    /// With --compare: subscribers connect over websocket (ws://, no TLS, no
+    /// compression) to each server's websocket listener; publishers use TCP
+    #[arg(long, conflicts_with_all = ["cluster", "leaf"])]
+    websocket: bool,
     /// Subscribers connect here instead of --url (another node of a cluster)
     #[arg(long, value_name = "URL")]
     sub_url: Option<String>,
@@ -414,12 +419,17 @@ fn compare(
         };
         for round in 1..=cli.rounds {
             for bin in [&nat, &ns] {
+                let mut ws_port = None;
                 let (mut srv, sub_node) = if cli.cluster {
                     let (a, b) = bin.start_pair(server_cores, cli.timeout)?;
                     (a, Some(b))
                 } else if cli.leaf {
                     let (a, b) = bin.start_leaf_pair(server_cores, cli.timeout)?;
                     (a, Some(b))
+                } else if cli.websocket {
+                    let (a, ws) = bin.start_websocket(server_cores, cli.timeout)?;
+                    ws_port = Some(ws);
+                    (a, None)
                 } else {
                     (bin.start(server_cores, cli.timeout)?, None)
                 };
@@ -428,6 +438,9 @@ fn compare(
                     .as_ref()
                     .map(|b| proto::Url::parse(&b.url()))
                     .transpose()?;
+                if let Some(ws) = ws_port.take() {
+                    opts.sub_url = Some(proto::Url::parse(&format!("ws://127.0.0.1:{ws}"))?);
+                }
                 opts.server_pid = Some(srv.pid);
                 opts.server_name = bin.name.clone();
                 let r = scenario::run(spec, opts);

@@ -5,16 +5,20 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use crate::ws::Transport;
+
 /// Bytes at the start of every payload: publisher id (u32 LE) + sequence (u64 LE).
 pub const HEADER_LEN: usize = 12;
 /// Payloads of at least this size also carry a send timestamp (u64 LE ns) at 12..20.
 pub const STAMP_LEN: usize = 20;
 
-/// A parsed `nats://[user:pass@|token@]host:port` URL.
+/// A parsed `nats://[user:pass@|token@]host:port` URL (`ws://` for a websocket).
 #[derive(Clone, Debug)]
 pub struct Url {
     pub text: String,
     pub hostport: String,
+    /// `ws://`: the connection is a websocket.
+    pub websocket: bool,
     pub user: Option<String>,
     pub pass: Option<String>,
     pub token: Option<String>,
@@ -22,10 +26,16 @@ pub struct Url {
 
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
-        let rest = if let Some(r) = s.strip_prefix("nats://") {
+        let websocket = s.starts_with("ws://");
+        let rest = if let Some(r) = s
+            .strip_prefix("nats://")
+            .or_else(|| s.strip_prefix("ws://"))
+        {
             r
         } else if s.contains("://") {
-            return Err(format!("unsupported URL scheme in '{s}' (only nats://)"));
+            return Err(format!(
+                "unsupported URL scheme in '{s}' (nats:// or ws://)"
+            ));
         } else {
             s
         };
@@ -55,6 +65,7 @@ impl Url {
         Ok(Url {
             text: s.to_string(),
             hostport,
+            websocket,
             user,
             pass,
             token,
@@ -93,7 +104,7 @@ fn is_timeout(e: &std::io::Error) -> bool {
 
 /// One connection after a successful handshake (INFO, CONNECT, PING -> PONG).
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Transport,
     pub rd: ReadBuf,
     pub timeout: Duration,
 }
@@ -110,6 +121,11 @@ impl Conn {
         stream
             .set_write_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
+        let stream = if url.websocket {
+            Transport::Ws(Box::new(crate::ws::upgrade(stream, &url.hostport)?))
+        } else {
+            Transport::Tcp(stream)
+        };
         let mut c = Conn {
             stream,
             rd: ReadBuf::new(64 << 10),
@@ -333,7 +349,7 @@ impl ReadBuf {
             self.buf.resize(newlen, 0);
         }
     }
-    pub fn read_from(&mut self, s: &mut TcpStream) -> std::io::Result<usize> {
+    pub fn read_from(&mut self, s: &mut impl Read) -> std::io::Result<usize> {
         // Keep at least a quarter of the buffer free for each read.
         let q = self.buf.len() / 4;
         self.reserve(q);

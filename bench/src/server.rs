@@ -98,6 +98,24 @@ impl ServerBin {
         Ok((a, b))
     }
 
+    /// The server with a plain websocket listener too; returns it and that port.
+    pub fn start_websocket(
+        &self,
+        cores: &[usize],
+        timeout: Duration,
+    ) -> Result<(Running, u16), String> {
+        let ws = free_port()?;
+        let path =
+            std::env::temp_dir().join(format!("natrium-bench-{}-ws.conf", std::process::id()));
+        std::fs::write(
+            &path,
+            format!("websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n"),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        let r = self.start_with(cores, timeout, &["-c".into(), path.display().to_string()])?;
+        Ok((r, ws))
+    }
+
     /// Starts the server on a free port with `extra` arguments.
     pub fn start_with(
         &self,

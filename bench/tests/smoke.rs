@@ -89,9 +89,15 @@ fn free_port() -> u16 {
 }
 
 fn start_server() -> Server {
+    start_server_with(&[])
+}
+
+/// The server under test with `extra` arguments.
+fn start_server_with(extra: &[&str]) -> Server {
     let port = free_port();
     let child = Command::new(server_bin())
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -181,6 +187,38 @@ fn fanout_one_to_many() {
         r["latency"]["p50_us"].is_number(),
         "stamped payloads give latency"
     );
+}
+
+/// Subscribers over websocket (`--sub_url ws://`): every message arrives once, in
+/// order, through the websocket framing.
+#[test]
+fn fanout_to_websocket_subscribers() {
+    let ws = free_port();
+    let conf = std::env::temp_dir().join(format!("natrium-bench-ws-{}.conf", std::process::id()));
+    std::fs::write(
+        &conf,
+        format!("websocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n"),
+    )
+    .unwrap();
+    let s = start_server_with(&["-c", conf.to_str().unwrap()]);
+    let sub_url = format!("ws://127.0.0.1:{ws}");
+    let r = run_json(
+        &s,
+        &[
+            "fanout",
+            "--msgs",
+            "3000",
+            "--subs",
+            "4",
+            "--size",
+            "200",
+            "--sub-url",
+            &sub_url,
+        ],
+    );
+    assert_eq!(n(&r["delivered"]), 12_000);
+    assert_eq!(n(&r["check"]["unique"]), 12_000);
+    let _ = std::fs::remove_file(&conf);
 }
 
 #[test]
