@@ -383,6 +383,30 @@ fn same_value(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// A config value in the file's own notation, for reload errors
+/// (`{listen: 127.0.0.1:8080, no_tls: true}`).
+fn conf_text(v: &crate::config::value::Value) -> String {
+    use crate::config::value::Value;
+    match v {
+        Value::Map(m) => {
+            let inner: Vec<String> = m
+                .entries()
+                .iter()
+                .map(|e| format!("{}: {}", e.key, conf_text(&e.item.value)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        Value::Array(a) => {
+            let inner: Vec<String> = a.iter().map(|i| conf_text(&i.value)).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::String(s) => s.clone(),
+        other => format!("{other:?}")
+            .split_once('(')
+            .map_or_else(String::new, |(_, v)| v.trim_end_matches(')').to_string()),
+    }
+}
+
 /// Config-file sections kept raw: (canonical name, nats-server's option name,
 /// reloadable). Changing one that is not reloadable refuses the reload.
 const SECTION_RELOAD: &[(&str, &str, bool)] = &[
@@ -724,7 +748,7 @@ pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
         if !reloadable {
             let show = |o: &Options| {
                 o.section(key)
-                    .map(|i| format!("{:?}", i.value))
+                    .map(|i| conf_text(&i.value))
                     .unwrap_or_default()
             };
             refuse(name, show(old), show(new))?;
