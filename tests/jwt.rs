@@ -668,3 +668,143 @@ fn a_bearer_jwt_in_the_websocket_cookie_logs_in() {
         drop(server);
     }
 }
+
+/// `resolver { type: full, dir }`: accounts pushed at run time through
+/// `$SYS.REQ.CLAIMS.UPDATE` (as `nsc push` does) are stored in the directory and
+/// taken at once, survive a restart, can be looked up and listed; an update that
+/// revokes a connected user disconnects it; bad pushes get the reference's errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_resolver_takes_account_updates_at_run_time() {
+    let kinds: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    for &kind in kinds {
+        let dir = TempDir::new("jwt-full");
+        let op = KeyPair::new_operator();
+        let sys = KeyPair::new_account();
+        let b = KeyPair::new_account();
+        std::fs::write(
+            dir.path("op.jwt"),
+            operator(&op, "OP", json!({"system_account": sys.public_key()})),
+        )
+        .unwrap();
+        let sys_jwt = account(&sys, "SYS", &op, json!({}));
+        let conf = dir.write_string(
+            "full.conf",
+            &format!(
+                "operator: \"{}\"\nsystem_account: {}\nresolver {{ type: full, dir: \"{}\" }}\n\
+                 resolver_preload {{ {}: \"{sys_jwt}\" }}\n",
+                dir.path("op.jwt").display(),
+                sys.public_key(),
+                dir.path("jwt").display(),
+                sys.public_key()
+            ),
+        );
+        let creds_for = |acc: &KeyPair, name: &str| {
+            let u = KeyPair::new_user();
+            let text = creds(&user(&u, name, acc, json!({})), &u.seed().unwrap());
+            (dir.write_string(&format!("{name}.creds"), &text), u)
+        };
+        let (sys_creds, _) = creds_for(&sys, "sys");
+        let (b_creds, b_user) = creds_for(&b, "b");
+        let login = |url: String, path: String| async move {
+            async_nats::ConnectOptions::with_credentials_file(path)
+                .await
+                .unwrap()
+                .max_reconnects(Some(0))
+                .connect(url)
+                .await
+        };
+        let server = Server::start(kind, &["-c", &conf]);
+        assert!(
+            login(server.url(), b_creds.clone()).await.is_err(),
+            "{kind:?}: B logged in before its JWT was pushed"
+        );
+        let s = login(server.url(), sys_creds.clone()).await.unwrap();
+        let ask = |subject: String, body: String| {
+            let s = s.clone();
+            async move {
+                let r = s
+                    .request(subject, body.into())
+                    .await
+                    .expect("claims request");
+                serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap_or_default()
+            }
+        };
+        let b_jwt = account(&b, "B", &op, json!({}));
+        let r = ask("$SYS.REQ.CLAIMS.UPDATE".into(), b_jwt.clone()).await;
+        assert_eq!(r["data"]["code"], 200, "{kind:?}: {r}");
+        assert_eq!(r["data"]["account"], b.public_key().as_str());
+        let bc = login(server.url(), b_creds.clone())
+            .await
+            .expect("B logs in after the push");
+        let looked = s
+            .request(
+                format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP", b.public_key()),
+                "".into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&looked.payload),
+            b_jwt,
+            "{kind:?}: lookup"
+        );
+        let list = ask("$SYS.REQ.CLAIMS.LIST".into(), String::new()).await;
+        assert!(
+            list["data"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(b.public_key())),
+            "{kind:?}: {list}"
+        );
+        // Bad pushes.
+        let r = ask("$SYS.REQ.CLAIMS.UPDATE".into(), "garbage".into()).await;
+        assert_eq!(
+            r["error"]["description"], "jwt update resulted in error - expected 3 chunks",
+            "{kind:?}: {r}"
+        );
+        let r = ask(
+            format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", sys.public_key()),
+            b_jwt.clone(),
+        )
+        .await;
+        assert_eq!(
+            r["error"]["description"],
+            "jwt update resulted in error - subject does not match jwt content",
+            "{kind:?}: {r}"
+        );
+        // Revoking the connected user closes its connection.
+        let revoking = account(
+            &b,
+            "B",
+            &op,
+            json!({"revocations": {b_user.public_key(): now() + 60}}),
+        );
+        let r = ask(
+            format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", b.public_key()),
+            revoking,
+        )
+        .await;
+        assert_eq!(r["data"]["code"], 200, "{kind:?}: {r}");
+        let deadline = std::time::Instant::now() + support::client::WAIT;
+        while bc.connection_state() == async_nats::connection::State::Connected {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind:?}: the revoked user stays connected"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A restart on the same directory knows B (a new user of B logs in).
+        drop((s, bc));
+        drop(server);
+        let server = Server::start(kind, &["-c", &conf]);
+        let (fresh, _) = creds_for(&b, "b2");
+        assert!(
+            login(server.url(), fresh).await.is_ok(),
+            "{kind:?}: B forgotten after a restart"
+        );
+    }
+}

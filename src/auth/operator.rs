@@ -68,11 +68,32 @@ pub struct Account {
     pub limits: (Option<usize>, Option<usize>, Option<usize>),
     /// The `nats` object, for exports and imports.
     nats: Value,
+    /// The JWT itself (what `CLAIMS.LOOKUP` answers).
+    pub jwt: String,
+}
+
+/// Where account JWTs come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Resolver {
+    /// `resolver: MEMORY`: `resolver_preload` only.
+    #[default]
+    Memory,
+    /// `resolver { type: full, dir }`: JWTs kept as `<dir>/<account key>.jwt`,
+    /// updated at run time through `$SYS.REQ.CLAIMS.UPDATE` (and deleted through
+    /// `$SYS.REQ.CLAIMS.DELETE` with `allow_delete`).
+    Full {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// `allow_delete`.
+        allow_delete: bool,
+    },
 }
 
 /// What operator mode trusts and knows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trust {
+    /// Where the accounts come from.
+    pub resolver: Resolver,
     /// The operators (`operator`), empty with bare `trusted_keys`.
     pub operators: Vec<Operator>,
     /// Keys that may sign account JWTs: the operators' identity keys (unless strict
@@ -186,17 +207,7 @@ impl Trust {
                     .map(|o| o.system_account.clone())
                     .find(|s| !s.is_empty())
             });
-        let resolver = opts.section("resolver").map(|i| &i.value);
-        match resolver {
-            Some(crate::config::value::Value::String(s))
-                if matches!(s.to_ascii_uppercase().as_str(), "MEMORY" | "MEM") => {}
-            None => return Err("operator mode requires an account resolver".into()),
-            Some(_) => {
-                return Err("natrium supports only the MEMORY account resolver (with \
-                     resolver_preload) so far"
-                    .into())
-            }
-        }
+        t.resolver = resolver_of(opts.section("resolver").map(|i| &i.value))?;
         if let Some(item) = opts.section("resolver_preload") {
             let Some(map) = item.value.as_map() else {
                 return Err("resolver preload should be a map of account public key to jwt".into());
@@ -223,7 +234,85 @@ impl Trust {
                 t.accounts.insert(acc.key.clone(), Arc::new(acc));
             }
         }
+        if let Resolver::Full { dir, .. } = &t.resolver {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("resolver dir {}: {e}", dir.display()))?;
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| format!("resolver dir {}: {e}", dir.display()))?;
+            let mut stored = Vec::new();
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("jwt") {
+                    continue;
+                }
+                let Ok(token) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                // A file that does not hold a trusted account JWT is left out.
+                if let Ok(acc) = t.read_account(&token) {
+                    stored.push(acc);
+                }
+            }
+            for acc in stored {
+                t.accounts.insert(acc.key.clone(), Arc::new(acc));
+            }
+        }
         Ok(Some(t))
+    }
+
+    /// Checks an account JWT pushed by `$SYS.REQ.CLAIMS.UPDATE` (or the per-account
+    /// subject naming `subject_key`) and stores it in the full resolver's directory,
+    /// atomically (a temporary file renamed over the old one). Returns the account's
+    /// key; the error carries the account (`n/a` when unknown) and nats-server's words.
+    pub fn store(
+        &self,
+        token: &str,
+        subject_key: Option<&str>,
+    ) -> Result<String, (String, String)> {
+        let Resolver::Full { dir, .. } = &self.resolver else {
+            return Err(("n/a".into(), "resolver does not support updates".into()));
+        };
+        let account = subject_key.unwrap_or("n/a").to_string();
+        let claims = jwt::decode(token).map_err(|e| (account.clone(), e))?;
+        if subject_key.is_some_and(|k| k != claims.sub) {
+            return Err((account, "subject does not match jwt content".into()));
+        }
+        let acc = self
+            .read_account(token)
+            .map_err(|e| (claims.sub.clone(), e))?;
+        if let Some(old) = self.accounts.get(&acc.key) {
+            if old.jwt == acc.jwt {
+                return Ok(acc.key);
+            }
+        }
+        write_atomically(&dir.join(format!("{}.jwt", acc.key)), acc.jwt.as_bytes())
+            .map_err(|e| (acc.key.clone(), e))?;
+        Ok(acc.key)
+    }
+
+    /// `$SYS.REQ.CLAIMS.DELETE`: a generic claim signed by a trusted operator key
+    /// naming `accounts`; their JWTs are removed. Returns how many.
+    pub fn delete(&self, token: &str) -> Result<usize, String> {
+        let Resolver::Full { dir, allow_delete } = &self.resolver else {
+            return Err("not supported".into());
+        };
+        let c = jwt::decode(token)?;
+        if !self.operators.iter().any(|o| o.key == c.iss) && !self.keys.contains(&c.iss) {
+            return Err(format!("not signed by a trusted operator: {}", c.iss));
+        }
+        if !allow_delete {
+            return Err("delete is not allowed (allow_delete: false)".into());
+        }
+        let mut n = 0;
+        for key in list(&c.nats, "accounts") {
+            if nkeys::KeyPair::from_public_key(&key).is_err() || !key.starts_with('A') {
+                continue;
+            }
+            if std::fs::remove_file(dir.join(format!("{key}.jwt"))).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// An account JWT, checked against the trusted keys.
@@ -284,6 +373,7 @@ impl Trust {
             disallow_bearer,
             limits,
             nats: c.nats,
+            jwt: token.trim().to_string(),
         })
     }
 
@@ -846,6 +936,58 @@ fn check(
     })
 }
 
+/// Writes `data` to `path` so that a crash leaves the old file or the new one.
+fn write_atomically(path: &std::path::Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let tmp = path.with_extension("jwt.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| format!("storing {}: {e}", path.display()))
+}
+
+/// The `resolver` setting.
+fn resolver_of(v: Option<&crate::config::value::Value>) -> Result<Resolver, String> {
+    use crate::config::value::Value as C;
+    match v {
+        Some(C::String(s)) if matches!(s.to_ascii_uppercase().as_str(), "MEMORY" | "MEM") => {
+            Ok(Resolver::Memory)
+        }
+        None => Err("operator mode requires an account resolver".into()),
+        Some(C::Map(m)) => {
+            let get = |k: &str| {
+                m.entries()
+                    .iter()
+                    .find(|e| e.key.eq_ignore_ascii_case(k))
+                    .map(|e| &e.item.value)
+            };
+            let kind = get("type").and_then(|v| v.as_str()).unwrap_or("");
+            match kind.to_ascii_lowercase().as_str() {
+                "full" => Ok(Resolver::Full {
+                    dir: std::path::PathBuf::from(
+                        get("dir").and_then(|v| v.as_str()).unwrap_or("./jwt"),
+                    ),
+                    allow_delete: get("allow_delete").and_then(|v| v.as_bool()) == Some(true),
+                }),
+                other => Err(format!(
+                    "natrium supports the MEMORY and full account resolvers so far, not {other:?}"
+                )),
+            }
+        }
+        Some(_) => Err(
+            "natrium supports the MEMORY and full account resolvers so far (not the URL one)"
+                .into(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -889,6 +1031,7 @@ mod tests {
             disallow_bearer: false,
             limits: (None, None, None),
             nats: serde_json::json!({}),
+            jwt: String::new(),
         };
         let t = serde_json::json!({"pub": {"allow": ["a.{{name()}}.{{subject()}}", "{{account-name()}}.{{tag(dept)}}"]}});
         let out = expand(&t, &user, &account).unwrap();

@@ -556,7 +556,10 @@ fn check_connect(core: &ClusterCore, leaf: &Leaf, json: &[u8]) -> Result<(), Ref
             return Err(violation());
         }
         auth.account.clone()
-    } else if let Some(trust) = &core.server.auth.trust {
+    } else if let Some(trust) = crate::auth::AuthConfig::from_options(&core.server.current_opts())
+        .ok()
+        .and_then(|a| a.trust)
+    {
         // Operator mode: the leaf logs in with a user JWT like a client, as a
         // LEAFNODE connection, and is bound to the JWT's account.
         let given = |k: &str| Some(s(k)).filter(|v| !v.is_empty());
@@ -571,7 +574,7 @@ fn check_connect(core: &ClusterCore, leaf: &Leaf, json: &[u8]) -> Result<(), Ref
             kind: "LEAFNODE",
         };
         let now = crate::auth::operator::now();
-        match crate::auth::operator::login(trust, &connect, Some(&leaf.nonce), &origin, now) {
+        match crate::auth::operator::login(&trust, &connect, Some(&leaf.nonce), &origin, now) {
             Ok(id) => id.account.map(|a| a.to_string()),
             Err(why) => {
                 if let crate::auth::Failure::Jwt { reason, .. } = &why {

@@ -53,6 +53,22 @@ enum Service {
     Account(&'static str),
     /// `$SYS.REQ.USER.INFO`.
     UserInfo,
+    /// The full account resolver's `CLAIMS.UPDATE`, `LOOKUP`, `LIST`, `DELETE`.
+    Claims(Claims),
+}
+
+/// What a full resolver request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claims {
+    /// Store the account JWT in the body (`$SYS.REQ.CLAIMS.UPDATE`, or
+    /// `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE` naming it).
+    Update,
+    /// Answer the JWT of the subject's account.
+    Lookup,
+    /// Answer the keys of every account held.
+    List,
+    /// Delete the accounts an operator-signed claim names.
+    Delete,
 }
 
 /// The internal client and what each of its subscriptions (sid = index) serves.
@@ -101,6 +117,22 @@ pub fn start(ctx: &Rc<ShardCtx>) {
         subjects.push((format!("$SYS.REQ.ACCOUNT.*.{kind}"), Service::Account(kind)));
     }
     subjects.push(("$SYS.REQ.USER.INFO".into(), Service::UserInfo));
+    let full = ctx
+        .auth()
+        .trust
+        .as_ref()
+        .is_some_and(|t| matches!(t.resolver, crate::auth::operator::Resolver::Full { .. }));
+    if full {
+        for (subject, op) in [
+            ("$SYS.REQ.CLAIMS.UPDATE", Claims::Update),
+            ("$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", Claims::Update),
+            ("$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP", Claims::Lookup),
+            ("$SYS.REQ.CLAIMS.LIST", Claims::List),
+            ("$SYS.REQ.CLAIMS.DELETE", Claims::Delete),
+        ] {
+            subjects.push((subject.into(), Service::Claims(op)));
+        }
+    }
     let mut table = Vec::with_capacity(subjects.len());
     {
         let mut st = ctx.state.borrow_mut();
@@ -352,7 +384,96 @@ impl Services {
             Service::Server(kind) => self.server_request(kind, &req).await,
             Service::Account(kind) => self.account_request(kind, &req).await,
             Service::UserInfo => self.user_info(&req),
+            Service::Claims(op) => self.claims(op, &req).await,
         }
+    }
+
+    /// The full resolver's requests, as nats-server answers them. Stores and
+    /// deletes run on the blocking pool; after one, every shard rebuilds its
+    /// authentication (connections of a changed account are checked again).
+    async fn claims(&self, op: Claims, req: &Request) {
+        let Some(trust) = self.ctx.auth().trust.clone() else {
+            return;
+        };
+        // `$SYS.REQ.ACCOUNT.<key>.CLAIMS.*`: the key is the fourth token.
+        let key = req
+            .subject
+            .strip_prefix("$SYS.REQ.ACCOUNT.")
+            .and_then(|r| r.split('.').next())
+            .map(str::to_string);
+        match op {
+            Claims::Lookup => {
+                let jwt = key
+                    .as_ref()
+                    .and_then(|k| trust.accounts.get(k))
+                    .map(|a| a.jwt.clone())
+                    .unwrap_or_default();
+                if !req.reply.is_empty() {
+                    self.publish(&req.reply, jwt.into_bytes());
+                }
+            }
+            Claims::List => {
+                let mut keys: Vec<&String> = trust.accounts.keys().collect();
+                keys.sort();
+                self.reply_data(&req.reply, Ok(json!(keys)));
+            }
+            Claims::Update => {
+                let token = String::from_utf8_lossy(&req.body).into_owned();
+                let t = trust.clone();
+                let stored = glommio::executor()
+                    .spawn_blocking(move || t.store(&token, key.as_deref()))
+                    .await;
+                match stored {
+                    Ok(account) => {
+                        self.refresh_auth();
+                        let data = json!({"account": account, "code": 200,
+                                          "message": "jwt updated"});
+                        self.publish_with_server(
+                            &req.reply,
+                            |server| json!({"server": server, "data": data}),
+                        );
+                    }
+                    Err((account, why)) => {
+                        let text = format!("jwt update resulted in error - {why}");
+                        crate::log_error!("jwt update resulted in error - {account} - {why}");
+                        let error = json!({"account": account, "code": 500, "description": text});
+                        self.publish_with_server(
+                            &req.reply,
+                            |server| json!({"server": server, "error": error}),
+                        );
+                    }
+                }
+            }
+            Claims::Delete => {
+                let token = String::from_utf8_lossy(&req.body).into_owned();
+                let t = trust.clone();
+                let deleted = glommio::executor()
+                    .spawn_blocking(move || t.delete(&token))
+                    .await;
+                match deleted {
+                    Ok(n) => {
+                        self.refresh_auth();
+                        let data = json!({"code": 200, "message": format!("deleted {n} accounts")});
+                        self.publish_with_server(
+                            &req.reply,
+                            |server| json!({"server": server, "data": data}),
+                        );
+                    }
+                    Err(why) => {
+                        let text = format!("delete accounts request by  failed - {why}");
+                        crate::log_error!("{text}");
+                        self.reply_error(&req.reply, 500, &text, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells every shard that the resolver's accounts changed.
+    fn refresh_auth(&self) {
+        self.ctx
+            .server
+            .tell_shards(|_| crate::shard::control::ShardCommand::RefreshAuth);
     }
 
     /// Decodes a request body: `Ok(None)` when the filter leaves this server out,

@@ -45,6 +45,9 @@ pub enum ShardCommand {
     /// The cluster's client URLs changed: send protocol-1 clients that got their
     /// connect_info INFO an INFO with the new `connect_urls`.
     ConnectUrls,
+    /// Account JWTs changed (the full resolver stored or deleted some): rebuild
+    /// authentication from the options in force and check the connections again.
+    RefreshAuth,
 }
 
 /// One shard's life: serve the connections the acceptor hands it over its socket pair
@@ -100,6 +103,7 @@ pub async fn shard_main(
                         }
                     }
                 }
+                ShardCommand::RefreshAuth => ctx.apply_options(ctx.opts()),
                 ShardCommand::CloseClient(cid) => {
                     let client = ctx.state.borrow().clients.get(&cid).cloned();
                     if let Some(c) = client {
