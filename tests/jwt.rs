@@ -694,7 +694,7 @@ async fn the_full_resolver_takes_account_updates_at_run_time() {
         let conf = dir.write_string(
             "full.conf",
             &format!(
-                "operator: \"{}\"\nsystem_account: {}\nresolver {{ type: full, dir: \"{}\" }}\n\
+                "operator: \"{}\"\nsystem_account: {}\nresolver {{ type: full, dir: \"{}\", allow_delete: true }}\n\
                  resolver_preload {{ {}: \"{sys_jwt}\" }}\n",
                 dir.path("op.jwt").display(),
                 sys.public_key(),
@@ -803,8 +803,25 @@ async fn the_full_resolver_takes_account_updates_at_run_time() {
         let server = Server::start(kind, &["-c", &conf]);
         let (fresh, _) = creds_for(&b, "b2");
         assert!(
-            login(server.url(), fresh).await.is_ok(),
+            login(server.url(), fresh.clone()).await.is_ok(),
             "{kind:?}: B forgotten after a restart"
+        );
+        // The operator deletes B: its users are refused from then on.
+        let s = login(server.url(), sys_creds.clone()).await.unwrap();
+        let delete = support::jwt::encode(
+            json!({"sub": op.public_key(),
+                   "nats": {"type": "generic", "version": 2, "accounts": [b.public_key()]}}),
+            &op,
+        );
+        let r = s
+            .request("$SYS.REQ.CLAIMS.DELETE", delete.into())
+            .await
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(r["data"]["message"], "deleted 1 accounts", "{kind:?}: {r}");
+        assert!(
+            login(server.url(), fresh).await.is_err(),
+            "{kind:?}: B's user logged in after the delete"
         );
     }
 }
