@@ -260,6 +260,14 @@ impl Trust {
         Ok(Some(t))
     }
 
+    /// Adds an account JWT issued by a trusted key (what `resolver_preload` does).
+    pub fn add_account(&mut self, token: &str) -> Result<String, String> {
+        let acc = self.read_account(token)?;
+        let key = acc.key.clone();
+        self.accounts.insert(key.clone(), Arc::new(acc));
+        Ok(key)
+    }
+
     /// Checks an account JWT pushed by `$SYS.REQ.CLAIMS.UPDATE` (or the per-account
     /// subject naming `subject_key`) and stores it in the full resolver's directory,
     /// atomically (a temporary file renamed over the old one). Returns the account's
