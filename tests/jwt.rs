@@ -825,3 +825,46 @@ async fn the_full_resolver_takes_account_updates_at_run_time() {
         );
     }
 }
+
+/// A user JWT that expires while the client is connected: the connection gets
+/// `-ERR 'User Authentication Expired'` and is closed, as nats-server does it.
+#[test]
+fn a_connection_is_closed_when_its_jwt_expires() {
+    let w = world();
+    for server in servers(&w.conf) {
+        let u = KeyPair::new_user();
+        let token = support::jwt::encode(
+            json!({"sub": u.public_key(), "exp": now() + 3,
+                   "nats": {"type": "user", "version": 2, "subs": -1, "payload": -1,
+                            "data": -1}}),
+            &w.a,
+        );
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut info = Vec::new();
+        let mut b = [0u8; 1];
+        while !info.ends_with(b"\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1);
+            info.push(b[0]);
+        }
+        let info: serde_json::Value = serde_json::from_slice(&info[5..]).unwrap();
+        let sig = u.sign(info["nonce"].as_str().unwrap().as_bytes()).unwrap();
+        let connect = json!({"verbose": false, "jwt": token, "sig": BASE64URL_NOPAD.encode(&sig)});
+        s.write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes())
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.contains("PONG\r\n") && text.ends_with("-ERR 'User Authentication Expired'\r\n"),
+            "{:?}: {text:?}",
+            server.kind
+        );
+    }
+}

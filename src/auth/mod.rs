@@ -35,6 +35,9 @@ pub struct Identity {
     pub max_payload: Option<usize>,
     /// Connections its account may have (the account JWT's `conn`); `None` = any.
     pub account_conns: Option<usize>,
+    /// When its credentials expire (unix seconds: the user or account JWT's `exp`);
+    /// the connection is closed then.
+    pub expires: Option<i64>,
 }
 
 impl Identity {

@@ -941,6 +941,7 @@ fn check(
         max_subs: tighter(limit(&claims, "subs"), account_subs),
         max_payload: tighter(limit(&claims, "payload"), account_payload),
         account_conns: conns,
+        expires: [user.exp, account.exp].into_iter().filter(|&e| e > 0).min(),
     })
 }
 

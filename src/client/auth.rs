@@ -182,6 +182,32 @@ fn revoke(c: &Client, why: &Failure) {
     c.close(None, "Client Closed");
 }
 
+/// Closes `client` with nats-server's `-ERR 'User Authentication Expired'` when its
+/// JWT expires (`at`, unix seconds). The timer holds the client weakly: a
+/// connection that closes first is not kept alive by it.
+pub fn close_at_expiry(client: &Rc<Client>, at: i64) {
+    let left = (at - crate::auth::operator::now()).max(0) as u64;
+    let weak = Rc::downgrade(client);
+    glommio::spawn_local(async move {
+        // Go's check is `time.Now() > exp`: the second after `exp`.
+        glommio::timer::sleep(std::time::Duration::from_secs(left + 1)).await;
+        if let Some(c) = weak.upgrade() {
+            if !c.is_closed() {
+                crate::log_debug!(
+                    "{} - cid:{} - User Authentication Expired",
+                    peer_text(&c),
+                    c.cid
+                );
+                c.close(
+                    Some("User Authentication Expired"),
+                    "Authentication Expired",
+                );
+            }
+        }
+    })
+    .detach();
+}
+
 /// Puts an authenticated identity in force on a connection, its account included.
 /// Call before the connection's first SUB: subscriptions stay in the table of the
 /// account they were made in.

@@ -419,7 +419,7 @@ fn auth_violation(client: &Client, why: &crate::auth::Failure) {
     client.close(Some("Authorization Violation"), "Authentication Failure");
 }
 
-async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
+async fn on_connect(ctx: &ShardCtx, client: &Rc<Client>, json: &[u8]) -> Next {
     let mut opts = client.opts.borrow().clone();
     if opts.merge(json).is_err() {
         crate::log_debug!("cid:{} - Client parser error: bad CONNECT", client.cid);
@@ -458,6 +458,9 @@ async fn on_connect(ctx: &ShardCtx, client: &Client, json: &[u8]) -> Next {
     match result {
         Ok(id) => {
             let conns = id.account_conns;
+            if let Some(at) = id.expires {
+                super::auth::close_at_expiry(client, at);
+            }
             super::auth::admit(ctx, client, id);
             if let Some(limit) = conns {
                 if !client.auth.account_counted.get() {
