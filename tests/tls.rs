@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+use support::pki::Ca;
 use support::{nats_server_bin, Kind, Server};
 
 /// A CA, a server certificate for 127.0.0.1/localhost and client certificates,
@@ -19,18 +20,8 @@ struct Pki {
     dir: PathBuf,
 }
 
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
 fn make_ca(name: &str) -> Ca {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    Ca { cert, key }
+    Ca::new(name)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

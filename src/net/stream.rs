@@ -355,14 +355,21 @@ pub async fn link_dial(
             return Err("TLS Handshake Failure");
         }
     };
-    let state = state_of(stream.get_ref().1);
+    let state = finished(stream.get_ref().1, who);
+    Ok((ConnStream::TlsDialed(Box::new(stream)), state))
+}
+
+/// What a finished handshake agreed, and the peer's certificate identity, logged
+/// as nats-server logs a completed handshake.
+fn finished(conn: &rustls::CommonState, who: &str) -> TlsState {
+    let state = state_of(conn);
     crate::log_debug!("{who} - TLS handshake complete");
     crate::log_debug!(
         "{who} - TLS version {}, cipher suite {}",
         state.version,
         state.cipher
     );
-    Ok((ConnStream::TlsDialed(Box::new(stream)), state))
+    state
 }
 
 /// What a finished handshake agreed, and the peer's certificate identity.
@@ -438,13 +445,7 @@ async fn handshake_as(
             return Err("TLS Handshake Failure");
         }
     };
-    let state = state_of(stream.get_ref().1);
-    crate::log_debug!("{who} - TLS handshake complete");
-    crate::log_debug!(
-        "{who} - TLS version {}, cipher suite {}",
-        state.version,
-        state.cipher
-    );
+    let state = finished(stream.get_ref().1, who);
     Ok((ConnStream::Tls(Box::new(stream)), state))
 }
 

@@ -191,6 +191,12 @@ impl Server {
         }
     }
 
+    /// Whether a line containing `needle` was logged: during start-up (before
+    /// `Server is ready`) or within `wait` from now.
+    pub fn logged(&self, needle: &str, wait: Duration) -> bool {
+        self.startup.iter().any(|l| l.contains(needle)) || self.wait_log(needle, wait).is_some()
+    }
+
     /// Sends `sig` (e.g. `libc::SIGTERM`) to the process.
     pub fn signal(&self, sig: i32) {
         unsafe {
