@@ -344,6 +344,52 @@ async fn other_accounts_see_none_of_it() {
     }
 }
 
+/// Every other account imports a few of the system account's services, each
+/// answered for that account alone, as nats-server's `registerSystemImports` sets
+/// them up: `$SYS.REQ.USER.INFO`, `$SYS.REQ.SERVER.PING.CONNZ`,
+/// `$SYS.REQ.ACCOUNT.PING.CONNZ` and `.STATZ`; `$SYS.REQ.SERVER.PING` stays out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_account_imports_its_own_system_services() {
+    let dir = TempDir::new("sysimports");
+    let conf = accounts_conf(&dir);
+    for kind in [Kind::Natrium, Kind::NatsServer] {
+        let server = Server::start(kind, &["-c", &conf]);
+        let plain = Server::start(kind, &[]);
+        let a = login(&server, "a").await;
+        let _sys = login(&server, "s").await;
+        let g = support::client::connect(&plain).await;
+        for (c, account, user) in [(&a, "A", "a"), (&g, "$G", "")] {
+            let info = ask(c, "$SYS.REQ.USER.INFO", "").await.expect("USER.INFO");
+            assert_eq!(
+                info["data"],
+                serde_json::json!({"user": user, "account": account, "account_name": account}),
+                "{kind:?}"
+            );
+            for subject in ["$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.ACCOUNT.PING.CONNZ"] {
+                let connz = ask(c, subject, "").await.expect(subject);
+                let conns = connz["data"]["connections"]
+                    .as_array()
+                    .expect("connections");
+                assert_eq!(conns.len(), 1, "{kind:?} {subject}: only its own: {connz}");
+                assert_eq!(connz["data"]["num_connections"], 1, "{kind:?} {subject}");
+            }
+            let statz = ask(c, "$SYS.REQ.ACCOUNT.PING.STATZ", "")
+                .await
+                .expect("STATZ");
+            let accs = statz["data"]["account_statz"]
+                .as_array()
+                .expect("account_statz");
+            assert_eq!(accs.len(), 1, "{kind:?}: {statz}");
+            assert_eq!(accs[0]["acc"], account, "{kind:?}");
+            let err = c
+                .request("$SYS.REQ.SERVER.PING", "".into())
+                .await
+                .expect_err("SERVER.PING is not imported");
+            assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+        }
+    }
+}
+
 /// `$SYS.SERVER.<id>.STATSZ` goes out on its own once someone listens (at 250 ms,
 /// then 1 s later, then at doubling intervals), and `.SHUTDOWN` when the server stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,6 +146,23 @@ impl Options {
     pub fn section(&self, name: &str) -> Option<&Item> {
         self.config_sections.get(name)
     }
+
+    /// The system account: `system_account` (else the operator's, else `$SYS`);
+    /// none with `no_system_account`.
+    pub fn system_account(&self) -> Option<String> {
+        if self
+            .section("no_system_account")
+            .and_then(|i| i.value.as_bool())
+            == Some(true)
+        {
+            return None;
+        }
+        let named = self
+            .section("system_account")
+            .and_then(|i| i.value.as_str())
+            .or(self.operator_system_account.as_deref());
+        Some(named.unwrap_or("$SYS").to_string())
+    }
 }
 
 impl Default for Options {

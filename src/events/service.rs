@@ -117,6 +117,8 @@ pub fn start(ctx: &Rc<ShardCtx>) {
         subjects.push((format!("$SYS.REQ.ACCOUNT.*.{kind}"), Service::Account(kind)));
     }
     subjects.push(("$SYS.REQ.USER.INFO".into(), Service::UserInfo));
+    // What other accounts' `$SYS.REQ.USER.INFO` imports map to.
+    subjects.push(("$SYS.REQ.USER.*.INFO".into(), Service::UserInfo));
     let full = ctx
         .auth()
         .trust

@@ -393,18 +393,7 @@ pub fn totals(snaps: &[ShardSnapshot]) -> Totals {
 /// The system account as configured: `$SYS` unless `system_account` names another,
 /// none with `no_system_account`.
 pub fn system_account(opts: &crate::config::Options) -> Option<String> {
-    if opts
-        .section("no_system_account")
-        .and_then(|i| i.value.as_bool())
-        == Some(true)
-    {
-        return None;
-    }
-    let named = opts
-        .section("system_account")
-        .and_then(|i| i.value.as_str())
-        .or(opts.operator_system_account.as_deref());
-    Some(named.unwrap_or("$SYS").to_string())
+    opts.system_account()
 }
 
 /// Number of CPUs this process may run on.

@@ -97,6 +97,12 @@ pub struct AccountTables {
     pub taps: Option<Rc<[Tap]>>,
     /// Service imports: requests published here that go to another account.
     pub services: Option<Rc<[ServiceTap]>>,
+    /// The system account's services every other account imports (nats-server's
+    /// `registerSystemImports`: `$SYS.REQ.USER.INFO`, `$SYS.REQ.SERVER.PING.CONNZ`,
+    /// `$SYS.REQ.ACCOUNT.PING.CONNZ` and `.STATZ`, each answered for this account
+    /// alone). Kept apart from `services` so that only `$SYS.REQ.` subjects leave the
+    /// hot path for them.
+    pub sys_services: Option<Rc<[ServiceTap]>>,
     /// The system account: its publishes take the cold path, where a
     /// `$SYS.REQ.USER.INFO` request gets its requester's identity (the service
     /// that answers it sits on another shard and sees only the message).
@@ -116,6 +122,9 @@ pub struct ServiceTap {
     pub singleton: bool,
     /// How long the reply mapping lives.
     pub threshold: std::time::Duration,
+    /// The exporter learns the requester's user too (`Nats-Request-Info` with
+    /// `user`), as nats-server shares it with `$SYS.REQ.USER.INFO`.
+    pub share: bool,
 }
 
 /// Where a response on one `_R_.` reply goes: the requester's account and reply.
@@ -130,6 +139,8 @@ struct ReplyRoute {
 
 /// The request whose answer depends on who asks.
 const USER_INFO: &[u8] = b"$SYS.REQ.USER.INFO";
+/// Where the system account's requests start.
+const SYS_REQ_PREFIX: &[u8] = b"$SYS.REQ.";
 
 /// `msg`'s header block and body with a `Nats-Request-Info: <info>` header added.
 fn with_header(msg: &Message<'_>, info: &str) -> (usize, Bytes) {
@@ -630,6 +641,7 @@ impl ShardCtx {
             || tables.services.is_some()
             || tables.system
             || msg.subject.starts_with(SERVICE_REPLY_PREFIX)
+            || (tables.sys_services.is_some() && msg.subject.starts_with(SYS_REQ_PREFIX))
         {
             return self.publish_across_accounts(st, account, msg, origin, want_status);
         }
@@ -672,10 +684,14 @@ impl ShardCtx {
         let (mut any, mut routed) = (false, false);
         let tables = st.tables(account);
         let (taps, services) = (tables.taps.clone(), tables.services.clone());
+        let sys_services = tables
+            .sys_services
+            .clone()
+            .filter(|_| msg.subject.starts_with(SYS_REQ_PREFIX));
         if let Some(taps) = taps {
             (any, routed) = self.publish_imports(st, &taps, msg);
         }
-        if let Some(services) = services {
+        for services in [services, sys_services].into_iter().flatten() {
             let (a, r) = self.publish_services(st, account, &services, msg, origin, want_status);
             any |= a;
             routed |= r;
@@ -761,7 +777,14 @@ impl ShardCtx {
             } else {
                 self.add_reply_route(st, account, msg, origin, svc)
             };
-            let (hdr_len, payload) = self.with_request_info(st, account, msg, origin);
+            let shared = svc
+                .share
+                .then(|| self.requester_info(st, account, origin))
+                .flatten();
+            let (hdr_len, payload) = match shared {
+                Some(info) => with_header(msg, &info),
+                None => self.with_request_info(st, account, msg, origin),
+            };
             let request = Message::owned(&subject, &reply, hdr_len, &payload);
             let (a, r) = self.publish_in(st, svc.into, &request, origin, want_status);
             if !a && want_status {
@@ -918,12 +941,18 @@ impl ShardCtx {
                 rewrite: crate::account::imports::Rewrite::To(imp.subject.clone()),
                 singleton: imp.response == crate::account::imports::ResponseType::Singleton,
                 threshold: imp.threshold,
+                share: false,
             });
         }
+        let system = self.system_imports();
         let mut st = self.state.borrow_mut();
         for i in 0..st.accounts.len() {
             st.accounts[i].taps = None;
             st.accounts[i].services = None;
+            st.accounts[i].sys_services = None;
+        }
+        for (into, list) in system {
+            st.tables(into).sys_services = Some(list.into());
         }
         for (from, list) in taps {
             st.tables(from).taps = Some(list.into());
@@ -931,6 +960,48 @@ impl ShardCtx {
         for (into, list) in services {
             st.tables(into).services = Some(list.into());
         }
+    }
+
+    /// Every account's imports of the system account's services (see
+    /// [`AccountTables::sys_services`]); none without a system account.
+    fn system_imports(&self) -> Vec<(AccountId, Vec<ServiceTap>)> {
+        let Some(sys_name) = self.opts().system_account() else {
+            return Vec::new();
+        };
+        let sys = self.server.account_id(&sys_name);
+        let mut out = Vec::new();
+        for name in self.server.account_names() {
+            if name == sys_name {
+                continue;
+            }
+            let tap = |local: &str, to: String, share: bool| ServiceTap {
+                pattern: Bytes::copy_from_slice(local.as_bytes()),
+                into: sys,
+                rewrite: crate::account::imports::Rewrite::To(to),
+                singleton: true,
+                threshold: std::time::Duration::from_secs(2),
+                share,
+            };
+            let connz = format!("$SYS.REQ.ACCOUNT.{name}.CONNZ");
+            out.push((
+                self.server.account_id(&name),
+                vec![
+                    tap(
+                        "$SYS.REQ.USER.INFO",
+                        format!("$SYS.REQ.USER.{name}.INFO"),
+                        true,
+                    ),
+                    tap("$SYS.REQ.SERVER.PING.CONNZ", connz.clone(), false),
+                    tap("$SYS.REQ.ACCOUNT.PING.CONNZ", connz, false),
+                    tap(
+                        "$SYS.REQ.ACCOUNT.PING.STATZ",
+                        format!("$SYS.REQ.ACCOUNT.{name}.STATZ"),
+                        false,
+                    ),
+                ],
+            ));
+        }
+        out
     }
 
     /// Whether anyone, on this shard or another, has interest in `subject`.
