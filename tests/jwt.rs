@@ -868,3 +868,57 @@ fn a_connection_is_closed_when_its_jwt_expires() {
         );
     }
 }
+
+/// What monitoring and `$SYS.REQ.USER.INFO` tell of a JWT login, as the reference
+/// tells it: `/connz?auth=1` carries the user JWT, its issuer (here an account
+/// signing key) and the account JWT's name as `name_tag`; USER.INFO names the
+/// account and the user by their JWT names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connz_and_user_info_show_the_jwt_facts() {
+    let w = world();
+    let kinds: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    let u = KeyPair::new_user();
+    let token = user(
+        &u,
+        "alice",
+        &w.a_signer,
+        json!({"issuer_account": w.a.public_key(), "tags": ["team:blue"]}),
+    );
+    let path = w
+        .dir
+        .write_string("alice.creds", &creds(&token, &u.seed().unwrap()));
+    for &kind in kinds {
+        let http = support::client::free_port();
+        let server = Server::start(kind, &["-c", &w.conf, "-m", &http.to_string()]);
+        let c = async_nats::ConnectOptions::with_credentials_file(path.clone())
+            .await
+            .unwrap()
+            .connect(server.url())
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+        let connz = support::http_get_json(http, "/connz?auth=1");
+        let conn = &connz["connections"][0];
+        assert_eq!(conn["authorized_user"], u.public_key().as_str(), "{kind:?}");
+        assert_eq!(conn["account"], w.a.public_key().as_str(), "{kind:?}");
+        assert_eq!(conn["jwt"], token.as_str(), "{kind:?}");
+        assert_eq!(
+            conn["issuer_key"],
+            w.a_signer.public_key().as_str(),
+            "{kind:?}"
+        );
+        assert_eq!(conn["name_tag"], "A", "{kind:?}");
+        let r = c.request("$SYS.REQ.USER.INFO", "".into()).await.unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(
+            (&info["data"]["account_name"], &info["data"]["user_name"]),
+            (&json!("A"), &json!("alice")),
+            "{kind:?}: {info}"
+        );
+        assert_eq!(info["data"]["user"], u.public_key().as_str());
+    }
+}

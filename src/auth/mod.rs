@@ -38,6 +38,21 @@ pub struct Identity {
     /// When its credentials expire (unix seconds: the user or account JWT's `exp`);
     /// the connection is closed then.
     pub expires: Option<i64>,
+    /// What monitoring shows of a JWT login.
+    pub jwt: Option<Arc<JwtFacts>>,
+}
+
+/// The facts of a JWT login that `/connz` shows (with `auth`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JwtFacts {
+    /// The key that signed the user JWT (the account or its signing key).
+    pub issuer_key: String,
+    /// The account JWT's name.
+    pub name_tag: String,
+    /// The user JWT's tags.
+    pub tags: Vec<String>,
+    /// The user JWT's name.
+    pub user_name: String,
 }
 
 impl Identity {

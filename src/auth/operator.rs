@@ -942,6 +942,12 @@ fn check(
         max_payload: tighter(limit(&claims, "payload"), account_payload),
         account_conns: conns,
         expires: [user.exp, account.exp].into_iter().filter(|&e| e > 0).min(),
+        jwt: Some(Arc::new(super::JwtFacts {
+            issuer_key: user.iss.clone(),
+            name_tag: account.name.clone(),
+            tags: list(&user.nats, "tags"),
+            user_name: user.name.clone(),
+        })),
     })
 }
 

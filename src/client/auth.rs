@@ -33,6 +33,8 @@ pub struct ClientAuth {
     pub max_payload: Cell<Option<usize>>,
     /// The connection counts against its account's `conn` limit.
     pub account_counted: Cell<bool>,
+    /// A JWT login's facts, for monitoring.
+    pub jwt: RefCell<Option<std::sync::Arc<crate::auth::JwtFacts>>>,
 }
 
 impl ClientAuth {
@@ -214,6 +216,7 @@ pub fn close_at_expiry(client: &Rc<Client>, at: i64) {
 pub fn admit(ctx: &ShardCtx, c: &Client, ident: Identity) {
     c.auth.max_subs.set(ident.max_subs);
     c.auth.max_payload.set(ident.max_payload);
+    *c.auth.jwt.borrow_mut() = ident.jwt.clone();
     c.account.set(ctx.server.account_id(ident.account_name()));
     c.auth.set_identity(ident);
 }

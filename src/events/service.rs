@@ -681,7 +681,12 @@ impl Services {
         let account = field("acc");
         let mut data = json!({"user": field("user"), "account": account});
         if !account.is_empty() {
-            data["account_name"] = account.into();
+            let name = field("name_tag");
+            data["account_name"] = if name.is_empty() { account } else { name }.into();
+        }
+        let user_name = field("user_name");
+        if !user_name.is_empty() {
+            data["user_name"] = user_name.into();
         }
         self.reply_data(&req.reply, Ok(data));
     }

@@ -94,7 +94,13 @@ struct ConnInfo {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     subscriptions_list_detail: Vec<SubDetail>,
     #[serde(skip_serializing_if = "String::is_empty")]
+    jwt: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    issuer_key: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     name_tag: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
 }
 
 /// The `/connz` document.
@@ -218,7 +224,18 @@ fn info(c: &ConnSnapshot, now: SystemTime, subs: bool, detail: bool, auth: bool)
         } else {
             Vec::new()
         },
-        name_tag: if auth { "$G".into() } else { String::new() },
+        jwt: if auth { c.jwt.clone() } else { String::new() },
+        issuer_key: if auth {
+            c.issuer_key.clone()
+        } else {
+            String::new()
+        },
+        name_tag: if auth {
+            c.name_tag.clone()
+        } else {
+            String::new()
+        },
+        tags: if auth { c.tags.clone() } else { Vec::new() },
     }
 }
 

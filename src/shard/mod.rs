@@ -835,9 +835,13 @@ impl ShardCtx {
         };
         let client = st.clients.get(&cid)?;
         let user = client.auth.user.borrow().clone().unwrap_or_default();
-        Some(
-            serde_json::json!({"acc": self.server.account_name(account), "user": user}).to_string(),
-        )
+        let mut info = serde_json::json!({"acc": self.server.account_name(account), "user": user});
+        // A JWT login: the account's and the user's names from their JWTs.
+        if let Some(f) = client.auth.jwt.borrow().as_ref() {
+            info["name_tag"] = f.name_tag.clone().into();
+            info["user_name"] = f.user_name.clone().into();
+        }
+        Some(info.to_string())
     }
 
     /// A fresh `_R_.<shard>.<id>` reply mapped back to `msg`'s reply in `account`.

@@ -77,6 +77,14 @@ pub struct ConnSnapshot {
     pub stop: Option<SystemTime>,
     /// Came in on the websocket listener (`type: websocket`).
     pub websocket: bool,
+    /// The account's name tag: a JWT account's name, else the account's name.
+    pub name_tag: String,
+    /// The user JWT it logged in with (JWT logins only).
+    pub jwt: String,
+    /// The user JWT's issuer.
+    pub issuer_key: String,
+    /// The user JWT's tags.
+    pub tags: Vec<String>,
 }
 
 /// One shard's counters and connections.
@@ -149,6 +157,7 @@ impl ConnSnapshot {
             .as_ref()
             .map(|t| (t.version.to_string(), t.cipher.clone()))
             .unwrap_or_default();
+        let facts = client.auth.jwt.borrow().clone();
         ConnSnapshot {
             cid: client.cid,
             shard,
@@ -180,6 +189,20 @@ impl ConnSnapshot {
             tls_cipher,
             reason: String::new(),
             stop: None,
+            name_tag: facts
+                .as_ref()
+                .map(|f| f.name_tag.clone())
+                .unwrap_or_else(|| client.auth.account()),
+            jwt: if facts.is_some() {
+                opts.jwt.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            issuer_key: facts
+                .as_ref()
+                .map(|f| f.issuer_key.clone())
+                .unwrap_or_default(),
+            tags: facts.as_ref().map(|f| f.tags.clone()).unwrap_or_default(),
         }
     }
 }
