@@ -30,6 +30,8 @@ enum Cmd {
     Manypubs,
     /// request/reply latency: N requesters (--pubs), M responders (--subs)
     Reqreply,
+    /// connection rate: N clients (--pubs) connecting, handshaking, closing
+    Connect,
     /// the default suite: pub, 1->1, fan-out 1->10 and 1->100, queue, many pubs, req/reply
     Suite,
 }
@@ -104,6 +106,13 @@ struct Cli {
     /// Rounds per server with --compare (A B A B ...)
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     rounds: u64,
+    /// A .creds file: every connection logs in with its user JWT (operator mode)
+    #[arg(long, value_name = "FILE")]
+    creds: Option<String>,
+    /// With --compare: start both servers with this config file (`-c FILE`), e.g.
+    /// an operator-mode configuration for --creds
+    #[arg(long, value_name = "FILE")]
+    server_config: Option<String>,
     /// PID of the server at --url, to report its CPU time
     #[arg(long)]
     server_pid: Option<u32>,
@@ -165,6 +174,14 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size '{s}' too large"))
 }
 
+/// `url` with `--creds` when given.
+fn with_creds(cli: &Cli, url: proto::Url) -> Result<proto::Url, String> {
+    match &cli.creds {
+        Some(path) => url.with_creds(path),
+        None => Ok(url),
+    }
+}
+
 fn kind_of(c: Cmd) -> Option<Kind> {
     Some(match c {
         Cmd::Pub => Kind::Pub,
@@ -173,6 +190,7 @@ fn kind_of(c: Cmd) -> Option<Kind> {
         Cmd::Queue => Kind::Queue,
         Cmd::Manypubs => Kind::Manypubs,
         Cmd::Reqreply => Kind::Reqreply,
+        Cmd::Connect => Kind::Connect,
         Cmd::Suite => return None,
     })
 }
@@ -233,7 +251,7 @@ fn specs(cli: &Cli) -> Result<Vec<Spec>, String> {
             if spec.size > 64 << 20 {
                 return Err("--size too large (max 64MiB)".into());
             }
-            if spec.pubs == 0 || (kind != Kind::Pub && spec.subs == 0) {
+            if spec.pubs == 0 || (!matches!(kind, Kind::Pub | Kind::Connect) && spec.subs == 0) {
                 return Err("--pubs and --subs must be at least 1".into());
             }
             if spec.pubs > 10_000 || spec.subs > 10_000 {
@@ -299,7 +317,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
         sys::pin(c).map_err(|e| format!("cannot pin the generator to cores {c:?}: {e}"))?;
     }
     let mut opts = RunOpts {
-        url: proto::Url::parse(&cli.url)?,
+        url: with_creds(cli, proto::Url::parse(&cli.url)?)?,
         sub_url: cli.sub_url.as_deref().map(proto::Url::parse).transpose()?,
         subject: cli.subject.clone(),
         timeout: cli.timeout,
@@ -431,9 +449,17 @@ fn compare(
                     ws_port = Some(ws);
                     (a, None)
                 } else {
-                    (bin.start(server_cores, cli.timeout)?, None)
+                    let extra: Vec<String> = match &cli.server_config {
+                        Some(path) => vec!["-c".into(), path.clone()],
+                        None => Vec::new(),
+                    };
+                    (bin.start_with(server_cores, cli.timeout, &extra)?, None)
                 };
-                opts.url = proto::Url::parse(&srv.url())?;
+                let mut url = with_creds(cli, proto::Url::parse(&srv.url())?)?;
+                // Credentials given in --url go to the servers the harness starts.
+                let given = proto::Url::parse(&cli.url)?;
+                (url.user, url.pass, url.token) = (given.user, given.pass, given.token);
+                opts.url = url;
                 opts.sub_url = sub_node
                     .as_ref()
                     .map(|b| proto::Url::parse(&b.url()))

@@ -19,6 +19,9 @@ pub struct Url {
     pub hostport: String,
     /// `ws://`: the connection is a websocket.
     pub websocket: bool,
+    /// A user JWT and its seed (`--creds`): CONNECT carries the JWT and the
+    /// server's nonce signed with the seed.
+    pub creds: Option<(String, String)>,
     pub user: Option<String>,
     pub pass: Option<String>,
     pub token: Option<String>,
@@ -66,6 +69,7 @@ impl Url {
             text: s.to_string(),
             hostport,
             websocket,
+            creds: None,
             user,
             pass,
             token,
@@ -80,7 +84,7 @@ impl Url {
             .ok_or_else(|| format!("cannot resolve {}", self.hostport))
     }
 
-    fn connect_json(&self, name: &str) -> String {
+    fn connect_json(&self, name: &str, nonce: Option<&str>) -> Result<String, String> {
         let mut obj = serde_json::json!({
             "verbose": false, "pedantic": false, "headers": false, "protocol": 1,
             "name": name, "lang": "natrium-bench", "version": env!("CARGO_PKG_VERSION"),
@@ -94,7 +98,38 @@ impl Url {
         if let Some(t) = &self.token {
             obj["auth_token"] = t.clone().into();
         }
-        obj.to_string()
+        if let Some((jwt, seed)) = &self.creds {
+            let key = nkeys::KeyPair::from_seed(seed).map_err(|e| format!("creds seed: {e}"))?;
+            let nonce = nonce.ok_or("the server sent no nonce to sign")?;
+            let sig = key
+                .sign(nonce.as_bytes())
+                .map_err(|e| format!("signing the nonce: {e}"))?;
+            obj["jwt"] = jwt.clone().into();
+            obj["sig"] = data_encoding::BASE64URL_NOPAD.encode(&sig).into();
+        }
+        Ok(obj.to_string())
+    }
+
+    /// Reads a `.creds` file (the user JWT and seed blocks) into [`Url::creds`].
+    pub fn with_creds(mut self, path: &str) -> Result<Url, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let mut blocks = Vec::new();
+        let mut cur: Option<String> = None;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("---") && line.ends_with("---") {
+                match cur.take() {
+                    Some(b) => blocks.push(b),
+                    None => cur = Some(String::new()),
+                }
+            } else if let Some(b) = cur.as_mut() {
+                b.push_str(line);
+            }
+        }
+        match (blocks.first(), blocks.get(1)) {
+            (Some(jwt), Some(seed)) => self.creds = Some((jwt.clone(), seed.clone())),
+            _ => return Err(format!("{path}: no user JWT and seed")),
+        }
+        Ok(self)
     }
 }
 
@@ -140,7 +175,13 @@ impl Conn {
                 truncate(&line, 60)
             ));
         }
-        let hello = format!("CONNECT {}\r\nPING\r\n", url.connect_json(name));
+        let nonce = serde_json::from_str::<serde_json::Value>(&line[5..])
+            .ok()
+            .and_then(|i| i.get("nonce").and_then(|n| n.as_str()).map(str::to_string));
+        let hello = format!(
+            "CONNECT {}\r\nPING\r\n",
+            url.connect_json(name, nonce.as_deref())?
+        );
         c.write_all(hello.as_bytes())?;
         c.wait_pong(deadline)?;
         Ok(c)

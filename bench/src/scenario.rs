@@ -26,6 +26,9 @@ pub enum Kind {
     Manypubs,
     /// request/reply round trips: N requesters, M responders (a queue group when M > 1)
     Reqreply,
+    /// connection rate: N clients each connect, handshake (INFO, CONNECT, PING ->
+    /// PONG) and close, again and again
+    Connect,
 }
 
 impl Kind {
@@ -37,6 +40,7 @@ impl Kind {
             Kind::Queue => "queue",
             Kind::Manypubs => "manypubs",
             Kind::Reqreply => "reqreply",
+            Kind::Connect => "connect",
         }
     }
     /// Default (publishers, subscribers).
@@ -48,6 +52,7 @@ impl Kind {
             Kind::Queue => (1, 4),
             Kind::Manypubs => (4, 4),
             Kind::Reqreply => (1, 1),
+            Kind::Connect => (1, 0),
         }
     }
 }
@@ -75,6 +80,7 @@ impl Spec {
             Kind::Pub => format!("pub x{} {size}", self.pubs),
             Kind::Reqreply => format!("reqreply {}req/{}resp {size}", self.pubs, self.subs),
             Kind::Queue => format!("queue {}->q{} {size}", self.pubs, self.subs),
+            Kind::Connect => format!("connect x{}", self.pubs),
             k => format!("{} {}->{} {size}", k.name(), self.pubs, self.subs),
         }
     }
@@ -274,13 +280,83 @@ pub fn run(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
     if spec.pubs == 0 {
         return Err("--pubs must be at least 1".into());
     }
-    if spec.kind != Kind::Pub && spec.subs == 0 {
+    if !matches!(spec.kind, Kind::Pub | Kind::Connect) && spec.subs == 0 {
         return Err("--subs must be at least 1".into());
     }
     if spec.kind == Kind::Reqreply {
         return run_reqreply(spec, opts);
     }
+    if spec.kind == Kind::Connect {
+        return run_connect(spec, opts);
+    }
     run_msgs(spec, opts)
+}
+
+/// One connecting thread's count and handshake times.
+type ConnectOut = Result<(u64, Histogram<u64>), String>;
+
+/// Connections per second: `spec.pubs` threads, each connecting, completing the
+/// handshake (the PONG proves the server authenticated the client) and closing, for
+/// the duration or `--msgs` connections each. The handshake time is the latency.
+fn run_connect(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
+    let cpu0 = sys::self_cpu();
+    let srv0 = opts.server_pid.and_then(sys::proc_cpu);
+    let start = Instant::now();
+    let threads: Vec<JoinHandle<ConnectOut>> = (0..spec.pubs)
+        .map(|i| {
+            let (url, timeout, amount) = (opts.url.clone(), opts.timeout, spec.amount);
+            thread::spawn(move || {
+                let mut hist = new_hist();
+                let mut n = 0u64;
+                let begin = Instant::now();
+                loop {
+                    let done = match amount {
+                        Amount::Msgs(m) => n >= m,
+                        Amount::For(d) => begin.elapsed() >= d,
+                    };
+                    if done {
+                        return Ok((n, hist));
+                    }
+                    let t = Instant::now();
+                    let c = Conn::connect(&url, &format!("bench-conn-{i}"), timeout)?;
+                    let _ = hist.record(t.elapsed().as_nanos().max(1) as u64);
+                    drop(c);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut total = 0u64;
+    let mut hist = new_hist();
+    for t in threads {
+        let (n, h) = t
+            .join()
+            .map_err(|_| "a connect thread panicked".to_string())??;
+        total += n;
+        let _ = hist.add(&h);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(RunResult {
+        spec: spec.clone(),
+        server: opts.server_name.clone(),
+        published: total,
+        pub_secs: secs,
+        delivered: total,
+        deliv_secs: secs,
+        latency: Latency::from_hist(&hist),
+        gen_cpu: sys::self_cpu() - cpu0,
+        server_cpu: match (srv0, opts.server_pid.and_then(sys::proc_cpu)) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        },
+        check: CheckSum {
+            expected: total,
+            unique: total,
+            ..CheckSum::default()
+        },
+        slow_consumers: 0,
+        wall_secs: secs,
+    })
 }
 
 fn sub_subject(opts: &RunOpts, spec: &Spec) -> String {

@@ -31,10 +31,6 @@ fn free_port() -> Result<u16, String> {
 }
 
 impl ServerBin {
-    pub fn start(&self, cores: &[usize], timeout: Duration) -> Result<Running, String> {
-        self.start_with(cores, timeout, &[])
-    }
-
     /// Two servers joined by a route (cluster `bench`): the first listens for routes,
     /// the second dials it. Ready once each takes clients; interest crossing the route
     /// is what the scenario waits for.

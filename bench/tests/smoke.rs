@@ -221,6 +221,15 @@ fn fanout_to_websocket_subscribers() {
     let _ = std::fs::remove_file(&conf);
 }
 
+/// The connection-rate scenario: every handshake completes, counted exactly.
+#[test]
+fn connect_rate() {
+    let s = start_server();
+    let r = run_json(&s, &["connect", "--msgs", "50", "--pubs", "2"]);
+    assert_eq!(n(&r["published"]), 100);
+    assert_eq!(n(&r["latency"]["count"]), 100);
+}
+
 #[test]
 fn queue_group_exactly_once() {
     let s = start_server();
