@@ -569,11 +569,10 @@ fn on_info_update(core: &Rc<ClusterCore>, route: &Route, info: &serde_json::Valu
             url.pass = a.pass.clone().or_else(|| a.token.clone());
         }
     }
-    // The server with the smaller id dials, so two servers learning of each other
-    // at once do not both connect.
-    if core.server.server_id.as_str() > id {
-        return;
-    }
+    // Dial whatever the ids: a nats-server seed tells only the servers that were
+    // there before of a newcomer (not the newcomer of them), so waiting for the
+    // other side to dial can wait for ever. Two servers that dial each other at
+    // once keep one route (see the duplicate check in `handshake_done`).
     log_debug!("Connecting to implicit route {}", url.host_port());
     glommio::spawn_local(solicit(core.clone(), url, true)).detach();
 }
