@@ -580,6 +580,10 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     for name in &server.auth.accounts {
         server.account_id(name);
     }
+    // The system account exists before any route or leaf can speak of it.
+    if let Some(sys) = opts.system_account() {
+        server.account_id(&sys);
+    }
 
     if let Some(bound) = monitor {
         crate::monitor::start(bound, server.clone())?;
