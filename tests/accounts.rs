@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::Duration;
 
 use shards::{open_by_shard, RawConn};
 use support::{http_get_json, natrium_bin, nats_server_bin, Kind, Monitored, Server, TempDir};
@@ -831,4 +832,83 @@ fn auth_error_event_like_the_reference() {
         natrium,
         event(&Server::start(Kind::NatsServer, &["-c", &conf]))
     );
+}
+
+/// Everything a raw client gets after CONNECT (as user `u`) + `cmds` + PING, up to
+/// the PONG or the close; INFO and the server's PINGs left out.
+fn limited_session(port: u16, u: &str, cmds: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(
+        format!(
+            "CONNECT {{\"verbose\":false,\"user\":\"{u}\",\"pass\":\"{u}\"}}\r\n{cmds}PING\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(6).any(|w| w == b"PONG\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out)
+        .split_inclusive("\r\n")
+        .filter(|l| !l.starts_with("INFO ") && *l != "PING\r\n")
+        .collect()
+}
+
+/// Account limits in config (`limits {}`), as
+/// nats-server applies them: connections per account, subscriptions per
+/// connection, payload size; other accounts are not limited.
+#[test]
+fn account_limits_from_config_apply_as_the_reference_applies_them() {
+    let dir = TempDir::new("acclimits");
+    let conf = dir.write_string(
+        "limits.conf",
+        "accounts {\n  A { users = [ {user: a, password: a} ], limits { max_connections: 1, \
+         max_subscriptions: 1, max_payload: 4 } }\n  B { users = [ {user: b, password: b} ], \
+         limits { max_connections: 2 } }\n}\n",
+    );
+    let mut kinds = vec![Kind::Natrium];
+    if nats_server_bin().is_some() {
+        kinds.push(Kind::NatsServer);
+    }
+    for kind in kinds {
+        let server = Server::start(kind, &["-c", &conf]);
+        let port = server.port;
+        let got = limited_session(port, "a", "SUB x 1\r\nSUB y 2\r\nPUB x 4\r\nabcd\r\n");
+        assert_eq!(
+            got, "-ERR 'maximum subscriptions exceeded'\r\nMSG x 1 4\r\nabcd\r\nPONG\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(
+            limited_session(port, "a", "PUB x 5\r\nabcde\r\n"),
+            "-ERR 'Maximum Payload Violation'\r\n",
+            "{kind:?}"
+        );
+        // A's one connection held open: a second is refused; B takes two.
+        let _held = std::net::TcpStream::connect(("127.0.0.1", port)).map(|mut s| {
+            use std::io::{Read, Write};
+            s.write_all(b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"a\"}\r\nPING\r\n")
+                .unwrap();
+            let mut b = [0u8; 4096];
+            let _ = s.read(&mut b);
+            s
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            limited_session(port, "a", ""),
+            "-ERR 'maximum account active connections exceeded'\r\n",
+            "{kind:?}"
+        );
+        assert_eq!(
+            limited_session(port, "b", "SUB x 1\r\nSUB y 2\r\n"),
+            "PONG\r\n",
+            "{kind:?}"
+        );
+    }
 }

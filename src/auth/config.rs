@@ -90,6 +90,8 @@ pub struct AuthConfig {
     pub trust: Option<Arc<super::operator::Trust>>,
     /// Imports of account JWTs left out (not granted by their export), for the log.
     pub import_warnings: Vec<String>,
+    /// Config accounts' limits.
+    pub account_limits: HashMap<Arc<str>, AccountLimits>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -175,6 +177,7 @@ impl AuthConfig {
             cfg.accounts = section.names;
             cfg.stream_imports = section.imports;
             cfg.service_imports = section.service_imports;
+            cfg.account_limits = section.limits;
         }
         // Flags win over the file, as in nats-server.
         let flags = &opts.auth_flags;
@@ -322,6 +325,8 @@ struct AccountsSection {
     service_exports: Vec<(Arc<str>, ServiceExport)>,
     /// Service imports.
     service_imports: Vec<ServiceImport>,
+    /// Account limits, by account.
+    limits: HashMap<Arc<str>, AccountLimits>,
 }
 
 /// Account fields nats-server knows that natrium does not enforce yet: refused, since
@@ -333,14 +338,16 @@ const ACCOUNT_FIELDS_NOT_YET: &[&str] = &[
     "maps",
     "jetstream",
     "msg_trace",
-    "limits",
-    "max_connections",
-    "max_conn",
-    "max_subscriptions",
-    "max_subs",
-    "max_payload",
-    "max_leafnodes",
 ];
+
+/// An account's limits from config (`limits {}`):
+/// connections, subscriptions per connection, payload; `None` = unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    pub conns: Option<usize>,
+    pub subs: Option<usize>,
+    pub payload: Option<usize>,
+}
 
 /// `accounts { A { users [...] default_permissions {...} } B {} }` or `accounts [A, B]`.
 fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
@@ -393,6 +400,26 @@ fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
                 }
                 "exports" => parse_exports(e, &name, &mut out, errors),
                 "imports" => parse_imports(e, &name, &mut out, errors),
+                "limits" => match e.item.value.as_map() {
+                    Some(m) => {
+                        for le in m.entries() {
+                            let k = le.key.to_ascii_lowercase();
+                            if matches!(k.as_str(), "max_leafnodes" | "max_leafs") {
+                                not_yet(&mut out, &le.key_pos, &format!("\"{}\"", le.key));
+                            } else if let Err(msg) = account_limit(&mut out, &name, le) {
+                                errors.push((Some(Where::At(le.key_pos.clone())), msg));
+                            }
+                        }
+                    }
+                    None => errors.push((
+                        at(),
+                        format!(
+                            "Expected account limits to be a map/struct, got {}",
+                            show(&e.item.value)
+                        ),
+                    )),
+                },
+
                 k if ACCOUNT_FIELDS_NOT_YET.contains(&k) => out.not_yet.push((
                     at(),
                     format!(
@@ -429,6 +456,23 @@ fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
         errors.push((Some(Where::Section), e));
     }
     out
+}
+
+/// One account limit (`max_connections`, `max_subscriptions`, `max_payload`; a
+/// negative value is unlimited, as nats-server reads it).
+fn account_limit(out: &mut AccountsSection, account: &Arc<str>, e: &Entry) -> Result<(), String> {
+    let Some(n) = e.item.value.as_int() else {
+        return Err(e.item.value.conversion_error("int64"));
+    };
+    let n = usize::try_from(n).ok();
+    let l = out.limits.entry(account.clone()).or_default();
+    match e.key.to_ascii_lowercase().as_str() {
+        "max_connections" | "max_conn" => l.conns = n,
+        "max_subscriptions" | "max_subs" => l.subs = n,
+        "max_payload" | "max_pay" => l.payload = n,
+        other => return Err(format!("Unknown field {other:?} parsing account limits")),
+    }
+    Ok(())
 }
 
 /// Not yet enforced: recorded so that the server refuses to start.

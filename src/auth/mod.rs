@@ -199,6 +199,37 @@ pub fn decide(
     nonce: Option<&str>,
     origin: &operator::Origin,
 ) -> Decision {
+    match decide_who(cfg, opts, nonce, origin) {
+        Decision::Ok(id) => Decision::Ok(with_account_limits(cfg, id)),
+        Decision::Bcrypt { hash, pass, ident } => Decision::Bcrypt {
+            hash,
+            pass,
+            ident: with_account_limits(cfg, ident),
+        },
+        fail => fail,
+    }
+}
+
+/// A config account's limits put on an identity in it (JWT identities carry their
+/// own).
+fn with_account_limits(cfg: &AuthConfig, mut id: Identity) -> Identity {
+    if id.jwt.is_some() {
+        return id;
+    }
+    if let Some(l) = id.account.as_ref().and_then(|a| cfg.account_limits.get(a)) {
+        id.max_subs = l.subs;
+        id.max_payload = l.payload;
+        id.account_conns = l.conns;
+    }
+    id
+}
+
+fn decide_who(
+    cfg: &AuthConfig,
+    opts: &ConnectOpts,
+    nonce: Option<&str>,
+    origin: &operator::Origin,
+) -> Decision {
     if !cfg.required() {
         return Decision::Ok(Identity::default());
     }
