@@ -778,3 +778,32 @@ fn bad_input_on_the_leaf_port_gets_the_reference_answers() {
         );
     }
 }
+
+/// A remote bound to an account the server does not have: nats-server refuses to
+/// start (while `-t` passes the file), and so does natrium, in the same words.
+#[test]
+fn a_remote_bound_to_a_missing_account_refuses_to_start() {
+    let path = conf(
+        "missing-account",
+        "leafnodes { remotes: [ { url: \"nats://127.0.0.1:1\", account: NOPE } ] }\n",
+    );
+    let mut bins = vec![support::natrium_bin()];
+    bins.extend(nats_server_bin());
+    for bin in bins {
+        let check = std::process::Command::new(&bin)
+            .args(["-c", &path, "-t"])
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{bin:?} -t refused the file");
+        let run = std::process::Command::new(&bin)
+            .args(["-c", &path, "-p", "-1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{bin:?} started");
+        assert!(
+            text.contains("cannot find local account \"NOPE\" specified in leafnode remote"),
+            "{bin:?}: {text}"
+        );
+    }
+}

@@ -332,13 +332,7 @@ struct AccountsSection {
 /// Account fields nats-server knows that natrium does not enforce yet: refused, since
 /// running without them would silently change what crosses account boundaries or
 /// what an account may do.
-const ACCOUNT_FIELDS_NOT_YET: &[&str] = &[
-    "nkey",
-    "mappings",
-    "maps",
-    "jetstream",
-    "msg_trace",
-];
+const ACCOUNT_FIELDS_NOT_YET: &[&str] = &["nkey", "mappings", "maps", "jetstream", "msg_trace"];
 
 /// An account's limits from config (`limits {}`):
 /// connections, subscriptions per connection, payload; `None` = unlimited.

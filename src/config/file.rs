@@ -199,7 +199,21 @@ pub fn validate(o: &Options) -> Result<(), String> {
         }
     }
     // Auth (issue #5): no_auth_user must name a configured user.
-    crate::auth::config::AuthConfig::from_options(o)?;
+    let auth = crate::auth::config::AuthConfig::from_options(o)?;
+    // A leaf node remote binds a local account that must exist (nats-server checks).
+    if let Some(l) = &o.leafnodes {
+        for r in &l.remotes {
+            let Some(name) = &r.account else { continue };
+            let known = name == crate::account::GLOBAL_NAME
+                || o.system_account().as_deref() == Some(name.as_str())
+                || auth.accounts.iter().any(|a| **a == **name);
+            if !known {
+                return Err(format!(
+                    "cannot find local account {name:?} specified in leafnode remote"
+                ));
+            }
+        }
+    }
     if o.max_payload > o.max_pending {
         return Err(format!(
             "max_payload ({}) cannot be higher than max_pending ({})",
