@@ -807,3 +807,52 @@ fn a_remote_bound_to_a_missing_account_refuses_to_start() {
         );
     }
 }
+
+/// `leafnodes { min_version }` on the hub: a spoke older than it is told so and
+/// refused, by natrium as by nats-server; one at least that recent gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_refuses_spokes_older_than_min_version() {
+    let kinds: &[Kind] = if nats_server_bin().is_some() {
+        &[Kind::Natrium, Kind::NatsServer]
+    } else {
+        &[Kind::Natrium]
+    };
+    for &hub_kind in kinds {
+        for (min, admitted) in [("2.99.0", false), ("2.10.0", true)] {
+            let port = free_port();
+            let hub = Server::start(
+                hub_kind,
+                &[
+                    "-c",
+                    &conf(
+                        "minhub",
+                        &format!(
+                            "leafnodes {{ listen: \"127.0.0.1:{port}\", min_version: \"{min}\" }}\n"
+                        ),
+                    ),
+                ],
+            );
+            let spoke = Server::start(
+                Kind::Natrium,
+                &[
+                    "-c",
+                    &conf(
+                        "minspoke",
+                        &format!(
+                            "leafnodes {{ remotes: [ {{ url: \"nats://127.0.0.1:{port}\" }} ] }}\n"
+                        ),
+                    ),
+                ],
+            );
+            if admitted {
+                exchange(&hub, &spoke).await;
+            } else {
+                let want = format!("minimum version required is \"{min}\"");
+                assert!(
+                    spoke.logged(&format!("connection rejected since {want}"), WAIT),
+                    "{hub_kind:?}: the spoke was not told about {min}"
+                );
+            }
+        }
+    }
+}
