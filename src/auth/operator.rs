@@ -6,8 +6,10 @@
 //! replaces the user's permissions), the nonce signature unless a bearer token,
 //! revocations, source networks, connect times and connection types.
 //!
-//! Pure decisions, like the rest of `auth`: claims and CONNECT in, an identity or a
-//! failure out.
+//! Decisions, like the rest of `auth`: claims and CONNECT in, an identity or a
+//! failure out; no connection is known here. The full resolver's directory is the
+//! one piece of state it touches (read when the trust is built, written by
+//! [`Trust::store`] and [`Trust::delete`], which callers run off the executor).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
