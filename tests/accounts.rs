@@ -885,21 +885,51 @@ fn account_limits_from_config_apply_as_the_reference_applies_them() {
             got, "-ERR 'maximum subscriptions exceeded'\r\nMSG x 1 4\r\nabcd\r\nPONG\r\n",
             "{kind:?}"
         );
+        // The server may count the last session's connection for a moment after it
+        // closed (both servers release it asynchronously): try again until it has.
+        let released = |cmds: &str| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            loop {
+                let got = limited_session(port, "a", cmds);
+                if !got.contains("maximum account active connections exceeded")
+                    || std::time::Instant::now() > deadline
+                {
+                    return got;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
         assert_eq!(
-            limited_session(port, "a", "PUB x 5\r\nabcde\r\n"),
+            released("PUB x 5\r\nabcde\r\n"),
             "-ERR 'Maximum Payload Violation'\r\n",
             "{kind:?}"
         );
-        // A's one connection held open: a second is refused; B takes two.
-        let _held = std::net::TcpStream::connect(("127.0.0.1", port)).map(|mut s| {
+        // A's one connection held open (admitted: its PONG came): a second is
+        // refused; B takes two.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let _held = loop {
             use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             s.write_all(b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"a\"}\r\nPING\r\n")
                 .unwrap();
+            let mut got = Vec::new();
             let mut b = [0u8; 4096];
-            let _ = s.read(&mut b);
-            s
-        });
-        std::thread::sleep(Duration::from_millis(200));
+            while !got.windows(6).any(|w| w == b"PONG\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&b[..n]),
+                }
+            }
+            if got.windows(6).any(|w| w == b"PONG\r\n") {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind:?}: A never admitted"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert_eq!(
             limited_session(port, "a", ""),
             "-ERR 'maximum account active connections exceeded'\r\n",
