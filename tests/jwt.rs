@@ -737,9 +737,25 @@ async fn the_full_resolver_takes_account_updates_at_run_time() {
         let r = ask("$SYS.REQ.CLAIMS.UPDATE".into(), b_jwt.clone()).await;
         assert_eq!(r["data"]["code"], 200, "{kind:?}: {r}");
         assert_eq!(r["data"]["account"], b.public_key().as_str());
+        let mut events = s.subscribe("$SYS.ACCOUNT.*.CONNECT").await.unwrap();
+        s.flush().await.unwrap();
         let bc = login(server.url(), b_creds.clone())
             .await
             .expect("B logs in after the push");
+        // The connect event carries the JWT facts, as the reference sends them.
+        let ev = tokio::time::timeout(support::client::WAIT, events.next())
+            .await
+            .expect("no connect event")
+            .unwrap();
+        let ev: serde_json::Value = serde_json::from_slice(&ev.payload).unwrap();
+        let client = &ev["client"];
+        assert_eq!(client["acc"], b.public_key().as_str(), "{kind:?}: {ev}");
+        assert_eq!(client["name_tag"], "B", "{kind:?}: {ev}");
+        assert_eq!(client["issuer_key"], b.public_key().as_str(), "{kind:?}");
+        assert!(
+            client["jwt"].as_str().is_some_and(|j| j.starts_with("eyJ")),
+            "{kind:?}"
+        );
         let looked = s
             .request(
                 format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP", b.public_key()),

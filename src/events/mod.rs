@@ -150,7 +150,23 @@ fn client_info(client: &Client, stop: Option<SystemTime>) -> Value {
         }
         info.insert("stop".into(), rfc3339(stop).into());
     }
-    info.insert("name_tag".into(), account.into());
+    // A JWT login: the user JWT, who signed it, the account JWT's name, the tags.
+    let facts = client.auth.jwt.borrow().clone();
+    match &facts {
+        Some(f) => {
+            if let Some(jwt) = opts.jwt.as_deref().filter(|j| !j.is_empty()) {
+                info.insert("jwt".into(), jwt.into());
+            }
+            info.insert("issuer_key".into(), f.issuer_key.clone().into());
+            info.insert("name_tag".into(), f.name_tag.clone().into());
+            if !f.tags.is_empty() {
+                info.insert("tags".into(), f.tags.clone().into());
+            }
+        }
+        None => {
+            info.insert("name_tag".into(), account.into());
+        }
+    }
     info.insert("kind".into(), "Client".into());
     info.insert("client_type".into(), "nats".into());
     Value::Object(info)
