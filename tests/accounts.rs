@@ -834,10 +834,10 @@ fn auth_error_event_like_the_reference() {
     );
 }
 
-/// Everything a raw client gets after CONNECT (as user `u`) + `cmds` + PING, up to
-/// the PONG or the close; INFO and the server's PINGs left out.
+/// What a raw client gets after CONNECT (as user `u`) + `cmds` + PING (see
+/// `support::client::until_pong`).
 fn limited_session(port: u16, u: &str, cmds: &str) -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     s.write_all(
@@ -847,18 +847,7 @@ fn limited_session(port: u16, u: &str, cmds: &str) -> String {
         .as_bytes(),
     )
     .unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !out.windows(6).any(|w| w == b"PONG\r\n") {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out)
-        .split_inclusive("\r\n")
-        .filter(|l| !l.starts_with("INFO ") && *l != "PING\r\n")
-        .collect()
+    support::client::until_pong(&mut s)
 }
 
 /// Account limits in config (`limits {}`), as

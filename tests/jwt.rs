@@ -129,29 +129,7 @@ fn session(port: u16, jwt: &str, seed: Option<&KeyPair>, cmds: &str) -> String {
     }
     s.write_all(format!("CONNECT {connect}\r\n{cmds}PING\r\n").as_bytes())
         .unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !out.windows(6).any(|w| w == b"PONG\r\n") {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    // What follows the PONG (the INFO protocol-1 clients get, and a subscription
-    // limit error the reference sometimes repeats on its own) is left out; so are
-    // runs of one line.
-    let mut lines: Vec<&str> = Vec::new();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    for l in text.split_inclusive("\r\n") {
-        if l.starts_with("INFO ") || l == "PING\r\n" || lines.last() == Some(&l) {
-            continue;
-        }
-        lines.push(l);
-        if l == "PONG\r\n" {
-            break;
-        }
-    }
-    lines.concat()
+    support::client::until_pong(&mut s)
 }
 
 /// The servers to compare: natrium, and the reference when installed.

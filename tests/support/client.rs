@@ -58,3 +58,31 @@ pub async fn await_interest(publisher: &Client, sub: &mut Subscriber, subject: &
         );
     }
 }
+
+/// What a server sends on a raw socket up to its first PONG (or the close), for
+/// comparing servers byte for byte: INFO lines and the server's own PINGs are left
+/// out, and so are runs of one line (the reference sometimes repeats a
+/// subscription limit error on its own) and what follows the PONG.
+pub fn until_pong(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(6).any(|w| w == b"PONG\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let mut lines: Vec<&str> = Vec::new();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    for l in text.split_inclusive("\r\n") {
+        if l.starts_with("INFO ") || l == "PING\r\n" || lines.last() == Some(&l) {
+            continue;
+        }
+        lines.push(l);
+        if l == "PONG\r\n" {
+            break;
+        }
+    }
+    lines.concat()
+}
