@@ -862,10 +862,7 @@ fn account_limits_from_config_apply_as_the_reference_applies_them() {
          max_subscriptions: 1, max_payload: 4 } }\n  B { users = [ {user: b, password: b} ], \
          limits { max_connections: 2 } }\n}\n",
     );
-    let mut kinds = vec![Kind::Natrium];
-    if nats_server_bin().is_some() {
-        kinds.push(Kind::NatsServer);
-    }
+    let kinds = support::kinds();
     for kind in kinds {
         let server = Server::start(kind, &["-c", &conf]);
         let port = server.port;

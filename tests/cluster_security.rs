@@ -112,11 +112,7 @@ async fn route_peers_without_a_trusted_certificate_are_refused_as_nats_server_do
     let dir = pki();
     let good = tls_block(&dir, "node", "");
     let rogue = tls_block(&dir, "rogue", "");
-    let acceptors: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let acceptors: &[Kind] = &support::kinds();
     for &acceptor in acceptors {
         for (peer, expect) in [
             (rogue.as_str(), "TLS route handshake error: tls: "),
@@ -153,11 +149,7 @@ async fn route_verify_and_map_takes_the_user_from_the_certificate() {
     let dir = pki();
     let plain = tls_block(&dir, "node", "");
     let mapped = tls_block(&dir, "node", ", verify_and_map: true");
-    let acceptors: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let acceptors: &[Kind] = &support::kinds();
     for &acceptor in acceptors {
         for (user, admitted) in [("localhost", true), ("someone", false)] {
             eprintln!("acceptor {acceptor:?}, cluster user {user}");

@@ -411,7 +411,6 @@ async fn creds_files_log_in_and_accounts_share_only_what_they_export() {
         }
         task.abort();
     }
-    let _ = &w.c;
 }
 
 /// Start-up errors in operator mode, as nats-server gives them.
@@ -446,7 +445,6 @@ fn operator_mode_configuration_errors_match_the_reference() {
             assert!(text.contains(expect), "{bin:?}, {name}: {text}");
         }
     }
-    let _ = (&w.b, &w.a_signer);
 }
 
 /// A leaf node remote with `credentials` logs in to an operator-mode hub with the
@@ -473,11 +471,7 @@ async fn leaf_remotes_log_in_with_credentials() {
             &client.seed().unwrap(),
         ),
     );
-    let kinds: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let kinds: &[Kind] = &support::kinds();
     for &hub_kind in kinds {
         for &spoke_kind in kinds {
             if hub_kind == Kind::NatsServer && spoke_kind == Kind::NatsServer {
@@ -630,10 +624,7 @@ fn a_bearer_jwt_in_the_websocket_cookie_logs_in() {
         json!({"bearer_token": true,
         "issuer_account": w.a.public_key()}),
     );
-    let mut kinds = vec![Kind::Natrium];
-    if nats_server_bin().is_some() {
-        kinds.push(Kind::NatsServer);
-    }
+    let kinds = support::kinds();
     // One at a time: both would listen on the same websocket port.
     for kind in kinds {
         let server = Server::start(kind, &["-c", &path]);
@@ -653,11 +644,7 @@ fn a_bearer_jwt_in_the_websocket_cookie_logs_in() {
 /// revokes a connected user disconnects it; bad pushes get the reference's errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_resolver_takes_account_updates_at_run_time() {
-    let kinds: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let kinds: &[Kind] = &support::kinds();
     for &kind in kinds {
         let dir = TempDir::new("jwt-full");
         let op = KeyPair::new_operator();
@@ -870,11 +857,7 @@ fn a_connection_is_closed_when_its_jwt_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connz_and_user_info_show_the_jwt_facts() {
     let w = world();
-    let kinds: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let kinds: &[Kind] = &support::kinds();
     let u = KeyPair::new_user();
     let token = user(
         &u,

@@ -71,11 +71,7 @@ async fn exchange(hub: &Server, spoke: &Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_and_spoke_in_any_mix_exchange_messages_and_requests() {
-    let kinds: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let kinds: &[Kind] = &support::kinds();
     for &hub_kind in kinds {
         for &spoke_kind in kinds {
             if hub_kind == Kind::NatsServer && spoke_kind == Kind::NatsServer {
@@ -117,11 +113,7 @@ async fn hub_and_spoke_in_any_mix_exchange_messages_and_requests() {
 /// one member, and members on both sides get some.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_groups_span_the_leaf_and_deliver_once() {
-    let kinds: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let kinds: &[Kind] = &support::kinds();
     for &spoke_kind in kinds {
         let port = free_port();
         let hub = Server::start(
@@ -472,11 +464,7 @@ async fn a_leaf_binds_one_account_on_each_side_and_denies_what_it_names() {
 /// on the far hub node and on the spoke delivers each message once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_cluster_carries_leaf_traffic_across_its_routes() {
-    let kinds: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let kinds: &[Kind] = &support::kinds();
     for &near_kind in kinds {
         for &far_kind in kinds {
             for &spoke_kind in kinds {
@@ -812,11 +800,7 @@ fn a_remote_bound_to_a_missing_account_refuses_to_start() {
 /// refused, by natrium as by nats-server; one at least that recent gets in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_refuses_spokes_older_than_min_version() {
-    let kinds: &[Kind] = if nats_server_bin().is_some() {
-        &[Kind::Natrium, Kind::NatsServer]
-    } else {
-        &[Kind::Natrium]
-    };
+    let kinds: &[Kind] = &support::kinds();
     for &hub_kind in kinds {
         for (min, admitted) in [("2.99.0", false), ("2.10.0", true)] {
             let port = free_port();

@@ -206,6 +206,11 @@ impl RunResult {
     }
 }
 
+/// The server's CPU seconds since `before` (both read from `--server-pid`).
+fn server_cpu_since(opts: &RunOpts, before: Option<f64>) -> Option<f64> {
+    Some(opts.server_pid.and_then(sys::proc_cpu)? - before?)
+}
+
 fn rate(n: u64, secs: f64) -> f64 {
     if secs > 0.0 {
         n as f64 / secs
@@ -345,10 +350,7 @@ fn run_connect(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
         deliv_secs: secs,
         latency: Latency::from_hist(&hist),
         gen_cpu: sys::self_cpu() - cpu0,
-        server_cpu: match (srv0, opts.server_pid.and_then(sys::proc_cpu)) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        },
+        server_cpu: server_cpu_since(opts, srv0),
         check: CheckSum {
             expected: total,
             unique: total,
@@ -559,10 +561,7 @@ fn run_msgs(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
     }
     let wall = start.elapsed().as_secs_f64();
     let gen_cpu = sys::self_cpu() - rusage0;
-    let server_cpu = match (srv0, opts.server_pid.and_then(sys::proc_cpu)) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
+    let server_cpu = server_cpu_since(opts, srv0);
     if let Some(e) = shared.error() {
         return Err(e);
     }
@@ -901,10 +900,7 @@ fn run_reqreply(spec: &Spec, opts: &RunOpts) -> Result<RunResult, String> {
     }
     let wall = start.elapsed().as_secs_f64();
     let gen_cpu = sys::self_cpu() - rusage0;
-    let server_cpu = match (srv0, opts.server_pid.and_then(sys::proc_cpu)) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
+    let server_cpu = server_cpu_since(opts, srv0);
     if let Some(e) = shared.error() {
         return Err(e);
     }

@@ -52,6 +52,8 @@ pub struct User {
     pub standard_allowed: bool,
     /// The account it is listed in (`accounts { A { users } }`); `None` = `$G`.
     pub account: Option<Arc<str>>,
+    /// That account's limits (`accounts { A { limits {} } }`).
+    pub limits: AccountLimits,
 }
 
 impl fmt::Debug for User {
@@ -90,8 +92,6 @@ pub struct AuthConfig {
     pub trust: Option<Arc<super::operator::Trust>>,
     /// Imports of account JWTs left out (not granted by their export), for the log.
     pub import_warnings: Vec<String>,
-    /// Config accounts' limits.
-    pub account_limits: HashMap<Arc<str>, AccountLimits>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -177,7 +177,6 @@ impl AuthConfig {
             cfg.accounts = section.names;
             cfg.stream_imports = section.imports;
             cfg.service_imports = section.service_imports;
-            cfg.account_limits = section.limits;
         }
         // Flags win over the file, as in nats-server.
         let flags = &opts.auth_flags;
@@ -438,6 +437,7 @@ fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
                 u.permissions = default_perms.clone();
             }
             u.account = Some(name.clone());
+            u.limits = out.limits.get(&name).copied().unwrap_or_default();
             out.users.push(u);
         }
     }
@@ -903,6 +903,7 @@ fn parse_user(map: &Map, item: &Item, errors: &mut Errors) -> Option<User> {
         permissions: None,
         standard_allowed: true,
         account: None,
+        limits: AccountLimits::default(),
     };
     let mut last = item.pos.clone();
     let mut ok = true;

@@ -62,6 +62,9 @@ impl Identity {
             user: Some(u.nkey.clone().unwrap_or_else(|| u.name.clone())),
             perms: u.permissions.clone(),
             account: u.account.clone(),
+            max_subs: u.limits.subs,
+            max_payload: u.limits.payload,
+            account_conns: u.limits.conns,
             ..Identity::default()
         }
     }
@@ -194,37 +197,6 @@ fn compare_or_defer(server: &str, client: &str, ident: Identity, why: Failure) -
 /// for clients): nkey users, then users (with the `no_auth_user` fallback), then the
 /// token, then the single user. bcrypt comparisons are left to the caller.
 pub fn decide(
-    cfg: &AuthConfig,
-    opts: &ConnectOpts,
-    nonce: Option<&str>,
-    origin: &operator::Origin,
-) -> Decision {
-    match decide_who(cfg, opts, nonce, origin) {
-        Decision::Ok(id) => Decision::Ok(with_account_limits(cfg, id)),
-        Decision::Bcrypt { hash, pass, ident } => Decision::Bcrypt {
-            hash,
-            pass,
-            ident: with_account_limits(cfg, ident),
-        },
-        fail => fail,
-    }
-}
-
-/// A config account's limits put on an identity in it (JWT identities carry their
-/// own).
-fn with_account_limits(cfg: &AuthConfig, mut id: Identity) -> Identity {
-    if id.jwt.is_some() {
-        return id;
-    }
-    if let Some(l) = id.account.as_ref().and_then(|a| cfg.account_limits.get(a)) {
-        id.max_subs = l.subs;
-        id.max_payload = l.payload;
-        id.account_conns = l.conns;
-    }
-    id
-}
-
-fn decide_who(
     cfg: &AuthConfig,
     opts: &ConnectOpts,
     nonce: Option<&str>,

@@ -26,21 +26,6 @@ use crate::account::imports::{
 };
 use crate::proto::connect::ConnectOpts;
 
-/// One trusted operator, from its JWT.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Operator {
-    /// `name`.
-    pub name: String,
-    /// Its identity key (`sub`).
-    pub key: String,
-    /// Issued at (unix seconds).
-    pub iat: i64,
-    /// Expires (unix seconds, 0 = never).
-    pub exp: i64,
-    /// `nats.system_account`.
-    pub system_account: String,
-}
-
 /// A user signing key of an account: plain, or scoped with the template of
 /// permissions and limits every user it signs gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,8 +81,8 @@ pub enum Resolver {
 pub struct Trust {
     /// Where the accounts come from.
     pub resolver: Resolver,
-    /// The operators (`operator`), empty with bare `trusted_keys`.
-    pub operators: Vec<Operator>,
+    /// The operators' identity keys (`operator`), empty with bare `trusted_keys`.
+    pub operator_keys: HashSet<String>,
     /// Keys that may sign account JWTs: the operators' identity keys (unless strict
     /// signing key use) and signing keys, or `trusted_keys`.
     pub keys: HashSet<String>,
@@ -159,6 +144,7 @@ impl Trust {
             return Err("conflicting options for 'TrustedKeys' and 'TrustedOperators'".into());
         }
         let mut t = Trust::default();
+        let mut operator_system: Option<String> = None;
         for text in &operator_texts {
             let token = operator_jwt(text)?;
             let c = jwt::decode(&token).map_err(|e| format!("error parsing operator JWT: {e}"))?;
@@ -179,13 +165,10 @@ impl Trust {
             for k in list(&c.nats, "signing_keys") {
                 t.keys.insert(k);
             }
-            t.operators.push(Operator {
-                name: c.name.clone(),
-                key: c.sub.clone(),
-                iat: c.iat,
-                exp: c.exp,
-                system_account: c.str("system_account").to_string(),
-            });
+            t.operator_keys.insert(c.sub.clone());
+            if operator_system.is_none() && !c.str("system_account").is_empty() {
+                operator_system = Some(c.str("system_account").to_string());
+            }
         }
         for k in trusted {
             if nkeys::KeyPair::from_public_key(&k).is_err() || !k.starts_with('O') {
@@ -203,12 +186,7 @@ impl Trust {
             .section("system_account")
             .and_then(|i| i.value.as_str())
             .map(str::to_string)
-            .or_else(|| {
-                t.operators
-                    .iter()
-                    .map(|o| o.system_account.clone())
-                    .find(|s| !s.is_empty())
-            });
+            .or(operator_system);
         t.resolver = resolver_of(opts.section("resolver").map(|i| &i.value))?;
         if let Some(item) = opts.section("resolver_preload") {
             let Some(map) = item.value.as_map() else {
@@ -221,19 +199,18 @@ impl Trust {
                         e.key
                     ));
                 };
-                let acc = t.read_account(token).map_err(|why| {
+                let key = t.add_account(token).map_err(|why| {
                     format!(
                         "invalid account JWT for {:?} in resolver_preload: {why}",
                         e.key
                     )
                 })?;
-                if acc.key != e.key {
+                if key != e.key {
                     return Err(format!(
-                        "invalid account JWT in resolver_preload: key {:?} holds the JWT of {:?}",
-                        e.key, acc.key
+                        "invalid account JWT in resolver_preload: key {:?} holds the JWT of {key:?}",
+                        e.key
                     ));
                 }
-                t.accounts.insert(acc.key.clone(), Arc::new(acc));
             }
         }
         if let Resolver::Full { dir, .. } = &t.resolver {
@@ -241,22 +218,15 @@ impl Trust {
                 .map_err(|e| format!("resolver dir {}: {e}", dir.display()))?;
             let entries = std::fs::read_dir(dir)
                 .map_err(|e| format!("resolver dir {}: {e}", dir.display()))?;
-            let mut stored = Vec::new();
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.extension().and_then(|e| e.to_str()) != Some("jwt") {
                     continue;
                 }
-                let Ok(token) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
                 // A file that does not hold a trusted account JWT is left out.
-                if let Ok(acc) = t.read_account(&token) {
-                    stored.push(acc);
+                if let Ok(token) = std::fs::read_to_string(&path) {
+                    let _ = t.add_account(&token);
                 }
-            }
-            for acc in stored {
-                t.accounts.insert(acc.key.clone(), Arc::new(acc));
             }
         }
         Ok(Some(t))
@@ -307,7 +277,7 @@ impl Trust {
             return Err("not supported".into());
         };
         let c = jwt::decode(token)?;
-        if !self.operators.iter().any(|o| o.key == c.iss) && !self.keys.contains(&c.iss) {
+        if !self.operator_keys.contains(&c.iss) && !self.keys.contains(&c.iss) {
             return Err(format!("not signed by a trusted operator: {}", c.iss));
         }
         if !allow_delete {

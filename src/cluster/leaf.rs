@@ -174,7 +174,6 @@ pub async fn serve(
         ),
         None => log_info!("{who} - Leafnode connection created "),
     }
-    let url_index = url;
     let nonce = link::random_nonce();
     let negotiated = match &remote {
         Some(r) => spoke_negotiate(&r.urls[url % r.urls.len()].host, r, tcp, &who).await,
@@ -221,9 +220,7 @@ pub async fn serve(
         told: RefCell::new(HashMap::new()),
         deny_imports: patterns(remote.as_ref().map(|r| &r.deny_imports)),
         deny_exports: patterns(remote.as_ref().map(|r| &r.deny_exports)),
-        url: remote
-            .as_ref()
-            .map(|r| r.urls[url_index % r.urls.len()].clone()),
+        url: remote.as_ref().map(|r| r.urls[url % r.urls.len()].clone()),
         registered: Cell::new(false),
         refused: Cell::new(false),
     });
@@ -556,10 +553,7 @@ fn check_connect(core: &ClusterCore, leaf: &Leaf, json: &[u8]) -> Result<(), Ref
             return Err(violation());
         }
         auth.account.clone()
-    } else if let Some(trust) = crate::auth::AuthConfig::from_options(&core.server.current_opts())
-        .ok()
-        .and_then(|a| a.trust)
-    {
+    } else if let Some(trust) = current_trust(core) {
         // Operator mode: the leaf logs in with a user JWT like a client, as a
         // LEAFNODE connection, and is bound to the JWT's account.
         let given = |k: &str| Some(s(k)).filter(|v| !v.is_empty());
@@ -615,6 +609,16 @@ fn version_below(version: &str, min: &str) -> bool {
             .collect()
     };
     parse(version) < parse(min)
+}
+
+/// Operator mode's trust as it is now (account JWTs change at run time with the
+/// full resolver); `None` outside operator mode, which a reload cannot switch on
+/// or off, so other servers do not rebuild their authentication per leaf.
+fn current_trust(core: &ClusterCore) -> Option<std::sync::Arc<crate::auth::operator::Trust>> {
+    core.server.auth.trust.as_ref()?;
+    crate::auth::AuthConfig::from_options(&core.server.current_opts())
+        .ok()
+        .and_then(|a| a.trust)
 }
 
 /// The hub's INFO: the first one (with a nonce) on accepting, the `connect_info` one

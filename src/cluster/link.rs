@@ -101,22 +101,8 @@ pub enum Step {
 }
 
 impl Link {
-    /// The plumbing of a new connection on `tcp`.
-    pub fn new(core: &ClusterCore, kind: LinkKind, solicited: bool, tcp: TcpStream) -> Link {
-        let _ = tcp.set_nodelay(true);
-        let peer = tcp.peer_addr().ok();
-        Link::with_stream(
-            core,
-            kind,
-            solicited,
-            (core.next_link_id(), peer),
-            ConnStream::Plain(tcp),
-            None,
-        )
-    }
-
-    /// The plumbing of a connection whose stream is ready (TLS negotiated): `id`
-    /// and the peer address as [`Link::label`] showed them during the handshake.
+    /// The plumbing of a new connection whose stream is ready (TLS negotiated):
+    /// `id` and the peer address as [`label`] showed them during the handshake.
     pub fn with_stream(
         core: &ClusterCore,
         kind: LinkKind,

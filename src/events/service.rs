@@ -430,10 +430,7 @@ impl Services {
                         self.refresh_auth();
                         let data = json!({"account": account, "code": 200,
                                           "message": "jwt updated"});
-                        self.publish_with_server(
-                            &req.reply,
-                            |server| json!({"server": server, "data": data}),
-                        );
+                        self.reply_data(&req.reply, Ok(data));
                     }
                     Err((account, why)) => {
                         let text = format!("jwt update resulted in error - {why}");
@@ -456,10 +453,7 @@ impl Services {
                     Ok(n) => {
                         self.refresh_auth();
                         let data = json!({"code": 200, "message": format!("deleted {n} accounts")});
-                        self.publish_with_server(
-                            &req.reply,
-                            |server| json!({"server": server, "data": data}),
-                        );
+                        self.reply_data(&req.reply, Ok(data));
                     }
                     Err(why) => {
                         let text = format!("delete accounts request by  failed - {why}");

@@ -948,6 +948,11 @@ impl ShardCtx {
                 share: false,
             });
         }
+        // Accounts the auth config names exist before their first client (a pushed
+        // account JWT, say), so that each gets its system imports now.
+        for name in &auth.accounts {
+            self.server.account_id(name);
+        }
         let system = self.system_imports();
         let mut st = self.state.borrow_mut();
         for i in 0..st.accounts.len() {

@@ -43,6 +43,16 @@ pub fn nats_server_bin() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The servers a differential test runs against: natrium, then the reference when
+/// it is installed.
+pub fn kinds() -> Vec<Kind> {
+    let mut v = vec![Kind::Natrium];
+    if nats_server_bin().is_some() {
+        v.push(Kind::NatsServer);
+    }
+    v
+}
+
 /// Path of the natrium binary built by cargo for this test run.
 pub fn natrium_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_natrium"))
