@@ -593,6 +593,11 @@ fn a_node_in_lame_duck_mode_is_dropped_from_the_cluster_urls() {
         let mut held = std::net::TcpStream::connect(b.addr()).unwrap();
         held.write_all(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n")
             .unwrap();
+        // Its PONG: B has taken the connection before it hears SIGUSR2 (a server
+        // with no client left ends lame duck mode at once).
+        held.set_read_timeout(Some(WAIT)).unwrap();
+        let got = support::client::until_pong(&mut held);
+        assert!(got.ends_with("PONG\r\n"), "B did not answer: {got:?}");
         await_info(&mut s, |i| {
             i["connect_urls"].as_array().is_some_and(|u| u.len() == 2)
         });
