@@ -5,6 +5,7 @@ mod proto;
 mod report;
 mod scenario;
 mod server;
+mod subs;
 mod sys;
 mod ws;
 
@@ -34,6 +35,9 @@ enum Cmd {
     Connect,
     /// the default suite: pub, 1->1, fan-out 1->10 and 1->100, queue, many pubs, req/reply
     Suite,
+    /// interest at scale: SUB/UNSUB rates and memory of --sub-total unique
+    /// subscriptions over --sub-conns connections, and --same-subject SUBs on one subject
+    Subs,
 }
 
 /// Measure msgs/sec and latency of a NATS server, or of natrium and nats-server
@@ -126,6 +130,15 @@ struct Cli {
     /// No progress lines
     #[arg(long, short)]
     quiet: bool,
+    /// subs: unique subscriptions in all
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    sub_total: u64,
+    /// subs: connections the unique subscriptions are spread over
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    sub_conns: u64,
+    /// subs: subscriptions on one subject from one connection
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    same_subject: u64,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -191,7 +204,7 @@ fn kind_of(c: Cmd) -> Option<Kind> {
         Cmd::Manypubs => Kind::Manypubs,
         Cmd::Reqreply => Kind::Reqreply,
         Cmd::Connect => Kind::Connect,
-        Cmd::Suite => return None,
+        Cmd::Suite | Cmd::Subs => return None,
     })
 }
 
@@ -329,11 +342,89 @@ fn run(cli: &Cli) -> Result<bool, String> {
     if cli.subject.is_empty() || cli.subject.contains([' ', '\t', '*', '>']) {
         return Err(format!("bad --subject '{}'", cli.subject));
     }
+    if cli.scenario == Cmd::Subs {
+        return subs_scenario(cli, &opts, &server_cores);
+    }
     if cli.compare {
         compare(cli, &specs, &mut opts, &server_cores)
     } else {
         single(cli, &specs, &opts)
     }
+}
+
+/// The `subs` scenario, against --url or (--compare) both servers in turn.
+fn subs_scenario(cli: &Cli, opts: &RunOpts, server_cores: &[usize]) -> Result<bool, String> {
+    if cli.sub_conns > cli.sub_total {
+        return Err("--sub-conns must not exceed --sub-total".into());
+    }
+    let spec = subs::SubsSpec {
+        total: cli.sub_total as usize,
+        conns: cli.sub_conns as usize,
+        same: cli.same_subject as usize,
+    };
+    let (mut nat_runs, mut ns_runs) = (Vec::new(), Vec::new());
+    if !cli.compare {
+        let r = subs::run(
+            &spec,
+            &opts.url,
+            opts.server_pid,
+            opts.timeout,
+            &opts.subject,
+        )?;
+        say(cli, &format!("{}: {}", spec.label(), subs::one_line(&r)));
+        for f in &r.figures {
+            println!("{:<26} {:.3} {}", f.name, f.value, f.unit);
+        }
+        return Ok(true);
+    }
+    let nat = server::natrium(cli.natrium.as_deref())?;
+    let ns = server::nats_server(cli.nats_server.as_deref())?;
+    say(
+        cli,
+        &format!(
+            "natrium: {}\nnats-server: {}\nserver cores {:?}, client cores {}, {} rounds",
+            nat.path.display(),
+            ns.path.display(),
+            server_cores,
+            cli.client_cores.as_deref().unwrap_or("1"),
+            cli.rounds
+        ),
+    );
+    for round in 1..=cli.rounds {
+        for bin in [&nat, &ns] {
+            let mut srv = bin.start_with(server_cores, cli.timeout, &[])?;
+            let url = proto::Url::parse(&srv.url())?;
+            let r = subs::run(&spec, &url, Some(srv.pid), opts.timeout, &opts.subject);
+            let tail = srv.log_tail();
+            srv.stop();
+            let r = r.map_err(|e| format!("subs on {}: {e} ({tail})", bin.name))?;
+            say(
+                cli,
+                &format!(
+                    "round {round}/{} {:<11} {}",
+                    cli.rounds,
+                    bin.name,
+                    subs::one_line(&r)
+                ),
+            );
+            if bin.name == "natrium" {
+                nat_runs.push(r);
+            } else {
+                ns_runs.push(r);
+            }
+        }
+    }
+    let table = subs::compare_table(&spec, &nat_runs, &ns_runs);
+    if cli.json {
+        eprint!("\n{table}");
+        let mut v = subs::to_json(&spec, &nat_runs, &ns_runs);
+        v["server_cores"] = json!(server_cores);
+        v["rounds"] = json!(cli.rounds);
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    } else {
+        print!("\n{table}");
+    }
+    Ok(true)
 }
 
 fn loud_failure(r: &RunResult) {

@@ -24,6 +24,15 @@ pub fn proc_cpu(pid: u32) -> Option<f64> {
     Some((ut + st) / hz)
 }
 
+/// Resident set size of a process in bytes, from /proc/PID/statm.
+pub fn proc_rss(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * if page > 0 { page as u64 } else { 4096 })
+}
+
 /// Parse "0", "0,2", "0-3,6" into core ids.
 pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     let mut v = Vec::new();

@@ -239,7 +239,7 @@ fn apply_identity(ctx: &ShardCtx, c: &Client, ident: Identity) {
         if perms.can_subscribe(&sub.subject, sub.queue.as_deref()) {
             continue;
         }
-        c.subs.borrow_mut().remove(&sub.sid);
+        c.forget_sub(&sub.sid);
         ctx.remove_sub(&mut ctx.state.borrow_mut(), &sub);
         let subject = String::from_utf8_lossy(&sub.subject);
         let sid = String::from_utf8_lossy(&sub.sid);

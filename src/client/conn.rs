@@ -638,7 +638,7 @@ fn on_unsub(ctx: &ShardCtx, client: &Client, sid: &[u8], max: Option<u64>) -> Ne
         match max {
             Some(max) if max > sub.delivered.get() => sub.max.set(max),
             _ => {
-                client.subs.borrow_mut().remove(sid);
+                client.forget_sub(sid);
                 ctx.begin_leave(&mut ctx.state.borrow_mut(), &sub);
             }
         }

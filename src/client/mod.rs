@@ -62,6 +62,12 @@ impl PartialEq for SubRef {
 
 impl Eq for SubRef {}
 
+impl std::hash::Hash for SubRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Rc::as_ptr(&self.0), state)
+    }
+}
+
 /// Per-connection message counters.
 #[derive(Debug, Default)]
 pub struct ClientStats {
@@ -151,6 +157,19 @@ pub struct Client {
 }
 
 impl Client {
+    /// Removes the subscription with `sid` from this client's map, giving the map's
+    /// memory back once most of it is unused (a client that unsubscribes 10^5 sids
+    /// keeps its connection but not their table).
+    pub fn forget_sub(&self, sid: &[u8]) -> Option<Rc<Subscription>> {
+        let mut subs = self.subs.borrow_mut();
+        let gone = subs.remove(sid);
+        if subs.capacity() > 64 && subs.len() * 4 < subs.capacity() {
+            let keep = subs.len() * 2;
+            subs.shrink_to(keep);
+        }
+        gone
+    }
+
     /// A new connection with nats-server's pre-CONNECT defaults.
     pub fn new(cid: u64, peer: Option<SocketAddr>) -> Client {
         let opts = ConnectOpts::default();

@@ -204,6 +204,9 @@ pub struct ShardState {
     /// The same, oldest first, with when each expires.
     reply_order: std::collections::VecDeque<(Bytes, std::time::Instant)>,
     next_reply: u64,
+    /// Subscriptions removed (here and in the replicas) since the allocator was last
+    /// asked to give free memory back (see [`ShardCtx::release_memory`]).
+    pub released: u64,
 }
 
 impl ShardState {
@@ -309,6 +312,7 @@ impl ShardCtx {
                 replies: HashMap::new(),
                 reply_order: std::collections::VecDeque::new(),
                 next_reply: 0,
+                released: 0,
             }),
         })
     }
@@ -377,6 +381,7 @@ impl ShardCtx {
                     remote.insert_n(&subject, queue.as_deref(), from as u16, n);
                 } else {
                     remote.remove_n(&subject, queue.as_deref(), &(from as u16), n);
+                    st.released += 1;
                 }
             }
             Envelope::Barrier(token) => self.mesh.send(from, Envelope::BarrierAck(token)),
@@ -585,6 +590,7 @@ impl ShardCtx {
             sub.queue.as_deref(),
             &SubRef(sub.clone()),
         );
+        st.released += 1;
         if !sub.leaving.get() {
             self.broadcast_interest(sub.account(), &sub.subject, &sub.queue, false);
         }
@@ -1368,7 +1374,7 @@ impl ShardCtx {
         sub.delivered.set(delivered);
         let max = sub.max.get();
         if max > 0 && delivered >= max {
-            c.subs.borrow_mut().remove(&sub.sid);
+            c.forget_sub(&sub.sid);
             self.remove_sub(st, sub);
         }
         true

@@ -12,7 +12,11 @@
 //! * Entries of a node: plain `(item, count)` pairs and, if any, queue groups
 //!   `(name, [(item, count)])`. The same `(subject, queue, item)` inserted twice bumps
 //!   the count. Looking an item up inside one node is a linear scan (`T` is only `Eq`),
-//!   so inserting/removing on a subject that already has `k` entries costs `O(k)`.
+//!   while a list is short. A list that grows to [`INDEX_MIN`] entries (many
+//!   subscribers on one subject, one queue group with many members) gets a hash index
+//!   `item -> position` in a side table keyed by `(node, list)`, so inserting and
+//!   removing stay `O(1)` and building or tearing down `k` subscriptions on one subject
+//!   is linear; small lists, the common case, pay nothing for it.
 //! * Empty nodes are unlinked and freed on remove.
 //!
 //! # Match cache
@@ -32,6 +36,7 @@
 /// short keys (the match cache is looked up on every publish) and is seeded per map,
 /// so subjects chosen by a client cannot be made to collide.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::hash::Hash;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -48,6 +53,12 @@ const NONE: u32 = u32::MAX;
 const ROOT: u32 = 0;
 /// Node ids are `u32`; `NONE` is reserved.
 const MAX_NODES: usize = (u32::MAX - 1) as usize;
+/// Entry lists at least this long are indexed (see the module docs); below it a
+/// linear scan of a few cache lines is cheaper than hashing.
+pub const INDEX_MIN: usize = 32;
+/// The list slot of a node's plain entries in the index table (queue groups use
+/// their position in the node's group vector).
+const PLAIN: u32 = u32::MAX;
 
 /// Result of matching one published subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +211,8 @@ pub struct Sublist<T> {
     /// `parent id (LE) ++ token` -> child id, for literal tokens.
     edges: HashMap<Box<[u8]>, u32>,
     count: usize,
+    /// `(node, list slot)` -> `item -> position in that list`, for long lists only.
+    index: HashMap<(u32, u32), HashMap<T, u32>>,
     cache: HashMap<Box<[u8]>, Rc<SublistResult<T>>>,
     cache_cap: usize,
     empty: Rc<SublistResult<T>>,
@@ -212,7 +225,7 @@ pub struct Sublist<T> {
     path: Vec<u32>,
 }
 
-impl<T: Clone + Eq> Default for Sublist<T> {
+impl<T: Clone + Eq + Hash> Default for Sublist<T> {
     fn default() -> Self {
         Self::new()
     }
@@ -250,7 +263,73 @@ fn sum_counts<T>(members: &[(T, u32)]) -> u32 {
 /// Scratch vectors that grew very large for one odd subject are not kept around.
 const SCRATCH_KEEP: usize = 4096;
 
-impl<T: Clone + Eq> Sublist<T> {
+/// Where `item` sits in `list` (indexed through `index` when the list is long).
+#[inline]
+fn find_entry<T: Eq + Hash>(
+    index: &HashMap<(u32, u32), HashMap<T, u32>>,
+    key: (u32, u32),
+    list: &[(T, u32)],
+    item: &T,
+) -> Option<usize> {
+    if list.len() >= INDEX_MIN {
+        index.get(&key)?.get(item).map(|&i| i as usize)
+    } else {
+        list.iter().position(|(t, _)| t == item)
+    }
+}
+
+/// Appends a new entry to `list`, keeping the index of `key` in step.
+fn push_entry<T: Clone + Eq + Hash>(
+    index: &mut HashMap<(u32, u32), HashMap<T, u32>>,
+    key: (u32, u32),
+    list: &mut Vec<(T, u32)>,
+    item: T,
+    n: u32,
+) {
+    push_compact(list, (item, n));
+    let len = list.len();
+    if len == INDEX_MIN {
+        let mut m = HashMap::with_capacity_and_hasher(2 * INDEX_MIN, Default::default());
+        for (i, (t, _)) in list.iter().enumerate() {
+            m.insert(t.clone(), i as u32);
+        }
+        index.insert(key, m);
+    } else if len > INDEX_MIN {
+        if let Some(m) = index.get_mut(&key) {
+            m.insert(list[len - 1].0.clone(), (len - 1) as u32);
+        }
+    }
+}
+
+/// Removes the entry at `i` of `list` (swap-remove), keeping the index of `key` in
+/// step and dropping it once the list is short again.
+fn remove_entry<T: Eq + Hash>(
+    index: &mut HashMap<(u32, u32), HashMap<T, u32>>,
+    key: (u32, u32),
+    list: &mut Vec<(T, u32)>,
+    i: usize,
+) {
+    let before = list.len();
+    let (gone, _) = list.swap_remove(i);
+    if before >= INDEX_MIN {
+        if list.len() < INDEX_MIN {
+            index.remove(&key);
+        } else if let Some(m) = index.get_mut(&key) {
+            m.remove(&gone);
+            if i < list.len() {
+                if let Some(p) = m.get_mut(&list[i].0) {
+                    *p = i as u32;
+                }
+            }
+            if m.capacity() > 8 * INDEX_MIN && m.len() * 4 <= m.capacity() {
+                m.shrink_to(m.len() * 2);
+            }
+        }
+    }
+    maybe_shrink(list);
+}
+
+impl<T: Clone + Eq + Hash> Sublist<T> {
     /// An empty table with a cache of [`DEFAULT_CACHE_CAPACITY`] entries.
     pub fn new() -> Self {
         Self::with_cache_capacity(DEFAULT_CACHE_CAPACITY)
@@ -263,6 +342,7 @@ impl<T: Clone + Eq> Sublist<T> {
             free: Vec::new(),
             edges: HashMap::default(),
             count: 0,
+            index: HashMap::default(),
             cache: HashMap::default(),
             cache_cap: n,
             empty: Rc::new(SublistResult::default()),
@@ -382,8 +462,8 @@ impl<T: Clone + Eq> Sublist<T> {
         self.trim_scratch();
 
         let node = &mut self.nodes[cur as usize];
-        let list = match queue {
-            None => &mut node.plain,
+        let (slot, list) = match queue {
+            None => (PLAIN, &mut node.plain),
             Some(q) => {
                 let groups = node.queues.get_or_insert_with(|| Box::new(Vec::new()));
                 let idx = match groups.iter().position(|g| g.name == q) {
@@ -399,16 +479,18 @@ impl<T: Clone + Eq> Sublist<T> {
                         groups.len() - 1
                     }
                 };
-                &mut groups[idx].members
+                (idx as u32, &mut groups[idx].members)
             }
         };
-        let new_count = match list.iter_mut().find(|(t, _)| *t == item) {
-            Some(e) => {
+        let key = (cur, slot);
+        let new_count = match find_entry(&self.index, key, list, &item) {
+            Some(i) => {
+                let e = &mut list[i];
                 e.1 = e.1.saturating_add(n);
                 e.1
             }
             None => {
-                push_compact(list, (item, n));
+                push_entry(&mut self.index, key, list, item, n);
                 self.count += 1;
                 n
             }
@@ -462,29 +544,36 @@ impl<T: Clone + Eq> Sublist<T> {
         let node = &mut self.nodes[cur as usize];
         let remaining = match queue {
             None => {
-                let i = node.plain.iter().position(|(t, _)| t == item)?;
+                let key = (cur, PLAIN);
+                let i = find_entry(&self.index, key, &node.plain, item)?;
                 let e = &mut node.plain[i];
                 e.1 = e.1.saturating_sub(n);
                 let left = e.1;
                 if left == 0 {
-                    node.plain.swap_remove(i);
-                    maybe_shrink(&mut node.plain);
+                    remove_entry(&mut self.index, key, &mut node.plain, i);
                 }
                 left
             }
             Some(q) => {
                 let groups = node.queues.as_mut()?;
                 let gi = groups.iter().position(|g| g.name == q)?;
+                let key = (cur, gi as u32);
                 let members = &mut groups[gi].members;
-                let i = members.iter().position(|(t, _)| t == item)?;
+                let i = find_entry(&self.index, key, members, item)?;
                 let e = &mut members[i];
                 e.1 = e.1.saturating_sub(n);
                 let left = e.1;
                 if left == 0 {
-                    members.swap_remove(i);
-                    maybe_shrink(members);
+                    remove_entry(&mut self.index, key, members, i);
                     if members.is_empty() {
+                        // The last group moves into slot `gi`: so does its index.
+                        let last = groups.len() - 1;
                         groups.swap_remove(gi);
+                        if gi != last {
+                            if let Some(m) = self.index.remove(&(cur, last as u32)) {
+                                self.index.insert(key, m);
+                            }
+                        }
                         if groups.is_empty() {
                             node.queues = None;
                         } else {
@@ -535,6 +624,8 @@ impl<T: Clone + Eq> Sublist<T> {
             self.nodes.shrink_to_fit();
             self.free = Vec::new();
             self.edges = HashMap::default();
+            debug_assert!(self.index.is_empty());
+            self.index = HashMap::default();
         }
     }
 

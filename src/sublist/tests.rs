@@ -453,7 +453,7 @@ fn deep_subjects_do_not_overflow() {
 #[test]
 fn rc_items() {
     // The shape used by a shard for its own subscriptions.
-    #[derive(Debug, PartialEq, Eq)]
+    #[derive(Debug, PartialEq, Eq, Hash)]
     struct Sub {
         sid: u64,
     }
@@ -505,24 +505,82 @@ fn random_subject(rng: &mut Rng, toks: &[&[u8]], allow_empty: bool) -> Vec<u8> {
 
 #[test]
 fn randomized_against_brute_force() {
-    const PATTERN_TOKENS: &[&[u8]] = &[b"a", b"b", b"c", b"*", b">", b"a*"];
+    for seed in 1..=6u64 {
+        randomized(seed, &[b"a", b"b", b"c", b"*", b">", b"a*"], 6, 3000);
+    }
+}
+
+/// Few patterns and many items: entry lists cross [`INDEX_MIN`] both ways, so the
+/// indexed insert/remove paths (and the index moving with a removed queue group) are
+/// checked against the model too.
+#[test]
+fn randomized_long_lists_against_brute_force() {
+    for seed in 1..=2u64 {
+        randomized(seed, &[b"a"], 3 * INDEX_MIN as u64, 6000);
+    }
+    for seed in 3..=4u64 {
+        randomized(seed, &[b"a", b"*"], 3 * INDEX_MIN as u64, 12000);
+    }
+}
+
+/// Building and tearing down `n` subscriptions on one subject (one plain list and
+/// one queue group) compares items a bounded number of times per operation, not
+/// `O(n)` times: a client sending 10^5 SUBs on one subject cannot stall its shard.
+#[test]
+fn many_entries_on_one_subject_are_linear() {
+    use std::cell::Cell;
+    thread_local!(static EQS: Cell<u64> = const { Cell::new(0) });
+    #[derive(Clone, Debug, Hash)]
+    struct Item(u32);
+    impl PartialEq for Item {
+        fn eq(&self, o: &Self) -> bool {
+            EQS.with(|c| c.set(c.get() + 1));
+            self.0 == o.0
+        }
+    }
+    impl Eq for Item {}
+    const N: u32 = 20_000;
+    let mut s: Sublist<Item> = Sublist::new();
+    for q in [None, Some(&b"workers"[..])] {
+        EQS.with(|c| c.set(0));
+        for i in 0..N {
+            assert_eq!(s.insert_n(b"orders.new", q, Item(i), 1), Some(1));
+        }
+        assert_eq!(s.insert_n(b"orders.new", q, Item(7), 1), Some(2));
+        for i in (0..N).rev() {
+            assert!(s.remove(b"orders.new", q, &Item(i)));
+        }
+        assert_eq!(s.remove_n(b"orders.new", q, &Item(7), 1), Some(0));
+        let eqs = EQS.with(|c| c.get());
+        // Linear scans below INDEX_MIN cost about INDEX_MIN^2 in all; hash probes a
+        // few comparisons each. Quadratic behaviour would be about N^2 / 2 = 2 * 10^8.
+        assert!(
+            eqs < 8 * N as u64,
+            "{eqs} comparisons for {N} entries ({q:?})"
+        );
+    }
+    assert!(s.is_empty());
+    assert_eq!(s.node_count(), 1);
+}
+
+fn randomized(seed: u64, pattern_tokens: &[&[u8]], items: u64, steps: usize) {
     const PUB_TOKENS: &[&[u8]] = &[b"a", b"b", b"c", b"d", b"*", b">", b"a*"];
     const QUEUES: &[&[u8]] = &[b"q1", b"q2", b"q3"];
-    for seed in 1..=6u64 {
+    {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let cap = [0usize, 1, 8, 1024][(seed % 4) as usize];
         let mut s: Sublist<u32> = Sublist::with_cache_capacity(cap);
         let mut model = Model::new();
-        for step in 0..3000 {
+        for step in 0..steps {
             let op = rng.below(10);
             if op < 6 {
-                let subj = random_subject(&mut rng, PATTERN_TOKENS, false);
+                let subj = random_subject(&mut rng, pattern_tokens, false);
                 let q = if rng.below(3) == 0 {
                     Some(QUEUES[rng.below(3) as usize].to_vec())
                 } else {
                     None
                 };
-                let item = rng.below(6) as u32;
+                let item = rng.below(items) as u32;
                 let ok = s.insert(&subj, q.as_deref(), item);
                 assert_eq!(ok, crate::subject::is_valid_subject(&subj));
                 if ok {
@@ -534,7 +592,7 @@ fn randomized_against_brute_force() {
                 let (key, _) = model.iter().nth(idx).map(|(k, v)| (k.clone(), *v)).unwrap();
                 let (subj, q, mut item) = key;
                 if rng.below(5) == 0 {
-                    item += 100; // not present
+                    item += items as u32; // not present
                 }
                 let removed = s.remove(&subj, q.as_deref(), &item);
                 let k = (subj, q, item);
@@ -547,9 +605,9 @@ fn randomized_against_brute_force() {
                     }
                 }
             } else {
-                let subj = random_subject(&mut rng, PATTERN_TOKENS, false);
+                let subj = random_subject(&mut rng, pattern_tokens, false);
                 // A random remove: may or may not hit an entry.
-                let item = rng.below(6) as u32;
+                let item = rng.below(items) as u32;
                 let removed = s.remove(&subj, None, &item);
                 let k = (subj, None, item);
                 assert_eq!(removed, model.contains_key(&k));
