@@ -233,7 +233,7 @@ fn apply_identity(ctx: &ShardCtx, c: &Client, ident: Identity) {
     let Some(perms) = perms else {
         return;
     };
-    let mut subs: Vec<_> = c.subs.borrow().values().cloned().collect();
+    let mut subs: Vec<_> = c.subs.borrow().iter().map(|s| s.0.clone()).collect();
     subs.sort_by_key(|s| s.sid.clone());
     for sub in subs {
         if perms.can_subscribe(&sub.subject, sub.queue.as_deref()) {

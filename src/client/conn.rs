@@ -591,7 +591,7 @@ fn on_sub(
         return false;
     }
     client.auth.refresh_hook();
-    if client.subs.borrow().contains_key(sid) {
+    if client.subs.borrow().contains(sid) {
         verbose_ok(client);
         return false;
     }
@@ -626,14 +626,14 @@ fn on_sub(
     client
         .subs
         .borrow_mut()
-        .insert(sub.sid.clone(), sub.clone());
+        .insert(crate::client::BySid(sub.clone()));
     ctx.add_sub(&mut ctx.state.borrow_mut(), sub);
     client.interest_dirty.set(true);
     true
 }
 
 fn on_unsub(ctx: &ShardCtx, client: &Client, sid: &[u8], max: Option<u64>) -> Next {
-    let sub = client.subs.borrow().get(sid).cloned();
+    let sub = client.subs.borrow().get(sid).map(|s| s.0.clone());
     if let Some(sub) = sub {
         match max {
             Some(max) if max > sub.delivered.get() => sub.max.set(max),

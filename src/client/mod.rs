@@ -8,7 +8,6 @@ pub(crate) mod trace;
 pub use conn::serve;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::Waker;
@@ -40,6 +39,35 @@ pub struct Subscription {
     /// on one server where they were queued before the UNSUB was read.
     pub leaving: Cell<bool>,
 }
+
+/// A client's subscriptions, looked up by sid. The key is the subscription's own sid
+/// (no copy of it per entry).
+pub type SidSet = std::collections::HashSet<BySid, foldhash::fast::RandomState>;
+
+/// A subscription as an entry of its client's [`SidSet`]: hashed and compared by sid.
+#[derive(Clone)]
+pub struct BySid(pub Rc<Subscription>);
+
+impl std::borrow::Borrow<[u8]> for BySid {
+    fn borrow(&self) -> &[u8] {
+        &self.0.sid
+    }
+}
+
+impl std::hash::Hash for BySid {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `[u8]` hashes: lookups by `&[u8]` must find it.
+        <[u8] as std::hash::Hash>::hash(&self.0.sid, state)
+    }
+}
+
+impl PartialEq for BySid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.sid[..] == other.0.sid[..]
+    }
+}
+
+impl Eq for BySid {}
 
 /// A subscription as an entry of the interest table: compared by identity.
 #[derive(Clone)]
@@ -114,7 +142,7 @@ pub struct Client {
     /// CONNECT has been received.
     pub connected: Cell<bool>,
     /// Subscriptions by sid.
-    pub subs: RefCell<HashMap<Bytes, Rc<Subscription>>>,
+    pub subs: RefCell<SidSet>,
     /// Queue subscriptions unsubscribed but still in the shard's table (see
     /// [`Subscription::leaving`]); removed after the next barrier.
     pub leaving: RefCell<Vec<Rc<Subscription>>>,
@@ -162,7 +190,7 @@ impl Client {
     /// keeps its connection but not their table).
     pub fn forget_sub(&self, sid: &[u8]) -> Option<Rc<Subscription>> {
         let mut subs = self.subs.borrow_mut();
-        let gone = subs.remove(sid);
+        let gone = subs.take(sid).map(|s| s.0);
         if subs.capacity() > 64 && subs.len() * 4 < subs.capacity() {
             let keep = subs.len() * 2;
             subs.shrink_to(keep);
@@ -182,7 +210,7 @@ impl Client {
             opts: RefCell::new(opts),
             connected: Cell::new(false),
             out: RefCell::new(Outbound::default()),
-            subs: RefCell::new(HashMap::new()),
+            subs: RefCell::new(SidSet::default()),
             leaving: RefCell::new(Vec::new()),
             closing: Cell::new(false),
             dead: Cell::new(false),

@@ -152,7 +152,7 @@ pub fn start(ctx: &Rc<ShardCtx>) {
             client
                 .subs
                 .borrow_mut()
-                .insert(sub.sid.clone(), sub.clone());
+                .insert(crate::client::BySid(sub.clone()));
             ctx.add_sub(&mut st, sub);
             table.push(service);
         }

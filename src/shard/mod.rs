@@ -84,12 +84,12 @@ pub struct Answers {
 }
 
 /// One account's interest as one shard sees it.
-#[derive(Default)]
 pub struct AccountTables {
     /// This shard's own subscriptions in the account.
     pub local: Sublist<SubRef>,
     /// Compact replica of the other shards' interest: the item is the shard id, the
-    /// count how many subscriptions it has on that subject and queue.
+    /// count how many subscriptions it has on that subject and queue. A compact
+    /// [`Sublist`]: it is only matched, and its literal subjects cost no copy here.
     pub remote: Sublist<u16>,
     /// Stream imports of this account's messages into other accounts (shared so the
     /// publish path can hold them while it publishes into those accounts); `None`
@@ -107,6 +107,19 @@ pub struct AccountTables {
     /// `$SYS.REQ.USER.INFO` request gets its requester's identity (the service
     /// that answers it sits on another shard and sees only the message).
     pub system: bool,
+}
+
+impl Default for AccountTables {
+    fn default() -> Self {
+        AccountTables {
+            local: Sublist::new(),
+            remote: Sublist::compact(),
+            taps: None,
+            services: None,
+            sys_services: None,
+            system: false,
+        }
+    }
 }
 
 /// One service import, seen from the importing account.
@@ -556,6 +569,13 @@ impl ShardCtx {
         queue: &Option<Bytes>,
         add: bool,
     ) {
+        if self.peers.is_empty() && self.cluster_core.is_none() {
+            return;
+        }
+        // Fresh copies for the envelopes: cloning the subscription's own `Bytes` would
+        // turn it into a shared one, a lasting allocation per subscription.
+        let subject = Bytes::copy_from_slice(subject);
+        let queue = queue.as_deref().map(Bytes::copy_from_slice);
         for &peer in self.peers.iter().chain(self.cluster_core.iter()) {
             self.mesh.send(
                 peer,
@@ -1383,7 +1403,7 @@ impl ShardCtx {
     /// Drops every subscription of a client.
     pub fn remove_all_subs(&self, client: &Client) {
         let mut st = self.state.borrow_mut();
-        let mut subs: Vec<_> = client.subs.borrow_mut().drain().map(|(_, s)| s).collect();
+        let mut subs: Vec<_> = client.subs.borrow_mut().drain().map(|s| s.0).collect();
         subs.append(&mut client.leaving.borrow_mut());
         for sub in &subs {
             self.remove_sub(&mut st, sub);

@@ -120,7 +120,8 @@ impl ConnSnapshot {
             let mut list: Vec<SubSnapshot> = client
                 .subs
                 .borrow()
-                .values()
+                .iter()
+                .map(|s| &s.0)
                 .map(|s| SubSnapshot {
                     subject: String::from_utf8_lossy(&s.subject).into_owned(),
                     queue: s

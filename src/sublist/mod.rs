@@ -5,6 +5,17 @@
 //! * Nodes live in one arena (`Vec<Node<T>>`, indexed by `u32`); freed nodes go on a
 //!   free list and are reused. Nothing is recursive, so arbitrarily deep subjects
 //!   cannot overflow the stack (not even on drop).
+//! * Literal subjects (no wildcard token, most subscriptions) skip the trie: `lits`
+//!   maps the whole subject to its node, so inserting, removing and matching one costs
+//!   one hash lookup instead of one per token. The trie holds the wildcard patterns.
+//! * A *compact* table ([`Sublist::compact`], the shards' replicas of each other's
+//!   interest) keeps plain literal entries under a 64-bit seeded hash of the subject,
+//!   without the subject itself: two subjects that collide (about 10^-8 at 10^6
+//!   subjects) only make a match report interest that is not there, which costs a
+//!   replica an envelope the other side finds nobody for. Such entries are matched,
+//!   never listed ([`Sublist::for_each`] skips them).
+//! * Entry lists hold one entry inline (most subjects have one subscriber), so a
+//!   leaf costs no allocation of its own.
 //! * Literal children are not stored per node: one table `edges` maps
 //!   `parent id (4 bytes LE) ++ token` to the child id. A node only carries its `*` and
 //!   `>` children, the number of literal children, and its entries. This keeps a node at
@@ -36,10 +47,11 @@
 /// short keys (the match cache is looked up on every publish) and is seeded per map,
 /// so subjects chosen by a client cannot be made to collide.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::rc::Rc;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::subject::{is_fwc, is_literal, is_pwc, is_valid_subject, matches_valid, tokens};
 
@@ -161,13 +173,16 @@ impl SublistStats {
     }
 }
 
+/// An entry list: `(item, count)`, one held inline.
+type List<T> = SmallVec<[(T, u32); 1]>;
+
 struct QueueEntries<T> {
     name: Bytes,
-    members: Vec<(T, u32)>,
+    members: List<T>,
 }
 
 struct Node<T> {
-    plain: Vec<(T, u32)>,
+    plain: List<T>,
     /// Boxed on purpose: a thin pointer keeps `Node` at 48 bytes, and most nodes
     /// have no queue groups.
     #[allow(clippy::box_collection)]
@@ -183,7 +198,7 @@ struct Node<T> {
 impl<T> Node<T> {
     fn new() -> Self {
         Node {
-            plain: Vec::new(),
+            plain: List::new(),
             queues: None,
             pwc: NONE,
             fwc: NONE,
@@ -210,6 +225,12 @@ pub struct Sublist<T> {
     free: Vec<u32>,
     /// `parent id (LE) ++ token` -> child id, for literal tokens.
     edges: HashMap<Box<[u8]>, u32>,
+    /// Literal subject -> its node (not linked into the trie).
+    lits: HashMap<Box<[u8]>, u32>,
+    /// Compact tables only: seeded hash of a literal subject -> its plain entries.
+    hashed: Option<HashMap<u64, List<T>>>,
+    /// The seed of those hashes.
+    seed: foldhash::fast::RandomState,
     count: usize,
     /// `(node, list slot)` -> `item -> position in that list`, for long lists only.
     index: HashMap<(u32, u32), HashMap<T, u32>>,
@@ -248,11 +269,29 @@ fn push_compact<E>(v: &mut Vec<E>, e: E) {
     v.push(e);
 }
 
+/// The same for an entry list.
+#[inline]
+fn push_list<T>(v: &mut List<T>, e: (T, u32)) {
+    if v.len() == v.capacity() {
+        let extra = if v.len() < 4 { 1 } else { v.len() };
+        v.reserve_exact(extra);
+    }
+    v.push(e);
+}
+
 /// Releases spare capacity after removals once the vector is mostly empty.
 #[inline]
 fn maybe_shrink<E>(v: &mut Vec<E>) {
     if v.capacity() > 8 && v.len() * 4 <= v.capacity() {
         v.shrink_to(v.len() * 2);
+    }
+}
+
+/// The same for an entry list (back inline once one entry is left).
+#[inline]
+fn shrink_list<T>(v: &mut List<T>) {
+    if v.len() <= 1 || (v.capacity() > 8 && v.len() * 4 <= v.capacity()) {
+        v.shrink_to_fit();
     }
 }
 
@@ -282,11 +321,11 @@ fn find_entry<T: Eq + Hash>(
 fn push_entry<T: Clone + Eq + Hash>(
     index: &mut HashMap<(u32, u32), HashMap<T, u32>>,
     key: (u32, u32),
-    list: &mut Vec<(T, u32)>,
+    list: &mut List<T>,
     item: T,
     n: u32,
 ) {
-    push_compact(list, (item, n));
+    push_list(list, (item, n));
     let len = list.len();
     if len == INDEX_MIN {
         let mut m = HashMap::with_capacity_and_hasher(2 * INDEX_MIN, Default::default());
@@ -306,7 +345,7 @@ fn push_entry<T: Clone + Eq + Hash>(
 fn remove_entry<T: Eq + Hash>(
     index: &mut HashMap<(u32, u32), HashMap<T, u32>>,
     key: (u32, u32),
-    list: &mut Vec<(T, u32)>,
+    list: &mut List<T>,
     i: usize,
 ) {
     let before = list.len();
@@ -326,7 +365,7 @@ fn remove_entry<T: Eq + Hash>(
             }
         }
     }
-    maybe_shrink(list);
+    shrink_list(list);
 }
 
 impl<T: Clone + Eq + Hash> Sublist<T> {
@@ -341,6 +380,9 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
             nodes: vec![Node::new()],
             free: Vec::new(),
             edges: HashMap::default(),
+            lits: HashMap::default(),
+            hashed: None,
+            seed: Default::default(),
             count: 0,
             index: HashMap::default(),
             cache: HashMap::default(),
@@ -352,6 +394,15 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
             stack: Vec::new(),
             hits: Vec::new(),
             path: Vec::new(),
+        }
+    }
+
+    /// A compact table (see the module docs): plain literal entries are kept under a
+    /// hash of their subject, matched but never listed.
+    pub fn compact() -> Self {
+        Sublist {
+            hashed: Some(HashMap::default()),
+            ..Self::new()
         }
     }
 
@@ -420,12 +471,89 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
         if n == 0 || !is_valid_subject(subject) || queue.is_some_and(|q| q.is_empty()) {
             return None;
         }
+        let literal = is_literal(subject);
+        if literal && queue.is_none() && self.hashed.is_some() {
+            let h = self.seed.hash_one(subject);
+            let list = self.hashed.as_mut()?.entry(h).or_default();
+            let new_count = match list.iter_mut().find(|(t, _)| *t == item) {
+                Some(e) => {
+                    e.1 = e.1.saturating_add(n);
+                    e.1
+                }
+                None => {
+                    push_list(list, (item, n));
+                    self.count += 1;
+                    n
+                }
+            };
+            self.stats.num_inserts += 1;
+            self.invalidate(subject);
+            return Some(new_count);
+        }
         // Make sure the walk below cannot run out of node ids halfway.
-        let ntok = crate::subject::num_tokens(subject);
+        let ntok = if literal {
+            1
+        } else {
+            crate::subject::num_tokens(subject)
+        };
         if self.free.len() + (MAX_NODES - self.nodes.len().min(MAX_NODES)) < ntok {
             return None;
         }
 
+        let cur = if literal {
+            match self.lits.get(subject) {
+                Some(&c) => c,
+                None => {
+                    let c = self.alloc_node();
+                    self.lits.insert(Box::from(subject), c);
+                    c
+                }
+            }
+        } else {
+            self.walk_creating(subject)
+        };
+
+        let node = &mut self.nodes[cur as usize];
+        let (slot, list) = match queue {
+            None => (PLAIN, &mut node.plain),
+            Some(q) => {
+                let groups = node.queues.get_or_insert_with(|| Box::new(Vec::new()));
+                let idx = match groups.iter().position(|g| g.name == q) {
+                    Some(i) => i,
+                    None => {
+                        push_compact(
+                            groups,
+                            QueueEntries {
+                                name: Bytes::copy_from_slice(q),
+                                members: List::new(),
+                            },
+                        );
+                        groups.len() - 1
+                    }
+                };
+                (idx as u32, &mut groups[idx].members)
+            }
+        };
+        let key = (cur, slot);
+        let new_count = match find_entry(&self.index, key, list, &item) {
+            Some(i) => {
+                let e = &mut list[i];
+                e.1 = e.1.saturating_add(n);
+                e.1
+            }
+            None => {
+                push_entry(&mut self.index, key, list, item, n);
+                self.count += 1;
+                n
+            }
+        };
+        self.stats.num_inserts += 1;
+        self.invalidate(subject);
+        Some(new_count)
+    }
+
+    /// The trie node of wildcard pattern `subject`, created with its path if missing.
+    fn walk_creating(&mut self, subject: &[u8]) -> u32 {
         let mut cur = ROOT;
         for tok in tokens(subject) {
             cur = if is_pwc(tok) {
@@ -460,44 +588,7 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
             };
         }
         self.trim_scratch();
-
-        let node = &mut self.nodes[cur as usize];
-        let (slot, list) = match queue {
-            None => (PLAIN, &mut node.plain),
-            Some(q) => {
-                let groups = node.queues.get_or_insert_with(|| Box::new(Vec::new()));
-                let idx = match groups.iter().position(|g| g.name == q) {
-                    Some(i) => i,
-                    None => {
-                        push_compact(
-                            groups,
-                            QueueEntries {
-                                name: Bytes::copy_from_slice(q),
-                                members: Vec::new(),
-                            },
-                        );
-                        groups.len() - 1
-                    }
-                };
-                (idx as u32, &mut groups[idx].members)
-            }
-        };
-        let key = (cur, slot);
-        let new_count = match find_entry(&self.index, key, list, &item) {
-            Some(i) => {
-                let e = &mut list[i];
-                e.1 = e.1.saturating_add(n);
-                e.1
-            }
-            None => {
-                push_entry(&mut self.index, key, list, item, n);
-                self.count += 1;
-                n
-            }
-        };
-        self.stats.num_inserts += 1;
-        self.invalidate(subject);
-        Some(new_count)
+        cur
     }
 
     /// Removes one unit of interest; returns `false` if `(subject, queue, item)` was not
@@ -518,28 +609,60 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
         if !is_valid_subject(subject) {
             return None;
         }
-        // Walk, recording the path root..=leaf.
-        self.path.clear();
-        let mut cur = ROOT;
-        self.path.push(cur);
-        for tok in tokens(subject) {
-            let node = &self.nodes[cur as usize];
-            cur = if is_pwc(tok) {
-                node.pwc
-            } else if is_fwc(tok) {
-                node.fwc
-            } else if node.nlit == 0 {
-                NONE
-            } else {
-                edge_key(&mut self.key_buf, cur, tok);
-                self.edges.get(&self.key_buf[..]).copied().unwrap_or(NONE)
-            };
-            if cur == NONE {
-                self.trim_scratch();
-                return None;
+        let literal = is_literal(subject);
+        if literal && queue.is_none() && self.hashed.is_some() {
+            let h = self.seed.hash_one(subject);
+            let hashed = self.hashed.as_mut()?;
+            let list = hashed.get_mut(&h)?;
+            let i = list.iter().position(|(t, _)| t == item)?;
+            let e = &mut list[i];
+            e.1 = e.1.saturating_sub(n);
+            let left = e.1;
+            if left == 0 {
+                list.swap_remove(i);
+                shrink_list(list);
+                if list.is_empty() {
+                    hashed.remove(&h);
+                    if hashed.capacity() > 64 && hashed.len() * 4 < hashed.capacity() {
+                        hashed.shrink_to(hashed.len() * 2);
+                    }
+                }
+                self.count -= 1;
+                if self.count == 0 {
+                    self.reset();
+                }
             }
-            self.path.push(cur);
+            self.stats.num_removes += 1;
+            self.invalidate(subject);
+            return Some(left);
         }
+        let cur = if literal {
+            *self.lits.get(subject)?
+        } else {
+            // Walk, recording the path root..=leaf.
+            self.path.clear();
+            let mut cur = ROOT;
+            self.path.push(cur);
+            for tok in tokens(subject) {
+                let node = &self.nodes[cur as usize];
+                cur = if is_pwc(tok) {
+                    node.pwc
+                } else if is_fwc(tok) {
+                    node.fwc
+                } else if node.nlit == 0 {
+                    NONE
+                } else {
+                    edge_key(&mut self.key_buf, cur, tok);
+                    self.edges.get(&self.key_buf[..]).copied().unwrap_or(NONE)
+                };
+                if cur == NONE {
+                    self.trim_scratch();
+                    return None;
+                }
+                self.path.push(cur);
+            }
+            cur
+        };
 
         let node = &mut self.nodes[cur as usize];
         let remaining = match queue {
@@ -586,7 +709,20 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
         };
         if remaining == 0 {
             self.count -= 1;
-            self.prune(subject);
+            if literal {
+                if !self.nodes[cur as usize].has_entries() {
+                    self.lits.remove(subject);
+                    self.free_node(cur);
+                    if self.lits.capacity() > 64 && self.lits.len() * 4 < self.lits.capacity() {
+                        self.lits.shrink_to(self.lits.len() * 2);
+                    }
+                }
+            } else {
+                self.prune(subject);
+            }
+            if self.count == 0 {
+                self.reset();
+            }
         }
         self.trim_scratch();
         self.stats.num_removes += 1;
@@ -617,15 +753,21 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
             self.free_node(child);
             k -= 1;
         }
-        if self.count == 0 {
-            // Everything is gone: give the arena and edge table memory back.
-            debug_assert!(self.edges.is_empty());
-            self.nodes.truncate(1);
-            self.nodes.shrink_to_fit();
-            self.free = Vec::new();
-            self.edges = HashMap::default();
-            debug_assert!(self.index.is_empty());
-            self.index = HashMap::default();
+    }
+
+    /// Everything is gone: gives the arena's and the maps' memory back.
+    fn reset(&mut self) {
+        debug_assert!(self.edges.is_empty() && self.lits.is_empty());
+        debug_assert!(self.index.is_empty());
+        self.nodes.truncate(1);
+        self.nodes[0] = Node::new();
+        self.nodes.shrink_to_fit();
+        self.free = Vec::new();
+        self.edges = HashMap::default();
+        self.lits = HashMap::default();
+        self.index = HashMap::default();
+        if let Some(h) = self.hashed.as_mut() {
+            *h = HashMap::default();
         }
     }
 
@@ -730,7 +872,13 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
 
         self.hits.clear();
         self.stack.clear();
-        self.stack.push((ROOT, 0));
+        if let Some(&n) = self.lits.get(subject) {
+            self.hits.push(n);
+        }
+        let root = &self.nodes[ROOT as usize];
+        if root.pwc != NONE || root.fwc != NONE || root.nlit > 0 {
+            self.stack.push((ROOT, 0));
+        }
         while let Some((n, i)) = self.stack.pop() {
             let node = &self.nodes[n as usize];
             if i == ntok {
@@ -755,6 +903,11 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
         }
 
         let mut res = SublistResult::default();
+        if let Some(hashed) = &self.hashed {
+            if let Some(list) = hashed.get(&self.seed.hash_one(subject)) {
+                res.plain.extend(list.iter().cloned());
+            }
+        }
         for &h in &self.hits {
             let node = &self.nodes[h as usize];
             res.plain.extend(node.plain.iter().cloned());
@@ -768,7 +921,7 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
                         }
                         None => res.queues.push(QueueMatch {
                             name: g.name.clone(),
-                            members: g.members.clone(),
+                            members: g.members.to_vec(),
                             total: sum,
                         }),
                     }
@@ -780,8 +933,28 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
     }
 
     /// Visits every entry (for monitoring): subject, queue, item, count. Allocates
-    /// temporary bookkeeping proportional to the number of nodes.
+    /// temporary bookkeeping proportional to the number of nodes. A compact table's
+    /// hashed entries have no subject to report and are skipped.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], Option<&[u8]>, &T, u32)) {
+        fn visit<T>(
+            f: &mut impl FnMut(&[u8], Option<&[u8]>, &T, u32),
+            subj: &[u8],
+            node: &Node<T>,
+        ) {
+            for (item, c) in &node.plain {
+                f(subj, None, item, *c);
+            }
+            if let Some(groups) = &node.queues {
+                for g in groups.iter() {
+                    for (item, c) in &g.members {
+                        f(subj, Some(&g.name), item, *c);
+                    }
+                }
+            }
+        }
+        for (subj, &n) in &self.lits {
+            visit(&mut f, subj, &self.nodes[n as usize]);
+        }
         // For every node: (parent, token leading to it).
         let mut up: Vec<(u32, &[u8])> = vec![(NONE, &[][..]); self.nodes.len()];
         for (k, &c) in &self.edges {
@@ -799,8 +972,10 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
         }
         let mut toks: Vec<&[u8]> = Vec::new();
         let mut subj: Vec<u8> = Vec::new();
+        let is_lit: std::collections::HashSet<u32, foldhash::fast::RandomState> =
+            self.lits.values().copied().collect();
         for (i, node) in self.nodes.iter().enumerate() {
-            if !node.has_entries() {
+            if !node.has_entries() || is_lit.contains(&(i as u32)) {
                 continue;
             }
             toks.clear();
@@ -817,16 +992,7 @@ impl<T: Clone + Eq + Hash> Sublist<T> {
                 }
                 subj.extend_from_slice(t);
             }
-            for (item, c) in &node.plain {
-                f(&subj, None, item, *c);
-            }
-            if let Some(groups) = &node.queues {
-                for g in groups.iter() {
-                    for (item, c) in &g.members {
-                        f(&subj, Some(&g.name), item, *c);
-                    }
-                }
-            }
+            visit(&mut f, &subj, node);
         }
     }
 }

@@ -126,9 +126,13 @@ impl Server {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
-                Err(_) => {
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().ok();
+                    panic!("{kind:?} exited during startup ({status:?}): {startup:#?}");
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
-                    panic!("{kind:?} did not become ready within 20s");
+                    panic!("{kind:?} did not become ready within 20s: {startup:#?}");
                 }
             };
             if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
