@@ -615,9 +615,9 @@ fn on_sub(
     }
     let sub = Rc::new(Subscription {
         client: client.clone(),
-        subject: Bytes::copy_from_slice(subject),
-        queue: queue.map(Bytes::copy_from_slice),
-        sid: Bytes::copy_from_slice(sid),
+        subject: Box::from(subject),
+        queue: queue.map(Box::from),
+        sid: Box::from(sid),
         max: Default::default(),
         delivered: Default::default(),
         removed: Default::default(),

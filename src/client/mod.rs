@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::Waker;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::account::AccountId;
 use crate::net::Outbound;
@@ -22,12 +22,13 @@ use crate::proto::connect::ConnectOpts;
 pub struct Subscription {
     /// The subscribing connection.
     pub client: Rc<Client>,
-    /// Subject pattern.
-    pub subject: Bytes,
+    /// Subject pattern. (Boxed slices, not `Bytes`: 16 bytes instead of 32 each, and
+    /// no shared header once cloned; at 10^6 subscriptions that is what counts.)
+    pub subject: Box<[u8]>,
     /// Queue group.
-    pub queue: Option<Bytes>,
+    pub queue: Option<Box<[u8]>>,
     /// Subscription id chosen by the client.
-    pub sid: Bytes,
+    pub sid: Box<[u8]>,
     /// Auto-unsubscribe after this many deliveries (0 = never).
     pub max: Cell<u64>,
     /// Messages delivered so far.

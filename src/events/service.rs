@@ -141,9 +141,9 @@ pub fn start(ctx: &Rc<ShardCtx>) {
         for (sid, (subject, service)) in subjects.into_iter().enumerate() {
             let sub = Rc::new(Subscription {
                 client: client.clone(),
-                subject: Bytes::from(subject),
+                subject: subject.into_bytes().into_boxed_slice(),
                 queue: None,
-                sid: Bytes::from(sid.to_string()),
+                sid: sid.to_string().into_bytes().into_boxed_slice(),
                 max: Default::default(),
                 delivered: Default::default(),
                 removed: Default::default(),

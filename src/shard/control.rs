@@ -17,8 +17,9 @@ use crate::server::ServerShared;
 const COMMAND_POLL: Duration = Duration::from_millis(10);
 /// Removed subscriptions after which free heap memory is handed back to the OS...
 const RELEASE_AFTER: u64 = 1 << 16;
-/// ...looked at this often (so a burst of UNSUBs pays for one trim, not many).
-const RELEASE_EVERY: Duration = Duration::from_secs(1);
+/// ...looked at this often; the trim waits for a look that finds no new removals,
+/// so a burst of UNSUBs pays for one trim after it, not several in its midst.
+const RELEASE_EVERY: Duration = Duration::from_millis(500);
 
 /// What the control plane can ask of a shard.
 pub enum ShardCommand {
@@ -85,7 +86,7 @@ pub async fn shard_main(
     ));
     let _ = ready.send(());
     let commands = server.commands_for(id);
-    let mut released_at = std::time::Instant::now();
+    let (mut released_at, mut released_seen) = (std::time::Instant::now(), 0);
     'run: loop {
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
@@ -124,10 +125,11 @@ pub async fn shard_main(
             released_at = std::time::Instant::now();
             let due = {
                 let mut st = ctx.state.borrow_mut();
-                let due = st.released >= RELEASE_AFTER;
+                let due = st.released >= RELEASE_AFTER && st.released == released_seen;
                 if due {
                     st.released = 0;
                 }
+                released_seen = st.released;
                 due
             };
             if due {

@@ -565,17 +565,15 @@ impl ShardCtx {
     pub fn broadcast_interest(
         &self,
         account: AccountId,
-        subject: &Bytes,
-        queue: &Option<Bytes>,
+        subject: &[u8],
+        queue: Option<&[u8]>,
         add: bool,
     ) {
         if self.peers.is_empty() && self.cluster_core.is_none() {
             return;
         }
-        // Fresh copies for the envelopes: cloning the subscription's own `Bytes` would
-        // turn it into a shared one, a lasting allocation per subscription.
         let subject = Bytes::copy_from_slice(subject);
-        let queue = queue.as_deref().map(Bytes::copy_from_slice);
+        let queue = queue.map(Bytes::copy_from_slice);
         for &peer in self.peers.iter().chain(self.cluster_core.iter()) {
             self.mesh.send(
                 peer,
@@ -597,7 +595,7 @@ impl ShardCtx {
             sub.queue.as_deref(),
             SubRef(sub.clone()),
         );
-        self.broadcast_interest(sub.account(), &sub.subject, &sub.queue, true);
+        self.broadcast_interest(sub.account(), &sub.subject, sub.queue.as_deref(), true);
     }
 
     /// Removes a subscription of a local client (idempotent).
@@ -612,7 +610,7 @@ impl ShardCtx {
         );
         st.released += 1;
         if !sub.leaving.get() {
-            self.broadcast_interest(sub.account(), &sub.subject, &sub.queue, false);
+            self.broadcast_interest(sub.account(), &sub.subject, sub.queue.as_deref(), false);
         }
     }
 
@@ -626,7 +624,7 @@ impl ShardCtx {
             return;
         }
         sub.leaving.set(true);
-        self.broadcast_interest(sub.account(), &sub.subject, &sub.queue, false);
+        self.broadcast_interest(sub.account(), &sub.subject, sub.queue.as_deref(), false);
         sub.client.leaving.borrow_mut().push(sub.clone());
         sub.client.interest_dirty.set(true);
     }
