@@ -414,6 +414,9 @@ fn run(bin: &Path, extra: &[&str], args: &[String], dir: &Path, mode: Mode) -> O
                 .iter()
                 .any(|l| l.contains("Server is ready"))
             {
+                // nats-server writes its ports file (and logs why it cannot) just
+                // after `Server is ready`: give both a moment to finish starting.
+                std::thread::sleep(Duration::from_millis(200));
                 // SAFETY: kill(2) on the child we spawned.
                 unsafe { libc::kill(pid as i32, libc::SIGTERM) };
                 break;

@@ -362,6 +362,8 @@ pub async fn core_main(
             })
             .detach();
         },
+        // Its commands come over its own channel, polled (no marks on this pair).
+        || {},
     ));
     let routes = core.opts.borrow().routes.clone();
     for url in routes {

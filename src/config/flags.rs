@@ -76,6 +76,7 @@ Runtime Options (natrium):
     --shards <n>                     Client shards (default: one per allowed core)
     --cores <list>                   Cores to pin shards to, e.g. 0,2-3 (default: the process affinity)
     --spin_us <n>                    Busy-poll n microseconds before parking an idle shard
+                                     (default: 40 when each shard has a core of its own, else 0)
 
 Common Options:
     -h, --help                       Show this message
@@ -508,7 +509,7 @@ fn apply_value(o: &mut Options, name: &str, v: String) -> Result<(), FlagError> 
             o.shards = Some(n);
         }
         "cores" => o.cores = Some(parse_cores(&v)?),
-        "spin_us" => o.spin_us = parse_int(name, &v)?,
+        "spin_us" => o.spin_us = Some(parse_int(name, &v)?),
         "max_payload" => o.max_payload = parse_int(name, &v)?,
         "ping_interval" => o.ping_interval = Duration::from_secs(parse_int(name, &v)?),
         _ => return Err(FlagError(format!("flag provided but not defined: -{name}"))),

@@ -34,6 +34,10 @@ pub struct Acceptor {
 /// Bytes per descriptor on a shard's socket pair.
 const FD_BYTES: usize = std::mem::size_of::<i32>();
 
+/// Written into a shard's socket pair instead of a descriptor: "a command is waiting
+/// on your channel" (no descriptor is `!i32::MIN`, i.e. `i32::MAX`).
+pub const COMMAND_MARK: i32 = i32::MIN;
+
 impl Acceptor {
     /// Starts accepting on `listener`, dealing connections over `shards` in turn;
     /// `websocket` marks them as the websocket listener's.
@@ -143,10 +147,12 @@ fn accept_loop(
 }
 
 /// Reads the descriptors the acceptors dealt to this shard and calls `serve` with each
-/// (and whether it is a websocket connection) until the acceptors' ends close.
+/// (and whether it is a websocket connection) until the acceptors' ends close; a
+/// [`COMMAND_MARK`] calls `command` instead.
 pub async fn read_accepted(
     wake: glommio::net::UnixStream,
     mut serve: impl FnMut(glommio::net::TcpStream, bool),
+    mut command: impl FnMut(),
 ) {
     use futures_lite::AsyncReadExt;
     let mut wake = wake;
@@ -163,6 +169,10 @@ pub async fn read_accepted(
             let mut raw = [0u8; FD_BYTES];
             raw.copy_from_slice(chunk);
             let tagged = i32::from_ne_bytes(raw);
+            if tagged == COMMAND_MARK {
+                command();
+                continue;
+            }
             let (fd, websocket) = if tagged < 0 {
                 (!tagged, true)
             } else {

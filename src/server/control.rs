@@ -237,7 +237,8 @@ impl Control<'_> {
             let Some(&(shard, cid)) = ldm.clients.get(i) else {
                 return false;
             };
-            let _ = self.server.controls[shard].send(ShardCommand::CloseClient(cid));
+            self.server
+                .tell_shard(shard, ShardCommand::CloseClient(cid));
             ldm.next += 1;
             if ldm.next == ldm.clients.len() {
                 // Let the last close go out before the shards shut down.

@@ -83,9 +83,11 @@ pub struct ServerShared {
     /// an id means one account for the life of the process.
     accounts: std::sync::RwLock<crate::account::Accounts>,
     /// One command channel per shard (index = shard id): the control plane's only way
-    /// into a shard. Shards poll theirs every few milliseconds.
+    /// into a shard; [`ServerShared::tell_shard`] sends and wakes the shard.
     pub controls: Vec<crossbeam_channel::Sender<ShardCommand>>,
     command_rx: Vec<crossbeam_channel::Receiver<ShardCommand>>,
+    /// The write ends of the shards' socket pairs, where a command's mark goes.
+    command_wakes: Vec<std::os::unix::net::UnixStream>,
 }
 
 impl ServerShared {
@@ -143,8 +145,18 @@ impl ServerShared {
 
     /// Sends `cmd(shard_id)` to every shard.
     pub fn tell_shards(&self, cmd: impl Fn(usize) -> ShardCommand) {
-        for (id, tx) in self.controls.iter().enumerate() {
-            let _ = tx.send(cmd(id));
+        for id in 0..self.controls.len() {
+            self.tell_shard(id, cmd(id));
+        }
+    }
+
+    /// Sends `cmd` to shard `id` and wakes it (an idle shard sleeps instead of
+    /// polling its channel).
+    pub fn tell_shard(&self, id: usize, cmd: ShardCommand) {
+        if self.controls[id].send(cmd).is_ok() {
+            use std::io::Write;
+            let mark = acceptor::COMMAND_MARK.to_ne_bytes();
+            let _ = (&self.command_wakes[id]).write_all(&mark);
         }
     }
 
@@ -367,6 +379,24 @@ fn shard_cores(opts: &Options) -> (Vec<usize>, Option<usize>) {
     (client, core)
 }
 
+/// How long an idle shard busy-polls before it parks: `--spin_us`, or by default
+/// [`crate::config::options::DEFAULT_SPIN_US`] when no two executors share a core
+/// (a spinning shard would take the time of the one beside it).
+fn spin_us(opts: &Options, client: &[usize], cluster_core: Option<usize>) -> u64 {
+    if let Some(us) = opts.spin_us {
+        return us;
+    }
+    let mut used: Vec<usize> = client.iter().copied().chain(cluster_core).collect();
+    let n = used.len();
+    used.sort_unstable();
+    used.dedup();
+    if used.len() == n {
+        crate::config::options::DEFAULT_SPIN_US
+    } else {
+        0
+    }
+}
+
 /// Opens the leaf node port.
 fn bind_leaf_port(
     l: &crate::config::leafnode::LeafnodeOptions,
@@ -551,9 +581,25 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         .map(|_| crossbeam_channel::unbounded())
         .unzip();
     let cluster_channel = cluster_core.map(|_| crossbeam_channel::unbounded());
+    // One socket pair per shard: the acceptor writes accepted descriptors into one
+    // end, the shard reads the other; commands leave a mark there too.
+    let mut handoff = Vec::with_capacity(cores.len());
+    let mut shard_ends = Vec::with_capacity(cores.len());
+    for _ in 0..cores.len() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
+        handoff.push(ours);
+        shard_ends.push(theirs.into_raw_fd());
+    }
+    let command_wakes = handoff
+        .iter()
+        .map(|h| h.try_clone())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
     let server = Arc::new(ServerShared {
         controls,
         command_rx,
+        command_wakes,
         opts: opts.clone(),
         server_id,
         server_name,
@@ -590,16 +636,6 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     }
 
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<()>();
-    // One socket pair per shard: the acceptor writes accepted descriptors into one
-    // end, the shard reads the other.
-    let mut handoff = Vec::with_capacity(cores.len());
-    let mut shard_ends = Vec::with_capacity(cores.len());
-    for _ in 0..cores.len() {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-            .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
-        handoff.push(ours);
-        shard_ends.push(theirs.into_raw_fd());
-    }
     let cluster = match (&opts.cluster, cluster_core) {
         (Some(c), Some(_)) => Some(bind_cluster_port(c)?),
         _ => None,
@@ -625,7 +661,9 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     let cfg = shards::RuntimeConfig {
         cores: cores.clone(),
         dedicated_cores: cluster_core.into_iter().collect(),
-        spin_before_park: (opts.spin_us > 0).then(|| Duration::from_micros(opts.spin_us)),
+        spin_before_park: Some(spin_us(&opts, &cores, cluster_core))
+            .filter(|&us| us > 0)
+            .map(Duration::from_micros),
         io_memory,
         ..Default::default()
     };

@@ -1,10 +1,16 @@
 //! A shard's life outside the message path: accepting connections and the commands
-//! the control plane sends (shutdown, snapshots for monitoring, ...), polled every few
-//! milliseconds so that no lock or channel sits on the message path.
+//! the control plane sends (shutdown, snapshots for monitoring, ...). A command comes
+//! over a channel and rings the shard's doorbell (a mark on its hand-off socket), so
+//! an idle shard sleeps instead of polling, and no lock or channel sits on the
+//! message path.
 
+use std::cell::Cell;
+use std::future::poll_fn;
 use std::os::fd::{FromRawFd, RawFd};
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use super::snapshot::ShardSnapshot;
@@ -13,13 +19,42 @@ use crate::bus::Envelope;
 use crate::config::Options;
 use crate::server::ServerShared;
 
-/// How often a shard looks at its command channel.
-const COMMAND_POLL: Duration = Duration::from_millis(10);
 /// Removed subscriptions after which free heap memory is handed back to the OS...
 const RELEASE_AFTER: u64 = 1 << 16;
-/// ...looked at this often; the trim waits for a look that finds no new removals,
-/// so a burst of UNSUBs pays for one trim after it, not several in its midst.
+/// ...looked at this often (the command loop's longest sleep too); the trim waits
+/// for a look that finds no new removals, so a burst of UNSUBs pays for one trim
+/// after it, not several in its midst.
 const RELEASE_EVERY: Duration = Duration::from_millis(500);
+
+/// Rung when a command's mark arrives; the command loop sleeps until then.
+#[derive(Default)]
+struct Doorbell {
+    rung: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        self.rung.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Until rung (at once if it rang meanwhile) or `at_most` has passed.
+    async fn wait(&self, at_most: Duration) {
+        let rung = poll_fn(|cx| {
+            if self.rung.replace(false) {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        });
+        futures_lite::future::or(rung, glommio::timer::sleep(at_most)).await;
+        self.waker.take();
+    }
+}
 
 /// What the control plane can ask of a shard.
 pub enum ShardCommand {
@@ -78,11 +113,14 @@ pub async fn shard_main(
     // SAFETY: each shard takes ownership of exactly one socket pair end.
     let wake = unsafe { glommio::net::UnixStream::from_raw_fd(handoff[id]) };
     let serve = ctx.clone();
+    let bell = Rc::new(Doorbell::default());
+    let ringer = bell.clone();
     let acceptor = glommio::spawn_local(crate::server::acceptor::read_accepted(
         wake,
         move |stream, websocket| {
             glommio::spawn_local(crate::client::serve(serve.clone(), stream, websocket)).detach();
         },
+        move || ringer.ring(),
     ));
     let _ = ready.send(());
     let commands = server.commands_for(id);
@@ -136,7 +174,7 @@ pub async fn shard_main(
                 release_free_heap();
             }
         }
-        glommio::timer::sleep(COMMAND_POLL).await;
+        bell.wait(RELEASE_EVERY).await;
     }
     drop(acceptor);
     crate::events::service::shutdown(&ctx);
