@@ -112,6 +112,11 @@ fn world() -> World {
 /// None), sends `cmds` and a PING, and returns everything up to the PONG or the
 /// close, INFO lines (and the server's own round-trip PING) left out.
 fn session(port: u16, jwt: &str, seed: Option<&KeyPair>, cmds: &str) -> String {
+    open_session(port, jwt, seed, cmds).1
+}
+
+/// [`session`], keeping the connection open.
+fn open_session(port: u16, jwt: &str, seed: Option<&KeyPair>, cmds: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut info = Vec::new();
@@ -129,7 +134,8 @@ fn session(port: u16, jwt: &str, seed: Option<&KeyPair>, cmds: &str) -> String {
     }
     s.write_all(format!("CONNECT {connect}\r\n{cmds}PING\r\n").as_bytes())
         .unwrap();
-    support::client::until_pong(&mut s)
+    let got = support::client::until_pong(&mut s);
+    (s, got)
 }
 
 /// The servers to compare: natrium, and the reference when installed.
@@ -897,5 +903,202 @@ async fn connz_and_user_info_show_the_jwt_facts() {
             "{kind:?}: {info}"
         );
         assert_eq!(info["data"]["user"], u.public_key().as_str());
+    }
+}
+
+/// What the test's account server answers for one account key.
+#[derive(Clone)]
+enum Answer {
+    Jwt(String),
+    NotFound,
+    Junk,
+    Hang,
+}
+
+/// A minimal HTTP account server (`GET <prefix><key>`), counting requests per key.
+struct AccountServer {
+    port: u16,
+    hits: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+fn account_server(answers: std::collections::HashMap<String, Answer>) -> AccountServer {
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits: Arc<Mutex<std::collections::HashMap<String, usize>>> = Default::default();
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let (answers, hits) = (answers.clone(), counted.clone());
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut b = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let key = path.rsplit('/').next().unwrap_or("").to_string();
+                *hits.lock().unwrap().entry(key.clone()).or_default() += 1;
+                let reply = |status: &str, body: &str| {
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                // The account server's root answers (nats-server checks it at start).
+                let base = if path == "/jwt/v1/accounts/" {
+                    Answer::Jwt(String::new())
+                } else {
+                    Answer::NotFound
+                };
+                let out = match answers.get(&key).cloned().unwrap_or(base) {
+                    Answer::Jwt(j) if path.starts_with("/jwt/v1/accounts/") => reply("200 OK", &j),
+                    Answer::Jwt(_) | Answer::NotFound => reply("404 Not Found", "not found\n"),
+                    Answer::Junk => reply("200 OK", "this is not a JWT"),
+                    Answer::Hang => {
+                        std::thread::sleep(Duration::from_secs(6));
+                        return;
+                    }
+                };
+                let _ = conn.write_all(out.as_bytes());
+            });
+        }
+    });
+    AccountServer { port, hits }
+}
+
+/// `resolver: URL(...)`: accounts are fetched over HTTP when their first user logs
+/// in and kept; an account the server does not have (404), junk for an answer and an
+/// account server that hangs refuse the login as nats-server refuses it, and the
+/// accounts already fetched keep working meanwhile.
+#[test]
+fn url_resolver_fetches_accounts_as_nats_server_does() {
+    let dir = TempDir::new("jwturl");
+    let op = KeyPair::new_operator();
+    let sys = KeyPair::new_account();
+    let (a, b, missing, junk, hang) = (
+        KeyPair::new_account(),
+        KeyPair::new_account(),
+        KeyPair::new_account(),
+        KeyPair::new_account(),
+        KeyPair::new_account(),
+    );
+    let op_jwt = operator(&op, "OP", json!({"system_account": sys.public_key()}));
+    std::fs::write(dir.path("op.jwt"), &op_jwt).unwrap();
+    let answers: std::collections::HashMap<String, Answer> = [
+        (
+            sys.public_key(),
+            Answer::Jwt(account(&sys, "SYS", &op, json!({}))),
+        ),
+        (
+            a.public_key(),
+            Answer::Jwt(account(
+                &a,
+                "A",
+                &op,
+                json!({"exports": [{"name": "feed", "subject": "feed.>", "type": "stream"}]}),
+            )),
+        ),
+        (
+            b.public_key(),
+            Answer::Jwt(account(
+                &b,
+                "B",
+                &op,
+                json!({"imports": [{"name": "feed", "subject": "feed.>",
+                                    "account": a.public_key(), "type": "stream"}]}),
+            )),
+        ),
+        (missing.public_key(), Answer::NotFound),
+        (junk.public_key(), Answer::Junk),
+        (hang.public_key(), Answer::Hang),
+    ]
+    .into_iter()
+    .collect();
+    let http = account_server(answers);
+    let conf = dir.write_string(
+        "url.conf",
+        &format!(
+            "operator: \"{}\"\nresolver: URL(\"http://127.0.0.1:{}/jwt/v1/accounts/\")\n",
+            dir.path("op.jwt").display(),
+            http.port
+        ),
+    );
+    let login = |port: u16, acc: &KeyPair, cmds: &str| {
+        let u = KeyPair::new_user();
+        session(port, &user(&u, "u", acc, json!({})), Some(&u), cmds)
+    };
+    let mut outcomes = Vec::new();
+    for server in servers(&conf) {
+        let port = server.port;
+        // B first: its import names A, which is fetched with it.
+        let ub = KeyPair::new_user();
+        let (mut sb, pong) = open_session(
+            port,
+            &user(&ub, "b", &b, json!({})),
+            Some(&ub),
+            "SUB feed.x 1\r\n",
+        );
+        assert_eq!(pong, "PONG\r\n", "{:?}", server.kind);
+        let mut got = vec![login(port, &a, "PUB feed.x 5\r\nfed a\r\n")];
+        sb.write_all(b"PING\r\n").unwrap();
+        got.push(support::client::until_pong(&mut sb));
+        got.push(login(port, &a, "SUB a.b 1\r\nPUB a.b 2\r\nhi\r\n"));
+        for acc in [&missing, &junk, &hang] {
+            got.push(login(port, acc, ""));
+        }
+        got.push(login(port, &a, "SUB a.c 1\r\nPUB a.c 2\r\nok\r\n"));
+        assert_eq!(got[0], "PONG\r\n", "{:?}", server.kind);
+        assert_eq!(
+            got[1], "MSG feed.x 1 5\r\nfed a\r\nPONG\r\n",
+            "{:?}",
+            server.kind
+        );
+        assert_eq!(got[2], "MSG a.b 1 2\r\nhi\r\nPONG\r\n", "{:?}", server.kind);
+        for refused in &got[3..6] {
+            assert_eq!(refused, VIOLATION, "{:?}", server.kind);
+        }
+        assert_eq!(got[6], "MSG a.c 1 2\r\nok\r\nPONG\r\n", "{:?}", server.kind);
+        if server.kind == Kind::Natrium {
+            // Fetched once, then kept.
+            assert_eq!(http.hits.lock().unwrap().get(&a.public_key()), Some(&1));
+        }
+        outcomes.push(got);
+        http.hits.lock().unwrap().clear();
+    }
+    if outcomes.len() == 2 {
+        assert_eq!(outcomes[0], outcomes[1], "natrium and nats-server differ");
+    }
+    // An account server whose root does not answer 200: neither server starts.
+    let url = format!("\"http://127.0.0.1:{}/other/\"", http.port);
+    let bad = dir.write_string(
+        "bad.conf",
+        &format!(
+            "operator: \"{}\"\nresolver: URL({url})\n",
+            dir.path("op.jwt").display()
+        ),
+    );
+    let mut bins = vec![support::natrium_bin()];
+    bins.extend(nats_server_bin());
+    for bin in bins {
+        let out = std::process::Command::new(&bin)
+            .args(["-c", &bad, "-p", "-1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bin:?} started");
+        assert!(
+            text.contains(&format!("could not fetch <{url}>: 404 Not Found")),
+            "{bin:?}: {text}"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod nkey;
 pub mod operator;
 pub mod permissions;
+pub mod url_resolver;
 
 use std::sync::Arc;
 
@@ -40,6 +41,9 @@ pub struct Identity {
     pub expires: Option<i64>,
     /// What monitoring shows of a JWT login.
     pub jwt: Option<Arc<JwtFacts>>,
+    /// Its account was fetched for this login (URL resolver): the shards' trust
+    /// should learn it.
+    pub fetched_account: bool,
 }
 
 /// The facts of a JWT login that `/connz` shows (with `auth`).
@@ -296,6 +300,9 @@ pub async fn authenticate(
     nonce: Option<&str>,
     origin: &operator::Origin,
 ) -> Result<Identity, Failure> {
+    if let Some(fetched) = fetch_missing_account(cfg, opts, nonce, origin).await {
+        return fetched;
+    }
     match decide(cfg, opts, nonce, origin) {
         Decision::Ok(id) => Ok(id),
         Decision::Fail(why) => Err(why),
@@ -307,6 +314,49 @@ pub async fn authenticate(
             }
         }
     }
+}
+
+/// With the URL resolver, a user JWT whose account is not known yet: the account's
+/// JWT is fetched on the blocking pool, checked, remembered, and the login decided
+/// against the trust with it. `None` when there is nothing to fetch.
+async fn fetch_missing_account(
+    cfg: &AuthConfig,
+    opts: &ConnectOpts,
+    nonce: Option<&str>,
+    origin: &operator::Origin,
+) -> Option<Result<Identity, Failure>> {
+    let trust = cfg.trust.as_ref()?;
+    let operator::Resolver::Url(url) = &trust.resolver else {
+        return None;
+    };
+    let key = operator::missing_account(trust, opts)?;
+    let (url, fetch_key) = (url.clone(), key.clone());
+    let got = glommio::executor()
+        .spawn_blocking(move || url.fetch(&fetch_key, url_resolver::FETCH_TIMEOUT))
+        .await;
+    let mut with = (**trust).clone();
+    // nats-server says why at debug level, then the usual authentication error.
+    let refused = |why: String| Failure::Jwt {
+        reason: format!("Account JWT lookup error: {why}"),
+        error: false,
+        shown: Box::new(failure(opts)),
+    };
+    let jwt = match got {
+        Ok(jwt) => jwt,
+        Err(e) => return Some(Err(refused(e))),
+    };
+    match with.add_account(&jwt) {
+        Ok(k) if k == key => {}
+        Ok(k) => return Some(Err(refused(format!("the answer holds the JWT of {k}")))),
+        Err(e) => return Some(Err(refused(format!("invalid account JWT: {e}")))),
+    }
+    url_resolver::remember(&key, &jwt);
+    Some(
+        operator::login(&with, opts, nonce, origin, operator::now()).map(|id| Identity {
+            fetched_account: true,
+            ..id
+        }),
+    )
 }
 
 /// The identity `no_auth_user` gives a client whose first op is not CONNECT.

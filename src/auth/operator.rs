@@ -65,6 +65,8 @@ pub enum Resolver {
     /// `resolver: MEMORY`: `resolver_preload` only.
     #[default]
     Memory,
+    /// `resolver: URL(http://...)`: account JWTs fetched when first needed.
+    Url(super::url_resolver::ResolverUrl),
     /// `resolver { type: full, dir }`: JWTs kept as `<dir>/<account key>.jwt`,
     /// updated at run time through `$SYS.REQ.CLAIMS.UPDATE` (and deleted through
     /// `$SYS.REQ.CLAIMS.DELETE` with `allow_delete`).
@@ -145,6 +147,7 @@ impl Trust {
         }
         let mut t = Trust::default();
         let mut operator_system: Option<String> = None;
+        let mut account_server_url: Option<String> = None;
         for text in &operator_texts {
             let token = operator_jwt(text)?;
             let c = jwt::decode(&token).map_err(|e| format!("error parsing operator JWT: {e}"))?;
@@ -169,6 +172,9 @@ impl Trust {
             if operator_system.is_none() && !c.str("system_account").is_empty() {
                 operator_system = Some(c.str("system_account").to_string());
             }
+            if account_server_url.is_none() && !c.str("account_server_url").is_empty() {
+                account_server_url = Some(c.str("account_server_url").to_string());
+            }
         }
         for k in trusted {
             if nkeys::KeyPair::from_public_key(&k).is_err() || !k.starts_with('O') {
@@ -187,7 +193,42 @@ impl Trust {
             .and_then(|i| i.value.as_str())
             .map(str::to_string)
             .or(operator_system);
-        t.resolver = resolver_of(opts.section("resolver").map(|i| &i.value))?;
+        t.resolver = match (opts.section("resolver"), &account_server_url) {
+            // nats-server: an operator's account server and no resolver make a URL one.
+            (None, Some(base)) => Resolver::Url(super::url_resolver::ResolverUrl::parse(
+                &format!("{}/accounts/", base.trim_end_matches('/')),
+            )?),
+            (r, _) => resolver_of(r.map(|i| &i.value))?,
+        };
+        if let Resolver::Url(url) = &t.resolver {
+            super::url_resolver::check_once(url)?;
+            // Accounts this process fetched before (a reload or an update rebuilds
+            // the trust): a JWT that no longer checks out is left out.
+            for token in super::url_resolver::fetched() {
+                let _ = t.add_account(&token);
+            }
+        }
+        if let (Resolver::Url(url), Some(sys)) = (&t.resolver, &t.system_account) {
+            if !t.accounts.contains_key(sys) {
+                // Once per process, at start-up (later rebuilds find it remembered).
+                let token = url
+                    .fetch(sys, super::url_resolver::FETCH_TIMEOUT)
+                    .map_err(|e| format!("error resolving system account: {e}"))?;
+                let sys = sys.clone();
+                match t.clone().add_account(&token) {
+                    Ok(k) if k == sys => {
+                        super::url_resolver::remember(&sys, &token);
+                        t.add_account(&token)?;
+                    }
+                    Ok(k) => {
+                        return Err(format!(
+                            "error resolving system account: the answer holds the JWT of {k}"
+                        ))
+                    }
+                    Err(e) => return Err(format!("error resolving system account: {e}")),
+                }
+            }
+        }
         if let Some(item) = opts.section("resolver_preload") {
             let Some(map) = item.value.as_map() else {
                 return Err("resolver preload should be a map of account public key to jwt".into());
@@ -770,6 +811,24 @@ pub struct Origin {
 /// Logs in a client that sent a user JWT (see the module docs). A refusal is
 /// [`Failure::Jwt`]: its reason goes to the log before nats-server's
 /// `authentication error` line.
+/// The issuer account of the CONNECT's user JWT when the trust does not know it
+/// (what a URL resolver should fetch); `None` for anything else, including a JWT
+/// that does not decode (the login refuses it on its own).
+pub fn missing_account(trust: &Trust, opts: &ConnectOpts) -> Option<String> {
+    let token = opts.jwt.as_deref().filter(|j| !j.is_empty())?;
+    let user = jwt::decode(token).ok()?;
+    if user.kind() != "user" {
+        return None;
+    }
+    let account = match user.str("issuer_account") {
+        "" => user.iss.clone(),
+        a => a.to_string(),
+    };
+    let plausible = account.starts_with('A') && nkeys::KeyPair::from_public_key(&account).is_ok();
+    let pinned_out = trust.pinned.as_ref().is_some_and(|p| !p.contains(&account));
+    (plausible && !pinned_out && !trust.accounts.contains_key(&account)).then_some(account)
+}
+
 pub fn login(
     trust: &Trust,
     opts: &ConnectOpts,
@@ -920,6 +979,7 @@ fn check(
             tags: list(&user.nats, "tags"),
             user_name: user.name.clone(),
         })),
+        fetched_account: false,
     })
 }
 
@@ -947,6 +1007,13 @@ fn resolver_of(v: Option<&crate::config::value::Value>) -> Result<Resolver, Stri
         Some(C::String(s)) if matches!(s.to_ascii_uppercase().as_str(), "MEMORY" | "MEM") => {
             Ok(Resolver::Memory)
         }
+        Some(C::String(s))
+            if s.len() > 5 && s[..4].eq_ignore_ascii_case("URL(") && s.ends_with(')') =>
+        {
+            Ok(Resolver::Url(super::url_resolver::ResolverUrl::parse(
+                &s[4..s.len() - 1],
+            )?))
+        }
         None => Err("operator mode requires an account resolver".into()),
         Some(C::Map(m)) => {
             let get = |k: &str| {
@@ -968,10 +1035,7 @@ fn resolver_of(v: Option<&crate::config::value::Value>) -> Result<Resolver, Stri
                 )),
             }
         }
-        Some(_) => Err(
-            "natrium supports the MEMORY and full account resolvers so far (not the URL one)"
-                .into(),
-        ),
+        Some(_) => Err("resolver: want MEMORY, URL(<url>) or a map with a type".into()),
     }
 }
 

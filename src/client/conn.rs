@@ -457,6 +457,16 @@ async fn on_connect(ctx: &ShardCtx, client: &Rc<Client>, json: &[u8]) -> Next {
     };
     match result {
         Ok(id) => {
+            if id.fetched_account {
+                // The URL resolver fetched its account: every shard's trust learns it
+                // (this one at once, so its imports are in place before the client's
+                // first message).
+                ctx.apply_options(ctx.opts());
+                for shard in (0..ctx.count).filter(|&s| s != ctx.index) {
+                    ctx.server
+                        .tell_shard(shard, crate::shard::control::ShardCommand::RefreshAuth);
+                }
+            }
             let conns = id.account_conns;
             if let Some(at) = id.expires {
                 super::auth::close_at_expiry(client, at);
