@@ -940,3 +940,112 @@ fn account_limits_from_config_apply_as_the_reference_applies_them() {
         );
     }
 }
+
+/// The subjects a catch-all subscriber sees for `publish`ed subjects (in order),
+/// logged in with `connect`.
+fn mapped_subjects(server: &Server, connect: &str, publish: &[&str]) -> Vec<String> {
+    let mut c = shards::RawConn::connect(&server.addr(), connect);
+    c.send(b"SUB > 1\r\nPING\r\n");
+    c.expect(b"PONG\r\n");
+    let mut cmds = String::new();
+    for s in publish {
+        cmds.push_str(&format!("PUB {s} 1\r\nx\r\n"));
+    }
+    cmds.push_str("PING\r\n");
+    c.send(cmds.as_bytes());
+    let mut out = Vec::new();
+    loop {
+        let frame = c.read_frame();
+        if frame == b"PONG\r\n" {
+            return out;
+        }
+        let line = String::from_utf8_lossy(&frame).to_string();
+        out.push(line.split_whitespace().nth(1).unwrap_or("").to_string());
+    }
+}
+
+/// `mappings` at the top level (for `$G`) and in an account: wildcard, `$N`,
+/// partition and `>` transforms deliver on the subjects nats-server delivers on,
+/// weighted destinations split the messages, and subjects no mapping matches pass
+/// unchanged. Bad mappings refuse to start on both servers.
+#[test]
+fn subject_mappings_deliver_where_the_reference_does() {
+    let dir = TempDir::new("mappings");
+    let top = dir.write_string(
+        "top.conf",
+        "mappings = {\n  \"orders.*\": \"orders.new.{{wildcard(1)}}\"\n  \"a.*.*\": \"b.$2.$1\"\n  \
+         \"p.*.*\": \"p.{{partition(7,1,2)}}.$1.$2\"\n  \"rest.*.>\": \"r.$1.>\"\n  \
+         \"w\": [ {destination: w.a, weight: 50%}, {destination: w.b, weight: 50%} ]\n  \
+         \"some\": [ {destination: some.mapped, weight: 1%} ]\n}\n",
+    );
+    let acc = dir.write_string(
+        "acc.conf",
+        "accounts {\n  A {\n    users = [ {user: a, password: a} ]\n    \
+         mappings = { \"in.*\": \"out.$1\" }\n  }\n}\n",
+    );
+    let publish = [
+        "orders.42",
+        "orders.42.x",
+        "a.x.y",
+        "a.x",
+        "p.abc.def",
+        "p.k1.k2",
+        "p.zz.zzz",
+        "rest.one.two.three",
+        "rest.one",
+        "plain",
+        "in.z",
+    ];
+    let top_expect = ["orders.new.42", "orders.42.x", "b.y.x", "a.x"];
+    let mut seen = Vec::new();
+    for kind in support::kinds() {
+        let server = Server::start(kind, &["-c", &top]);
+        let got = mapped_subjects(&server, r#"{"verbose":false}"#, &publish);
+        assert_eq!(got[..4], top_expect, "{kind:?}: {got:?}");
+        assert_eq!(got[7], "r.one.two.three", "{kind:?}");
+        assert_eq!(got[8..], ["rest.one", "plain", "in.z"], "{kind:?}");
+        assert!(
+            got[4].starts_with("p.") && got[4].ends_with(".abc.def"),
+            "{kind:?}: {got:?}"
+        );
+        // Weighted: both halves get some of 200; at 1% "some" mostly stays.
+        let w = mapped_subjects(&server, r#"{"verbose":false}"#, &["w"; 200]);
+        let a = w.iter().filter(|s| *s == "w.a").count();
+        let b = w.iter().filter(|s| *s == "w.b").count();
+        assert!(a > 0 && b > 0 && a + b == 200, "{kind:?}: {a} + {b}");
+        let some = mapped_subjects(&server, r#"{"verbose":false}"#, &["some"; 200]);
+        let kept = some.iter().filter(|s| *s == "some").count();
+        assert!(kept > 150 && kept < 200 + 1, "{kind:?}: {kept} of 200 kept");
+        let server = Server::start(kind, &["-c", &acc]);
+        let got = mapped_subjects(
+            &server,
+            r#"{"verbose":false,"user":"a","pass":"a"}"#,
+            &["in.z", "in", "orders.42"],
+        );
+        assert_eq!(got, ["out.z", "in", "orders.42"], "{kind:?}");
+        seen.push(mapped_subjects(
+            &Server::start(kind, &["-c", &top]),
+            r#"{"verbose":false}"#,
+            &publish,
+        ));
+    }
+    if seen.len() == 2 {
+        // The partitions (FNV-1a of the tokens) agree with the reference's.
+        assert_eq!(seen[0], seen[1]);
+    }
+    for (name, text) in [
+        ("out_of_range", "mappings = { \"a.*\": \"b.$2\" }\n"),
+        ("overweight", "mappings = { \"a\": [ {destination: b, weight: 60%}, {destination: c, weight: 50%} ] }\n"),
+    ] {
+        let path = dir.write_string(&format!("{name}.conf"), text);
+        let mut bins = vec![support::natrium_bin()];
+        bins.extend(support::nats_server_bin());
+        for bin in bins {
+            let out = std::process::Command::new(&bin)
+                .args(["-c", &path, "-p", "-1"])
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{bin:?} started with {name}");
+        }
+    }
+}

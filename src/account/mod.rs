@@ -2,6 +2,7 @@
 //! envelope carries, and the server's registry of account names.
 
 pub mod imports;
+pub mod mapping;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -92,6 +92,8 @@ pub struct AuthConfig {
     pub trust: Option<Arc<super::operator::Trust>>,
     /// Imports of account JWTs left out (not granted by their export), for the log.
     pub import_warnings: Vec<String>,
+    /// Subject mappings by account (`$G` for the top-level `mappings`).
+    pub mappings: Vec<(Arc<str>, Vec<crate::account::mapping::Mapping>)>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -177,6 +179,16 @@ impl AuthConfig {
             cfg.accounts = section.names;
             cfg.stream_imports = section.imports;
             cfg.service_imports = section.service_imports;
+            cfg.mappings = section.mappings;
+        }
+        if let Some(item) = opts.section("mappings") {
+            let mut errors = Vec::new();
+            let list = parse_mappings(item, &mut errors);
+            if let Some(e) = errors.into_iter().next() {
+                return Err(e.1);
+            }
+            cfg.mappings
+                .push((Arc::from(crate::account::GLOBAL_NAME), list));
         }
         // Flags win over the file, as in nats-server.
         let flags = &opts.auth_flags;
@@ -204,6 +216,9 @@ impl AuthConfig {
             cfg.stream_imports = streams;
             cfg.service_imports = services;
             cfg.import_warnings = warnings;
+            let (mappings, warnings) = trust.mappings();
+            cfg.mappings = mappings;
+            cfg.import_warnings.extend(warnings);
             cfg.trust = Some(Arc::new(trust));
             return Ok(cfg);
         }
@@ -326,12 +341,14 @@ struct AccountsSection {
     service_imports: Vec<ServiceImport>,
     /// Account limits, by account.
     limits: HashMap<Arc<str>, AccountLimits>,
+    /// Subject mappings, by account.
+    mappings: Vec<(Arc<str>, Vec<crate::account::mapping::Mapping>)>,
 }
 
 /// Account fields nats-server knows that natrium does not enforce yet: refused, since
 /// running without them would silently change what crosses account boundaries or
 /// what an account may do.
-const ACCOUNT_FIELDS_NOT_YET: &[&str] = &["nkey", "mappings", "maps", "jetstream", "msg_trace"];
+const ACCOUNT_FIELDS_NOT_YET: &[&str] = &["nkey", "jetstream", "msg_trace"];
 
 /// An account's limits from config (`limits {}`):
 /// connections, subscriptions per connection, payload; `None` = unlimited.
@@ -343,6 +360,81 @@ pub struct AccountLimits {
 }
 
 /// `accounts { A { users [...] default_permissions {...} } B {} }` or `accounts [A, B]`.
+/// `mappings { src: dest, src2: [ {destination: d, weight: 40%}, ... ] }`.
+fn parse_mappings(item: &Item, errors: &mut Errors) -> Vec<crate::account::mapping::Mapping> {
+    let mut out = Vec::new();
+    let Some(map) = item.value.as_map() else {
+        errors.push((
+            Some(Where::At(item.pos.clone())),
+            format!("Expected a mappings map, got {}", show(&item.value)),
+        ));
+        return out;
+    };
+    for e in map.entries() {
+        let at = || Some(Where::At(e.key_pos.clone()));
+        let mut dests: Vec<(String, u8)> = Vec::new();
+        let one =
+            |v: &Value| -> Result<(String, u8), String> {
+                if let Some(s) = v.as_str() {
+                    return Ok((s.to_string(), 100));
+                }
+                let m = v
+                    .as_map()
+                    .ok_or_else(|| format!("Expected a mapping destination, got {}", show(v)))?;
+                let mut dest = None;
+                let mut weight = 100u8;
+                for f in m.entries() {
+                    match f.key.to_ascii_lowercase().as_str() {
+                        "destination" | "dest" => dest = f.item.value.as_str().map(str::to_string),
+                        "weight" => {
+                            let w = match &f.item.value {
+                                Value::Int(n) => Some(*n),
+                                Value::String(s) => s.trim().trim_end_matches('%').parse().ok(),
+                                _ => None,
+                            };
+                            weight = w
+                                .filter(|w| (0..=100).contains(w))
+                                .map(|w| w as u8)
+                                .ok_or_else(|| {
+                                    format!(
+                                        "Invalid weight {} for mapping destination",
+                                        show(&f.item.value)
+                                    )
+                                })?;
+                        }
+                        // Cluster-scoped destinations need cluster-aware mappings.
+                        "cluster" => return Err(
+                            "cluster-scoped mapping destinations are not supported by natrium yet"
+                                .into(),
+                        ),
+                        other => {
+                            return Err(format!("Unknown field {other:?} for mapping destination"))
+                        }
+                    }
+                }
+                Ok((
+                    dest.ok_or("mapping destination without a destination subject")?,
+                    weight,
+                ))
+            };
+        let parsed = match &e.item.value {
+            Value::Array(list) => list
+                .iter()
+                .map(|i| one(&i.value))
+                .collect::<Result<Vec<_>, _>>(),
+            v => one(v).map(|d| vec![d]),
+        };
+        match parsed.and_then(|d| {
+            dests = d;
+            crate::account::mapping::Mapping::new(&e.key, &dests)
+        }) {
+            Ok(m) => out.push(m),
+            Err(why) => errors.push((at(), why)),
+        }
+    }
+    out
+}
+
 fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
     let mut out = AccountsSection::default();
     if let Some(list) = item.value.as_array() {
@@ -390,6 +482,10 @@ fn parse_accounts(item: &Item, errors: &mut Errors) -> AccountsSection {
                 }
                 "default_permission" | "default_permissions" => {
                     default_perms = parse_permissions(e, errors).map(Arc::new);
+                }
+                "mappings" | "maps" => {
+                    let list = parse_mappings(&e.item, errors);
+                    out.mappings.push((name.clone(), list));
                 }
                 "exports" => parse_exports(e, &name, &mut out, errors),
                 "imports" => parse_imports(e, &name, &mut out, errors),

@@ -78,6 +78,9 @@ pub enum Resolver {
     },
 }
 
+/// Subject mappings by account.
+pub type AccountMappings = Vec<(Arc<str>, Vec<crate::account::mapping::Mapping>)>;
+
 /// What operator mode trusts and knows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trust {
@@ -403,6 +406,50 @@ impl Trust {
         let mut names: Vec<&String> = self.accounts.keys().collect();
         names.sort();
         names.into_iter().map(|n| Arc::from(n.as_str())).collect()
+    }
+
+    /// The accounts' subject mappings (`mappings` of the account JWTs:
+    /// `{"src": [{"subject": "dest", "weight": 40}, ...]}`); a mapping that does not
+    /// compile is left out with a warning.
+    pub fn mappings(&self) -> (AccountMappings, Vec<String>) {
+        let (mut out, mut warnings) = (Vec::new(), Vec::new());
+        for name in self.account_names() {
+            let acc = &self.accounts[&*name];
+            let Some(map) = acc.nats.get("mappings").and_then(Value::as_object) else {
+                continue;
+            };
+            let mut list = Vec::new();
+            for (src, dests) in map {
+                let dests: Vec<(String, u8)> = dests
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|d| {
+                        d.get("cluster")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .is_empty()
+                    })
+                    .map(|d| {
+                        let w = d.get("weight").and_then(Value::as_u64).unwrap_or(100);
+                        (
+                            d.get("subject")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string(),
+                            w.min(255) as u8,
+                        )
+                    })
+                    .collect();
+                match crate::account::mapping::Mapping::new(src, &dests) {
+                    Ok(m) => list.push(m),
+                    Err(e) => warnings.push(format!("Account {name}: mapping left out: {e}")),
+                }
+            }
+            out.push((name, list));
+        }
+        (out, warnings)
     }
 
     /// The accounts' exports and imports, as the `accounts {}` configuration gives

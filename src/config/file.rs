@@ -76,7 +76,7 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
         &["no_system", "no_sys_acc"],
         Policy::Keep,
     ),
-    ("mappings", &["maps"], Policy::Warn),
+    ("mappings", &["maps"], Policy::Keep),
     ("server_tags", &[], Policy::Parsed),
     ("server_metadata", &[], Policy::Parsed),
     ("feature_flags", &[], Policy::Keep),
@@ -1137,9 +1137,9 @@ mod tests {
             assert!(o.section(name).is_some(), "{name}");
         }
         assert!(o.jetstream);
-        // one line per unsupported block; jetstream is reported by the server itself,
-        // and cluster, websocket and leafnodes are parsed (issues #13, #14, #16)
-        assert_eq!(r.unsupported.len(), 3, "{:?}", r.unsupported);
+        // one line per unsupported block (mqtt, gateway); jetstream is reported by the
+        // server itself, and cluster, websocket, leafnodes and mappings are parsed
+        assert_eq!(r.unsupported.len(), 2, "{:?}", r.unsupported);
         assert!(
             r.unsupported[0].starts_with("t.conf:5:1: \"mqtt\" is not supported"),
             "{:?}",

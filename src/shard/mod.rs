@@ -103,6 +103,9 @@ pub struct AccountTables {
     /// alone). Kept apart from `services` so that only `$SYS.REQ.` subjects leave the
     /// hot path for them.
     pub sys_services: Option<Rc<[ServiceTap]>>,
+    /// Subject mappings: a client's publish on a matching subject is delivered on
+    /// the mapped one (checked on the cold path).
+    pub mappings: Option<Rc<[crate::account::mapping::Mapping]>>,
     /// The system account: its publishes take the cold path, where a
     /// `$SYS.REQ.USER.INFO` request gets its requester's identity (the service
     /// that answers it sits on another shard and sees only the message).
@@ -117,6 +120,7 @@ impl Default for AccountTables {
             taps: None,
             services: None,
             sys_services: None,
+            mappings: None,
             system: false,
         }
     }
@@ -663,6 +667,7 @@ impl ShardCtx {
         let tables = st.tables(account);
         if tables.taps.is_some()
             || tables.services.is_some()
+            || tables.mappings.is_some()
             || tables.system
             || msg.subject.starts_with(SERVICE_REPLY_PREFIX)
             || (tables.sys_services.is_some() && msg.subject.starts_with(SYS_REQ_PREFIX))
@@ -693,6 +698,22 @@ impl ShardCtx {
         if msg.subject.starts_with(SERVICE_REPLY_PREFIX) {
             return self.publish_response(st, msg);
         }
+        // Mappings first (what a client publishes; routed messages were mapped where
+        // they entered the cluster), then imports and services see the new subject.
+        let (subject, reply, payload);
+        let mapped;
+        let mut msg = msg;
+        if let (Origin::Client(_), Some(maps)) = (origin, st.tables(account).mappings.clone()) {
+            let mut out = Vec::new();
+            let mut dice = || crate::sublist::rand_below(&mut st.rng, 100);
+            if crate::account::mapping::map_subject(&maps, msg.subject, &mut dice, &mut out) {
+                (subject, reply, payload) =
+                    (Bytes::from(out), msg.shared_reply(), msg.shared_payload());
+                mapped = Message::owned(&subject, &reply, msg.hdr_len, &payload);
+                msg = &mapped;
+            }
+        }
+        let msg = msg;
         if msg.subject == USER_INFO && st.tables(account).system {
             if let Some(info) = self.requester_info(st, account, origin) {
                 let (hdr_len, payload) = with_header(msg, &info);
@@ -978,11 +999,21 @@ impl ShardCtx {
             self.server.account_id(name);
         }
         let system = self.system_imports();
+        let mappings: Vec<_> = auth
+            .mappings
+            .iter()
+            .filter(|(_, list)| !list.is_empty())
+            .map(|(name, list)| (self.server.account_id(name), list.clone()))
+            .collect();
         let mut st = self.state.borrow_mut();
         for i in 0..st.accounts.len() {
             st.accounts[i].taps = None;
             st.accounts[i].services = None;
             st.accounts[i].sys_services = None;
+            st.accounts[i].mappings = None;
+        }
+        for (account, list) in mappings {
+            st.tables(account).mappings = Some(list.into());
         }
         for (into, list) in system {
             st.tables(into).sys_services = Some(list.into());
