@@ -413,19 +413,19 @@ fn feature_blocks_start_with_one_warning_each() {
 
 #[test]
 fn account_features_not_enforced_yet_refuse_to_start() {
-    // Account subject mappings are not implemented yet: running such a config without
-    // them would silently change where messages go, so natrium refuses to start
-    // (users, stream and service imports run: tests/accounts.rs).
+    // Account message tracing is not implemented yet: running such a config without
+    // it would silently drop the traces it asks for, so natrium refuses to start
+    // (users, imports and mappings run: tests/accounts.rs).
     let d = TempDir::new("auth");
     let f = d.write(
         "a.conf",
-        "port: -1\naccounts { A: { users: [ {user: a, password: b} ], mappings: { a: b } } }\n",
+        "port: -1\naccounts { A: { users: [ {user: a, password: b} ], msg_trace: { dest: t } } }\n",
     );
     let out = run_to_end(&support::natrium_bin(), &["-c", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("account \"mappings\" is not supported"),
+        err.contains("account \"msg_trace\" is not supported"),
         "{err}"
     );
     assert!(err.contains("[FTL]"), "{err}");

@@ -588,3 +588,145 @@ async fn a_ping_in_a_mixed_cluster_is_answered_by_every_server() {
         }
     }
 }
+
+/// `$SYS.REQ.SERVER.<id>.LDM` and `.KICK` with `{"cid": N}`: the client gets the
+/// lame duck INFO, then is closed with nothing sent (`Kicked` in /connz closed
+/// connections' reasons on nats-server); an unknown cid gets the reference's
+/// error, a body that is not JSON no answer and the reference's log line. The
+/// victim sits on either shard (two victims, consecutive cids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kick_and_ldm_requests_like_the_reference() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("kick");
+    let conf = accounts_conf(&dir);
+    let mut seen = Vec::new();
+    for kind in support::kinds() {
+        let server = Server::start(kind, &["-c", &conf]);
+        let sys = login(&server, "s").await;
+        let id = ask(&sys, "$SYS.REQ.SERVER.PING.IDZ", "")
+            .await
+            .expect("IDZ")["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut got = Vec::new();
+        for protocol in [0, 1, 1] {
+            let mut v = std::net::TcpStream::connect(server.addr()).unwrap();
+            v.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut info = Vec::new();
+            let mut b = [0u8; 1];
+            while !info.ends_with(b"\r\n") {
+                assert_eq!(v.read(&mut b).unwrap(), 1);
+                info.push(b[0]);
+            }
+            let info: Value = serde_json::from_slice(&info[5..]).unwrap();
+            let cid = info["client_id"].as_u64().unwrap();
+            let connect = format!(
+                "CONNECT {{\"user\":\"a\",\"pass\":\"a\",\"verbose\":false,\"protocol\":{protocol}}}\r\nPING\r\n"
+            );
+            v.write_all(connect.as_bytes()).unwrap();
+            let pong = support::client::until_pong(&mut v);
+            assert!(pong.ends_with("PONG\r\n"), "{kind:?}: {pong:?}");
+            let ldm = ask(
+                &sys,
+                &format!("$SYS.REQ.SERVER.{id}.LDM"),
+                &format!("{{\"cid\":{cid}}}"),
+            )
+            .await
+            .expect("LDM answered");
+            if protocol == 0 {
+                // No async INFO for it: refused, and a KICK still works.
+                got.push((shape(&ldm), String::new()));
+                ask(
+                    &sys,
+                    &format!("$SYS.REQ.SERVER.{id}.KICK"),
+                    &format!("{{\"cid\":{cid}}}"),
+                )
+                .await
+                .expect("KICK answered");
+                continue;
+            }
+            // The next INFO (the server's own PINGs answered and skipped).
+            let ldm_info: Value = loop {
+                let mut line = Vec::new();
+                while !line.ends_with(b"\r\n") {
+                    assert_eq!(
+                        v.read(&mut b).unwrap(),
+                        1,
+                        "{kind:?}: closed instead of LDM INFO"
+                    );
+                    line.push(b[0]);
+                }
+                if line == b"PING\r\n" {
+                    v.write_all(b"PONG\r\n").unwrap();
+                    continue;
+                }
+                assert!(
+                    line.starts_with(b"INFO "),
+                    "{kind:?}: {:?}",
+                    String::from_utf8_lossy(&line)
+                );
+                break serde_json::from_slice(&line[5..]).unwrap();
+            };
+            assert_eq!(ldm_info["ldm"], true, "{kind:?}");
+            let kick = ask(
+                &sys,
+                &format!("$SYS.REQ.SERVER.{id}.KICK"),
+                &format!("{{\"cid\":{cid}}}"),
+            )
+            .await
+            .expect("KICK answered");
+            let mut rest = Vec::new();
+            let n = v.read_to_end(&mut rest).unwrap_or(0);
+            assert_eq!(
+                n,
+                0,
+                "{kind:?}: sent before closing: {:?}",
+                String::from_utf8_lossy(&rest)
+            );
+            got.push((shape(&ldm), shape(&kick)));
+        }
+        let unknown = ask(
+            &sys,
+            &format!("$SYS.REQ.SERVER.{id}.KICK"),
+            "{\"cid\":999999}",
+        )
+        .await;
+        got.push((
+            shape(&unknown.expect("unknown cid answered")),
+            String::new(),
+        ));
+        let none = ask(&sys, &format!("$SYS.REQ.SERVER.{id}.KICK"), "{}").await;
+        got.push((shape(&none.expect("no cid answered")), String::new()));
+        assert!(
+            replies(
+                &sys,
+                &format!("$SYS.REQ.SERVER.{id}.KICK"),
+                "junk",
+                1,
+                SILENCE
+            )
+            .await
+            .is_empty(),
+            "{kind:?} answered junk"
+        );
+        assert!(server.logged(
+            "SYSTEM - Error unmarshalling kick client request: invalid character 'j' looking for beginning of value",
+            WAIT
+        ));
+        seen.push(got);
+    }
+    assert!(
+        seen[0][0].0.contains("does not support Lame Duck Mode"),
+        "{:?}",
+        seen[0]
+    );
+    assert!(
+        seen[0][3].0.contains("no such client or leafnode id"),
+        "{:?}",
+        seen[0]
+    );
+    if seen.len() == 2 {
+        assert_eq!(seen[0], seen[1]);
+    }
+}

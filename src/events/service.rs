@@ -55,6 +55,8 @@ enum Service {
     UserInfo,
     /// The full account resolver's `CLAIMS.UPDATE`, `LOOKUP`, `LIST`, `DELETE`.
     Claims(Claims),
+    /// `$SYS.REQ.SERVER.<id>.KICK` (false) and `.LDM` (true): `{"cid": N}`.
+    ClientOp(bool),
 }
 
 /// What a full resolver request does.
@@ -116,6 +118,11 @@ pub fn start(ctx: &Rc<ShardCtx>) {
     for kind in ACCOUNT_KINDS {
         subjects.push((format!("$SYS.REQ.ACCOUNT.*.{kind}"), Service::Account(kind)));
     }
+    subjects.push((
+        format!("$SYS.REQ.SERVER.{id}.KICK"),
+        Service::ClientOp(false),
+    ));
+    subjects.push((format!("$SYS.REQ.SERVER.{id}.LDM"), Service::ClientOp(true)));
     subjects.push(("$SYS.REQ.USER.INFO".into(), Service::UserInfo));
     // What other accounts' `$SYS.REQ.USER.INFO` imports map to.
     subjects.push(("$SYS.REQ.USER.*.INFO".into(), Service::UserInfo));
@@ -387,6 +394,51 @@ impl Services {
             Service::Account(kind) => self.account_request(kind, &req).await,
             Service::UserInfo => self.user_info(&req),
             Service::Claims(op) => self.claims(op, &req).await,
+            Service::ClientOp(ldm) => self.client_op(ldm, &req).await,
+        }
+    }
+
+    /// KICK or LDM of one client connection, on whichever shard owns it.
+    async fn client_op(&self, ldm: bool, req: &Request) {
+        let what = if ldm { "ldm" } else { "kick" };
+        let opts = match gojson::decode(
+            &req.body,
+            "KickClientReq",
+            &[&[("cid", gojson::Kind::Uint)]],
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                crate::log_error!("SYSTEM - Error unmarshalling {what} client request: {e}");
+                return;
+            }
+        };
+        let cid = opts.uint("cid");
+        let ctx = &self.ctx;
+        let shard = (cid % ctx.count as u64) as usize;
+        let done = if cid == 0 {
+            Err(crate::shard::control::NO_SUCH_CLIENT)
+        } else if shard == ctx.index {
+            crate::shard::control::client_op(ctx, cid, ldm)
+        } else {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            ctx.server.tell_shard(
+                shard,
+                crate::shard::control::ShardCommand::ClientOp {
+                    cid,
+                    ldm,
+                    reply: tx,
+                },
+            );
+            glommio::executor()
+                .spawn_blocking(move || {
+                    rx.recv_timeout(GATHER_WAIT)
+                        .unwrap_or(Err(crate::shard::control::NO_SUCH_CLIENT))
+                })
+                .await
+        };
+        match done {
+            Ok(()) => self.publish_with_server(&req.reply, |server| json!({"server": server})),
+            Err(why) => self.reply_error(&req.reply, 500, why, false),
         }
     }
 

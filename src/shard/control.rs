@@ -82,6 +82,16 @@ pub enum ShardCommand {
     },
     /// Close one connection (no -ERR), as lame duck mode does: `Server Shutdown`.
     CloseClient(u64),
+    /// `$SYS.REQ.SERVER.<id>.KICK` / `.LDM`: close the client with this cid
+    /// ("Kicked"), or send it the lame duck INFO (`ldm`); answers whether it is here.
+    ClientOp {
+        /// The connection.
+        cid: u64,
+        /// Lame duck INFO instead of a close.
+        ldm: bool,
+        /// Done, or nats-server's reason why not.
+        reply: crossbeam_channel::Sender<Result<(), &'static str>>,
+    },
     /// The cluster's client URLs changed: send protocol-1 clients that got their
     /// connect_info INFO an INFO with the new `connect_urls`.
     ConnectUrls,
@@ -148,6 +158,9 @@ pub async fn shard_main(
                     }
                 }
                 ShardCommand::RefreshAuth => ctx.apply_options(ctx.opts()),
+                ShardCommand::ClientOp { cid, ldm, reply } => {
+                    let _ = reply.send(client_op(&ctx, cid, ldm));
+                }
                 ShardCommand::CloseClient(cid) => {
                     let client = ctx.state.borrow().clients.get(&cid).cloned();
                     if let Some(c) = client {
@@ -201,6 +214,30 @@ fn release_free_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// No client has the cid (nats-server's words).
+pub const NO_SUCH_CLIENT: &str = "no such client or leafnode id";
+
+/// Kicks (closes with reason `Kicked`, nothing sent first, as nats-server does) or
+/// lame-ducks one client of this shard; nats-server's reason when it cannot.
+pub fn client_op(ctx: &ShardCtx, cid: u64, ldm: bool) -> Result<(), &'static str> {
+    let client = ctx.state.borrow().clients.get(&cid).cloned();
+    let Some(c) = client.filter(|c| !c.is_closed() && c.cid != 0) else {
+        return Err(NO_SUCH_CLIENT);
+    };
+    if ldm {
+        // Only a client that takes async INFOs gets it, as in lame duck mode.
+        if c.opts.borrow().protocol < 1 || !c.sent_connect_info.get() {
+            return Err(
+                "client does not support Lame Duck Mode or is not ready to receive the notification",
+            );
+        }
+        c.queue(&ctx.server.ldm_info(c.cid, c.peer));
+    } else {
+        c.close(None, "Kicked");
+    }
+    Ok(())
 }
 
 /// Sends the lame duck INFO to the clients that can take an async INFO; returns the
