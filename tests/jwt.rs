@@ -1157,3 +1157,107 @@ fn account_jwt_mappings_apply() {
         );
     }
 }
+
+/// An account update that lowers `limits.conn` below the connections the account
+/// has closes the excess ones as nats-server does (which ones, and what they get).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tightened_connection_limit_closes_the_excess() {
+    let mut seen = Vec::new();
+    for kind in support::kinds() {
+        let dir = TempDir::new("jwt-tight");
+        let op = KeyPair::new_operator();
+        let (sys, a) = (KeyPair::new_account(), KeyPair::new_account());
+        std::fs::write(
+            dir.path("op.jwt"),
+            operator(&op, "OP", json!({"system_account": sys.public_key()})),
+        )
+        .unwrap();
+        let sys_jwt = account(&sys, "SYS", &op, json!({}));
+        let limited = |n: i64| {
+            let mut limits = support::jwt::unlimited();
+            limits["conn"] = json!(n);
+            account(&a, "A", &op, json!({ "limits": limits }))
+        };
+        let conf = dir.write_string(
+            "full.conf",
+            &format!(
+                "operator: \"{}\"\nsystem_account: {}\nresolver {{ type: full, dir: \"{}\" }}\n\
+                 resolver_preload {{ {}: \"{sys_jwt}\", {}: \"{}\" }}\n",
+                dir.path("op.jwt").display(),
+                sys.public_key(),
+                dir.path("jwt").display(),
+                sys.public_key(),
+                a.public_key(),
+                limited(4)
+            ),
+        );
+        let server = Server::start(kind, &["-c", &conf]);
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            let u = KeyPair::new_user();
+            let (s, pong) = open_session(server.port, &user(&u, "u", &a, json!({})), Some(&u), "");
+            assert_eq!(pong, "PONG\r\n", "{kind:?}");
+            conns.push(s);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let su = KeyPair::new_user();
+        let (mut s, _) = open_session(
+            server.port,
+            &user(&su, "s", &sys, json!({})),
+            Some(&su),
+            &format!(
+                "PUB $SYS.REQ.CLAIMS.UPDATE {}\r\n{}\r\n",
+                limited(2).len(),
+                limited(2)
+            ),
+        );
+        s.write_all(b"PING\r\n").unwrap();
+        let _ = support::client::until_pong(&mut s);
+        std::thread::sleep(Duration::from_millis(500));
+        let mut fates = Vec::new();
+        for c in &mut conns {
+            c.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let _ = c.write_all(b"PING\r\n");
+            let mut buf = Vec::new();
+            let mut b = [0u8; 4096];
+            loop {
+                match c.read(&mut b) {
+                    Ok(0) => {
+                        buf.extend_from_slice(b"<closed>");
+                        break;
+                    }
+                    Ok(n) => buf.extend_from_slice(&b[..n]),
+                    Err(_) => break,
+                }
+            }
+            let text = String::from_utf8_lossy(&buf).to_string();
+            // The server's own PINGs are not the point.
+            fates.push(text.replace("PING\r\n", ""));
+        }
+        // The count went down with them: two are left, so a third is refused.
+        let u = KeyPair::new_user();
+        fates.push(session(
+            server.port,
+            &user(&u, "u", &a, json!({})),
+            Some(&u),
+            "",
+        ));
+        let excess = "-ERR 'maximum account active connections exceeded'\r\n";
+        assert_eq!(
+            fates[..2],
+            ["PONG\r\n", "PONG\r\n"],
+            "{kind:?}: the oldest stay"
+        );
+        assert_eq!(
+            fates[2..4],
+            [format!("{excess}<closed>"), format!("{excess}<closed>")],
+            "{kind:?}"
+        );
+        assert_eq!(fates[4], excess, "{kind:?}");
+        seen.push(fates);
+    }
+    if seen.len() == 2 {
+        assert_eq!(seen[0], seen[1]);
+    }
+}

@@ -474,12 +474,19 @@ impl Services {
             Claims::Update => {
                 let token = String::from_utf8_lossy(&req.body).into_owned();
                 let t = trust.clone();
+                let pushed = token.clone();
                 let stored = glommio::executor()
                     .spawn_blocking(move || t.store(&token, key.as_deref()))
                     .await;
                 match stored {
                     Ok(account) => {
                         self.refresh_auth();
+                        let mut with = (*trust).clone();
+                        if let Ok(k) = with.add_account(&pushed) {
+                            if let Some(limit) = with.accounts.get(&k).and_then(|a| a.limits.0) {
+                                self.enforce_conn_limit(&k, limit).await;
+                            }
+                        }
                         let data = json!({"account": account, "code": 200,
                                           "message": "jwt updated"});
                         self.reply_data(&req.reply, Ok(data));
@@ -514,6 +521,34 @@ impl Services {
                     }
                 }
             }
+        }
+    }
+
+    /// After an update lowered `account`'s connection limit: closes its newest
+    /// connections beyond `limit`, server-wide, as nats-server does.
+    async fn enforce_conn_limit(&self, account: &str, limit: usize) {
+        let answers = self.gather(false, false).await;
+        let mut conns: Vec<_> = answers
+            .shards
+            .iter()
+            .flat_map(|s| s.conns.iter())
+            .filter(|c| c.account == account && c.cid != 0)
+            .map(|c| (c.start, c.cid))
+            .collect();
+        if conns.len() <= limit {
+            return;
+        }
+        conns.sort();
+        let count = self.ctx.count as u64;
+        for &(_, cid) in &conns[limit..] {
+            self.ctx.server.tell_shard(
+                (cid % count) as usize,
+                crate::shard::control::ShardCommand::CloseWith {
+                    cid,
+                    err: "maximum account active connections exceeded",
+                    reason: "Maximum Account Connections Exceeded",
+                },
+            );
         }
     }
 

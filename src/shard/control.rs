@@ -82,6 +82,16 @@ pub enum ShardCommand {
     },
     /// Close one connection (no -ERR), as lame duck mode does: `Server Shutdown`.
     CloseClient(u64),
+    /// Close one connection with `-ERR '<err>'` and `reason` (an account's tightened
+    /// connection limit).
+    CloseWith {
+        /// The connection.
+        cid: u64,
+        /// The `-ERR` text.
+        err: &'static str,
+        /// The close reason (monitoring).
+        reason: &'static str,
+    },
     /// `$SYS.REQ.SERVER.<id>.KICK` / `.LDM`: close the client with this cid
     /// ("Kicked"), or send it the lame duck INFO (`ldm`); answers whether it is here.
     ClientOp {
@@ -158,6 +168,12 @@ pub async fn shard_main(
                     }
                 }
                 ShardCommand::RefreshAuth => ctx.apply_options(ctx.opts()),
+                ShardCommand::CloseWith { cid, err, reason } => {
+                    let client = ctx.state.borrow().clients.get(&cid).cloned();
+                    if let Some(c) = client {
+                        c.close(Some(err), reason);
+                    }
+                }
                 ShardCommand::ClientOp { cid, ldm, reply } => {
                     let _ = reply.send(client_op(&ctx, cid, ldm));
                 }
