@@ -1261,3 +1261,131 @@ async fn a_tightened_connection_limit_closes_the_excess() {
         assert_eq!(seen[0], seen[1]);
     }
 }
+
+/// `resolver { type: cache }` on a lone server: accounts in its directory log in,
+/// updates are taken for the accounts it holds ("jwt updated cache") and skipped
+/// for the others (answered only on the per-account subject), as nats-server does.
+#[test]
+fn the_cache_resolver_updates_only_what_it_holds() {
+    let mut seen = Vec::new();
+    for kind in support::kinds() {
+        let dir = TempDir::new("jwt-cache");
+        let op = KeyPair::new_operator();
+        let (sys, a, b) = (
+            KeyPair::new_account(),
+            KeyPair::new_account(),
+            KeyPair::new_account(),
+        );
+        std::fs::write(
+            dir.path("op.jwt"),
+            operator(&op, "OP", json!({"system_account": sys.public_key()})),
+        )
+        .unwrap();
+        let sys_jwt = account(&sys, "SYS", &op, json!({}));
+        std::fs::create_dir_all(dir.path("jwt")).unwrap();
+        std::fs::write(
+            dir.path("jwt").join(format!("{}.jwt", a.public_key())),
+            account(&a, "A", &op, json!({})),
+        )
+        .unwrap();
+        let conf = dir.write_string(
+            "cache.conf",
+            &format!(
+                "operator: \"{}\"\nsystem_account: {}\nresolver {{ type: cache, dir: \"{}\", ttl: \"1h\", limit: 10 }}\n\
+                 resolver_preload {{ {}: \"{sys_jwt}\" }}\n",
+                dir.path("op.jwt").display(),
+                sys.public_key(),
+                dir.path("jwt").display(),
+                sys.public_key()
+            ),
+        );
+        let server = Server::start(kind, &["-c", &conf]);
+        let login = |acc: &KeyPair| {
+            let u = KeyPair::new_user();
+            session(server.port, &user(&u, "u", acc, json!({})), Some(&u), "")
+        };
+        assert_eq!(login(&a), "PONG\r\n", "{kind:?}");
+        let su = KeyPair::new_user();
+        let (mut s, _) = open_session(
+            server.port,
+            &user(&su, "s", &sys, json!({})),
+            Some(&su),
+            "SUB r 1\r\n",
+        );
+        let a2 = account(&a, "A2", &op, json!({"tags": ["x"]}));
+        let b_jwt = account(&b, "B", &op, json!({}));
+        let mut replies = Vec::new();
+        for (subject, body) in [
+            ("$SYS.REQ.CLAIMS.UPDATE".to_string(), a2.clone()),
+            (
+                format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", b.public_key()),
+                b_jwt.clone(),
+            ),
+            ("$SYS.REQ.CLAIMS.LIST".to_string(), String::new()),
+        ] {
+            s.write_all(format!("PUB {subject} r {}\r\n{body}\r\nPING\r\n", body.len()).as_bytes())
+                .unwrap();
+            // Replies may take a while (the reference looks unknown accounts up
+            // first): PING until one comes or 4 s pass.
+            let mut got = support::client::until_pong(&mut s);
+            for _ in 0..13 {
+                if got.contains("MSG r ") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                s.write_all(b"PING\r\n").unwrap();
+                got += &support::client::until_pong(&mut s);
+            }
+            // The payload of the reply, if any, without the server object.
+            let payload = got
+                .split("\r\n")
+                .find(|l| l.starts_with('{'))
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v.as_object_mut().unwrap().remove("server");
+                    if let Some(list) = v["data"].as_array_mut() {
+                        list.sort_by_key(|k| k.as_str().unwrap_or("").to_string());
+                    }
+                    v.to_string()
+                })
+                .unwrap_or_else(|| "no reply".into());
+            replies.push(payload);
+        }
+        assert_eq!(login(&b), VIOLATION, "{kind:?}: B was skipped");
+        assert_eq!(login(&a), "PONG\r\n", "{kind:?}");
+        let [ua, pb, list] = &replies[..] else {
+            unreachable!()
+        };
+        // nats-server 2.15.1 answers these updates only now and then (each seen
+        // answered and unanswered in successive runs, 4 s allowed); natrium always
+        // answers, with the reference's words when it does.
+        for (r, words) in [(ua, "jwt updated cache"), (pb, "jwt update cache skipped")] {
+            if kind == Kind::Natrium || r != "no reply" {
+                assert!(r.contains(words), "{kind:?}: {r}");
+            }
+        }
+        if kind == Kind::Natrium || list != "no reply" {
+            assert!(list.contains(&a.public_key()), "{kind:?}: {list}");
+        }
+        // Keys differ between runs: compare with them replaced.
+        // The listed accounts, named, when answered.
+        let mut listed: Vec<String> = serde_json::from_str::<serde_json::Value>(list)
+            .ok()
+            .and_then(|v| v["data"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| k.as_str())
+            .map(|k| {
+                [(&sys, "SYS"), (&a, "A"), (&b, "B")]
+                    .iter()
+                    .find(|(p, _)| p.public_key() == k)
+                    .map_or(k.to_string(), |(_, n)| n.to_string())
+            })
+            .collect();
+        listed.sort();
+        seen.push(listed);
+    }
+    if seen.len() == 2 && !seen[1].is_empty() {
+        assert_eq!(seen[0], seen[1]);
+    }
+}

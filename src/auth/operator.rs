@@ -75,11 +75,17 @@ pub enum Resolver {
         dir: std::path::PathBuf,
         /// `allow_delete`.
         allow_delete: bool,
+        /// `type: cache`: updates are taken only for accounts already held (a lone
+        /// server has no full resolver to look the others up from).
+        cache: bool,
     },
 }
 
 /// Subject mappings by account.
 pub type AccountMappings = Vec<(Arc<str>, Vec<crate::account::mapping::Mapping>)>;
+
+/// [`Trust::store`]'s refusal of an account a cache resolver does not hold.
+pub const CACHE_SKIPPED: &str = "jwt update cache skipped";
 
 /// What operator mode trusts and knows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -293,7 +299,7 @@ impl Trust {
         token: &str,
         subject_key: Option<&str>,
     ) -> Result<String, (String, String)> {
-        let Resolver::Full { dir, .. } = &self.resolver else {
+        let Resolver::Full { dir, cache, .. } = &self.resolver else {
             return Err(("n/a".into(), "resolver does not support updates".into()));
         };
         let account = subject_key.unwrap_or("n/a").to_string();
@@ -304,6 +310,9 @@ impl Trust {
         let acc = self
             .read_account(token)
             .map_err(|e| (claims.sub.clone(), e))?;
+        if *cache && !self.accounts.contains_key(&acc.key) {
+            return Err((acc.key, CACHE_SKIPPED.into()));
+        }
         if let Some(old) = self.accounts.get(&acc.key) {
             if old.jwt == acc.jwt {
                 return Ok(acc.key);
@@ -317,7 +326,10 @@ impl Trust {
     /// `$SYS.REQ.CLAIMS.DELETE`: a generic claim signed by a trusted operator key
     /// naming `accounts`; their JWTs are removed. Returns how many.
     pub fn delete(&self, token: &str) -> Result<usize, String> {
-        let Resolver::Full { dir, allow_delete } = &self.resolver else {
+        let Resolver::Full {
+            dir, allow_delete, ..
+        } = &self.resolver
+        else {
             return Err("not supported".into());
         };
         let c = jwt::decode(token)?;
@@ -1071,15 +1083,15 @@ fn resolver_of(v: Option<&crate::config::value::Value>) -> Result<Resolver, Stri
             };
             let kind = get("type").and_then(|v| v.as_str()).unwrap_or("");
             match kind.to_ascii_lowercase().as_str() {
-                "full" => Ok(Resolver::Full {
+                kind @ ("full" | "cache") => Ok(Resolver::Full {
                     dir: std::path::PathBuf::from(
                         get("dir").and_then(|v| v.as_str()).unwrap_or("./jwt"),
                     ),
-                    allow_delete: get("allow_delete").and_then(|v| v.as_bool()) == Some(true),
+                    allow_delete: kind == "full"
+                        && get("allow_delete").and_then(|v| v.as_bool()) == Some(true),
+                    cache: kind == "cache",
                 }),
-                other => Err(format!(
-                    "natrium supports the MEMORY and full account resolvers so far, not {other:?}"
-                )),
+                other => Err(format!("resolver type {other:?}: want full or cache")),
             }
         }
         Some(_) => Err("resolver: want MEMORY, URL(<url>) or a map with a type".into()),

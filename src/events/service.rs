@@ -478,7 +478,18 @@ impl Services {
                 let stored = glommio::executor()
                     .spawn_blocking(move || t.store(&token, key.as_deref()))
                     .await;
+                let cache = matches!(
+                    trust.resolver,
+                    crate::auth::operator::Resolver::Full { cache: true, .. }
+                );
                 match stored {
+                    Err((account, why)) if why == crate::auth::operator::CACHE_SKIPPED => {
+                        // nats-server answers only the per-account subject.
+                        if req.subject.starts_with("$SYS.REQ.ACCOUNT.") {
+                            let data = json!({"account": account, "code": 200, "message": why});
+                            self.reply_data(&req.reply, Ok(data));
+                        }
+                    }
                     Ok(account) => {
                         self.refresh_auth();
                         let mut with = (*trust).clone();
@@ -487,8 +498,12 @@ impl Services {
                                 self.enforce_conn_limit(&k, limit).await;
                             }
                         }
-                        let data = json!({"account": account, "code": 200,
-                                          "message": "jwt updated"});
+                        let message = if cache {
+                            "jwt updated cache"
+                        } else {
+                            "jwt updated"
+                        };
+                        let data = json!({"account": account, "code": 200, "message": message});
                         self.reply_data(&req.reply, Ok(data));
                     }
                     Err((account, why)) => {
