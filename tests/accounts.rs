@@ -1049,3 +1049,44 @@ fn subject_mappings_deliver_where_the_reference_does() {
         }
     }
 }
+
+/// Mappings are reloadable: after SIGHUP, publishes go where the new file says,
+/// on both servers, for connections opened before and after.
+#[test]
+fn mappings_change_on_reload() {
+    for kind in support::kinds() {
+        let dir = TempDir::new("mapreload");
+        let conf = dir.write_string("m.conf", "mappings = { \"orders.*\": \"old.$1\" }\n");
+        let server = Server::start(kind, &["-c", &conf]);
+        let connect = r#"{"verbose":false}"#;
+        assert_eq!(
+            mapped_subjects(&server, connect, &["orders.1"]),
+            ["old.1"],
+            "{kind:?}"
+        );
+        let mut before = RawConn::connect(&server.addr(), connect);
+        dir.write_string(
+            "m.conf",
+            "mappings = { \"orders.*\": \"new.$1\", \"x\": \"y\" }\n",
+        );
+        server.signal(libc::SIGHUP);
+        assert!(
+            server
+                .wait_log("Reloaded server configuration", Duration::from_secs(5))
+                .is_some(),
+            "{kind:?}"
+        );
+        assert_eq!(
+            mapped_subjects(&server, connect, &["orders.1", "x", "z"]),
+            ["new.1", "y", "z"],
+            "{kind:?}"
+        );
+        before.send(b"SUB > 1\r\nPUB orders.2 1\r\nx\r\nPING\r\n");
+        let frame = before.read_frame();
+        assert!(
+            frame.starts_with(b"MSG new.2 1 1\r\n"),
+            "{kind:?}: {:?}",
+            String::from_utf8_lossy(&frame)
+        );
+    }
+}
