@@ -730,3 +730,53 @@ async fn kick_and_ldm_requests_like_the_reference() {
         assert_eq!(seen[0], seen[1]);
     }
 }
+
+/// `$SYS.REQ.SERVER.<id>.RELOAD` reloads the configuration as SIGHUP does and
+/// answers after it: a new user can log in, a broken file gets a 500 (the server
+/// keeps running with the old settings), a body that is not JSON a 400 with Go's
+/// words, as nats-server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_request_like_the_reference() {
+    let mut seen = Vec::new();
+    for kind in support::kinds() {
+        let dir = TempDir::new("sysreload");
+        let conf = dir.write_string("sys.conf", ACCOUNTS);
+        let server = Server::start(kind, &["-c", &conf]);
+        let sys = login(&server, "s").await;
+        let id = ask(&sys, "$SYS.REQ.SERVER.PING.IDZ", "")
+            .await
+            .expect("IDZ")["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let subject = format!("$SYS.REQ.SERVER.{id}.RELOAD");
+        let added = ACCOUNTS.replace(
+            "{user: a, password: a}",
+            "{user: a, password: a}, {user: b, password: b}",
+        );
+        dir.write_string("sys.conf", &added);
+        let ok = ask(&sys, &subject, "").await.expect("RELOAD answered");
+        // The new user is in force once the answer came.
+        let b = tokio::time::timeout(
+            WAIT,
+            async_nats::ConnectOptions::with_user_and_password("b".into(), "b".into())
+                .connect(server.url()),
+        )
+        .await
+        .expect("connect timed out");
+        assert!(b.is_ok(), "{kind:?}: the reloaded user b cannot log in");
+        let junk = ask(&sys, &subject, "junk").await.expect("junk answered");
+        dir.write_string("sys.conf", "port: \"nope\"\n");
+        let broken = ask(&sys, &subject, "{}")
+            .await
+            .expect("broken file answered");
+        assert_eq!(broken["error"]["code"], 500, "{kind:?}: {broken}");
+        // Still serving with what it had.
+        assert!(ask(&sys, "$SYS.REQ.SERVER.PING.IDZ", "").await.is_some());
+        seen.push((shape(&ok), shape(&junk), keys(&broken)));
+    }
+    assert_eq!(seen[0].0, "top={\"server\"} server={\"feature_flags\", \"flags\", \"host\", \"id\", \"jetstream\", \"name\", \"seq\", \"time\", \"ver\"}", "{:?}", seen[0]);
+    if seen.len() == 2 {
+        assert_eq!(seen[0], seen[1]);
+    }
+}

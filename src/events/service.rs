@@ -57,6 +57,8 @@ enum Service {
     Claims(Claims),
     /// `$SYS.REQ.SERVER.<id>.KICK` (false) and `.LDM` (true): `{"cid": N}`.
     ClientOp(bool),
+    /// `$SYS.REQ.SERVER.<id>.RELOAD`: what SIGHUP does.
+    Reload,
 }
 
 /// What a full resolver request does.
@@ -118,6 +120,7 @@ pub fn start(ctx: &Rc<ShardCtx>) {
     for kind in ACCOUNT_KINDS {
         subjects.push((format!("$SYS.REQ.ACCOUNT.*.{kind}"), Service::Account(kind)));
     }
+    subjects.push((format!("$SYS.REQ.SERVER.{id}.RELOAD"), Service::Reload));
     subjects.push((
         format!("$SYS.REQ.SERVER.{id}.KICK"),
         Service::ClientOp(false),
@@ -395,6 +398,30 @@ impl Services {
             Service::UserInfo => self.user_info(&req),
             Service::Claims(op) => self.claims(op, &req).await,
             Service::ClientOp(ldm) => self.client_op(ldm, &req).await,
+            Service::Reload => self.reload(&req).await,
+        }
+    }
+
+    /// A reload on the control thread; the answer waits for its outcome.
+    async fn reload(&self, req: &Request) {
+        if !req.body.is_empty() {
+            // nats-server decodes the body (options it does not use yet).
+            if let Err(e) = gojson::decode(&req.body, "ConfigReloadOptions", &[]) {
+                self.reply_error(&req.reply, 400, &e, false);
+                return;
+            }
+        }
+        let outcome = self.ctx.server.request_reload();
+        let outcome = glommio::executor()
+            .spawn_blocking(move || {
+                outcome
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                    .unwrap_or_else(|_| Err("reload timed out".into()))
+            })
+            .await;
+        match outcome {
+            Ok(()) => self.publish_with_server(&req.reply, |server| json!({"server": server})),
+            Err(e) => self.reply_error(&req.reply, 500, &format!("{e}\n"), false),
         }
     }
 

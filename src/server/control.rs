@@ -104,6 +104,24 @@ pub fn run(
                     break;
                 }
             }
+            Some(sig) if sig == WAKE_SIGNAL() => {
+                let requests = std::mem::take(
+                    &mut *ctl
+                        .server
+                        .reload_requests
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+                if !requests.is_empty() {
+                    let outcome = ctl.reload();
+                    if let Err(e) = &outcome {
+                        log_error!("Failed to reload server configuration: {e}");
+                    }
+                    for r in requests {
+                        let _ = r.send(outcome.clone());
+                    }
+                }
+            }
             Some(_) => {}
             None => {
                 if !ctl.lame_duck_step() {
@@ -119,6 +137,13 @@ pub fn run(
     let _ = runtime.join();
     cleanup_files(&ctl.opts, &ctl.ports_file);
     log_info!("Server Exiting..");
+}
+
+/// The signal that wakes the control thread for work other threads queued (a
+/// `$SYS.REQ.SERVER.<id>.RELOAD`): a real-time signal, never sent by tools.
+#[allow(non_snake_case)]
+pub fn WAKE_SIGNAL() -> i32 {
+    libc::SIGRTMIN() + 1
 }
 
 /// Waits for one of `set`, up to `timeout` (forever when `None`); `None` on timeout.

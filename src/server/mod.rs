@@ -88,6 +88,9 @@ pub struct ServerShared {
     command_rx: Vec<crossbeam_channel::Receiver<ShardCommand>>,
     /// The write ends of the shards' socket pairs, where a command's mark goes.
     command_wakes: Vec<std::os::unix::net::UnixStream>,
+    /// `$SYS.REQ.SERVER.<id>.RELOAD` requests for the control thread, each with
+    /// where its outcome goes ([`ServerShared::request_reload`]).
+    pub reload_requests: std::sync::Mutex<Vec<crossbeam_channel::Sender<Result<(), String>>>>,
 }
 
 impl ServerShared {
@@ -148,6 +151,21 @@ impl ServerShared {
         for id in 0..self.controls.len() {
             self.tell_shard(id, cmd(id));
         }
+    }
+
+    /// Asks the control thread to reload the configuration, as SIGHUP does (woken by
+    /// [`control::WAKE_SIGNAL`]); the outcome comes back on the returned channel.
+    pub fn request_reload(&self) -> crossbeam_channel::Receiver<Result<(), String>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.reload_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        // SAFETY: a signal to this process; the control thread waits for it.
+        unsafe {
+            libc::kill(libc::getpid(), control::WAKE_SIGNAL());
+        }
+        rx
     }
 
     /// Sends `cmd` to shard `id` and wakes it (an idle shard sleeps instead of
@@ -474,6 +492,7 @@ fn block_signals() -> libc::sigset_t {
             libc::SIGHUP,
             libc::SIGUSR1,
             libc::SIGUSR2,
+            control::WAKE_SIGNAL(),
         ] {
             libc::sigaddset(&mut set, sig);
         }
@@ -600,6 +619,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         controls,
         command_rx,
         command_wakes,
+        reload_requests: Default::default(),
         opts: opts.clone(),
         server_id,
         server_name,
