@@ -1090,3 +1090,29 @@ fn mappings_change_on_reload() {
         );
     }
 }
+
+/// `/accountz?acc=` lists an account's mappings as nats-server does: each
+/// destination with the running total of the weights.
+#[test]
+fn accountz_shows_mappings_like_the_reference() {
+    let dir = TempDir::new("mapz");
+    let conf = dir.write_string(
+        "m.conf",
+        "accounts { A { users = [ {user: a, password: a} ], mappings = { \"in.*\": \"out.$1\", \
+         \"w\": [ {destination: w.a, weight: 40%}, {destination: w.b, weight: 60%} ] } } }\n",
+    );
+    let mut seen = Vec::new();
+    for kind in support::kinds() {
+        let m = Monitored::start(kind, &["-c", &conf]);
+        let d = http_get_json(m.http, "/accountz?acc=A");
+        seen.push(d["account_detail"]["mappings"].clone());
+    }
+    assert_eq!(
+        seen[0],
+        serde_json::json!({"in.*": [{"subject": "out.$1", "weight": 100}],
+                           "w": [{"subject": "w.a", "weight": 40}, {"subject": "w.b", "weight": 100}]})
+    );
+    if seen.len() == 2 {
+        assert_eq!(seen[0], seen[1]);
+    }
+}

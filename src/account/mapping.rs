@@ -25,6 +25,8 @@ enum Piece {
 /// A destination and its share of the messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Destination {
+    /// As configured (monitoring shows it).
+    text: String,
     pieces: Vec<Piece>,
     /// Percent (1..=100).
     weight: u8,
@@ -69,6 +71,7 @@ impl Mapping {
             }
             let pieces = parse_destination(source, dest, wildcards, rest)?;
             out.push(Destination {
+                text: dest.clone(),
                 pieces,
                 weight: *weight,
             });
@@ -83,6 +86,19 @@ impl Mapping {
     /// The source pattern.
     pub fn source(&self) -> &[u8] {
         &self.source
+    }
+
+    /// The destinations as `/accountz` shows them: each with the running total of
+    /// the weights up to it (nats-server's cumulative form).
+    pub fn destinations(&self) -> Vec<(&str, u32)> {
+        let mut total = 0u32;
+        self.destinations
+            .iter()
+            .map(|d| {
+                total += d.weight as u32;
+                (d.text.as_str(), total)
+            })
+            .collect()
     }
 
     /// The mapped subject for `subject` (written into `out`), `false` when the

@@ -242,6 +242,9 @@ pub struct AccountDetail {
     subscriptions: usize,
     name_tag: String,
     sublist_stats: SublistStatz,
+    /// Subject mappings: source -> destinations with cumulative weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mappings: Option<std::collections::BTreeMap<String, Vec<serde_json::Value>>>,
 }
 
 /// The `/accountz` document.
@@ -321,7 +324,26 @@ pub fn account_detail(
         Some(id) => account_sublist_stats(snaps, id.index()),
         None => account_sublist_stats(&[], 0),
     };
+    // Read from the options in force (cold: a monitoring request).
+    let mappings = crate::auth::AuthConfig::from_options(&server.current_opts())
+        .ok()
+        .and_then(|auth| {
+            let list = auth.mappings.into_iter().find(|(a, _)| &**a == acc)?.1;
+            let map: std::collections::BTreeMap<String, Vec<serde_json::Value>> = list
+                .iter()
+                .map(|m| {
+                    let dests = m
+                        .destinations()
+                        .into_iter()
+                        .map(|(subject, weight)| serde_json::json!({"subject": subject, "weight": weight}))
+                        .collect();
+                    (String::from_utf8_lossy(m.source()).into_owned(), dests)
+                })
+                .collect();
+            (!map.is_empty()).then_some(map)
+        });
     Ok(AccountDetail {
+        mappings,
         account_name: acc.into(),
         update_time: rfc3339(server.monitor.start),
         is_system: system.as_deref() == Some(acc),
