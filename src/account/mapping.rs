@@ -259,7 +259,7 @@ fn parse_destination(
                     )))
                 }
             }
-        } else if tok.contains("{{") || tok.contains("}}") {
+        } else if tok.contains("{{") || tok.contains("}}") || !is_valid_subject(tok.as_bytes()) {
             return Err(bad(format!("bad token {tok:?}")));
         } else {
             pieces.push(Piece::Literal(tok.as_bytes().to_vec()));
@@ -325,6 +325,8 @@ mod tests {
             ("a.*", "b.{{partition(0,1)}}"),
             ("a.*", "b..c"),
             ("a..b", "c"),
+            (">", "a.x.y z"),
+            ("a", "b\tc"),
         ] {
             assert!(
                 Mapping::new(src, &[(dest.into(), 100)]).is_err(),
