@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 
 use data_encoding::BASE64URL_NOPAD;
 use libfuzzer_sys::fuzz_target;
-use natrium::auth::operator::{login, Origin, Trust};
 use natrium::auth::jwt;
+use natrium::auth::operator::{login, Origin, Trust};
 use natrium::proto::connect::ConnectOpts;
 use nkeys::KeyPair;
 use serde_json::{json, Value};
@@ -66,7 +66,10 @@ fn trust(template: Value, extra: Option<Value>) -> Trust {
             nats[key] = v;
         }
     }
-    let account = sign(&json!({"sub": k.acc.public_key(), "name": "A", "nats": nats}), &k.op);
+    let account = sign(
+        &json!({"sub": k.acc.public_key(), "name": "A", "nats": nats}),
+        &k.op,
+    );
     let _ = t.add_account(&account);
     t
 }

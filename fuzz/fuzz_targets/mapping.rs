@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     };
     // The first destination's weight comes from the data too (0..=120: some too much).
     let weight = (data.len() % 121) as u8;
-    let dests = vec![(dest.to_string(), weight), (format!("{dest}.b"), 100u8.saturating_sub(weight))];
+    let dests = vec![
+        (dest.to_string(), weight),
+        (format!("{dest}.b"), 100u8.saturating_sub(weight)),
+    ];
     let Ok(m) = Mapping::new(src, &dests) else {
         return;
     };
