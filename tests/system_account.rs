@@ -65,6 +65,14 @@ async fn ask(c: &Client, subject: &str, body: &str) -> Option<Value> {
     got.pop()
 }
 
+/// The server's id, from its IDZ answer.
+async fn server_id(c: &Client) -> String {
+    ask(c, "$SYS.REQ.SERVER.PING.IDZ", "").await.expect("IDZ")["id"]
+        .as_str()
+        .expect("IDZ id")
+        .to_string()
+}
+
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()
         .map(|m| m.keys().cloned().collect())
@@ -129,12 +137,7 @@ async fn server_requests_answer_like_the_reference() {
         let server = Server::start(kind, &["-c", &conf]);
         let sys = login(&server, "s").await;
         let _a = login(&server, "a").await;
-        let id = ask(&sys, "$SYS.REQ.SERVER.PING.IDZ", "")
-            .await
-            .expect("IDZ")["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = server_id(&sys).await;
         let mut out = Vec::new();
         for (subject, body) in requests {
             let subject = subject.replace(".ID.", &format!(".{id}."));
@@ -603,12 +606,7 @@ async fn kick_and_ldm_requests_like_the_reference() {
     for kind in support::kinds() {
         let server = Server::start(kind, &["-c", &conf]);
         let sys = login(&server, "s").await;
-        let id = ask(&sys, "$SYS.REQ.SERVER.PING.IDZ", "")
-            .await
-            .expect("IDZ")["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = server_id(&sys).await;
         let mut got = Vec::new();
         for protocol in [0, 1, 1] {
             let mut v = std::net::TcpStream::connect(server.addr()).unwrap();
@@ -743,12 +741,7 @@ async fn reload_request_like_the_reference() {
         let conf = dir.write_string("sys.conf", ACCOUNTS);
         let server = Server::start(kind, &["-c", &conf]);
         let sys = login(&server, "s").await;
-        let id = ask(&sys, "$SYS.REQ.SERVER.PING.IDZ", "")
-            .await
-            .expect("IDZ")["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = server_id(&sys).await;
         let subject = format!("$SYS.REQ.SERVER.{id}.RELOAD");
         let added = ACCOUNTS.replace(
             "{user: a, password: a}",
