@@ -372,7 +372,6 @@ fn parse_mappings(item: &Item, errors: &mut Errors) -> Vec<crate::account::mappi
     };
     for e in map.entries() {
         let at = || Some(Where::At(e.key_pos.clone()));
-        let mut dests: Vec<(String, u8)> = Vec::new();
         let one =
             |v: &Value| -> Result<(String, u8), String> {
                 if let Some(s) = v.as_str() {
@@ -424,10 +423,7 @@ fn parse_mappings(item: &Item, errors: &mut Errors) -> Vec<crate::account::mappi
                 .collect::<Result<Vec<_>, _>>(),
             v => one(v).map(|d| vec![d]),
         };
-        match parsed.and_then(|d| {
-            dests = d;
-            crate::account::mapping::Mapping::new(&e.key, &dests)
-        }) {
+        match parsed.and_then(|d| crate::account::mapping::Mapping::new(&e.key, &d)) {
             Ok(m) => out.push(m),
             Err(why) => errors.push((at(), why)),
         }

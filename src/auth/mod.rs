@@ -334,7 +334,6 @@ async fn fetch_missing_account(
     let got = glommio::executor()
         .spawn_blocking(move || url.fetch(&fetch_key, url_resolver::FETCH_TIMEOUT))
         .await;
-    let mut with = (**trust).clone();
     // nats-server says why at debug level, then the usual authentication error.
     let refused = |why: String| Failure::Jwt {
         reason: format!("Account JWT lookup error: {why}"),
@@ -345,12 +344,21 @@ async fn fetch_missing_account(
         Ok(jwt) => jwt,
         Err(e) => return Some(Err(refused(e))),
     };
-    match with.add_account(&jwt) {
-        Ok(k) if k == key => {}
-        Ok(k) => return Some(Err(refused(format!("the answer holds the JWT of {k}")))),
+    let acc = match trust.read_account(&jwt) {
+        Ok(a) if a.key == key => a,
+        Ok(a) => {
+            return Some(Err(refused(format!(
+                "the answer holds the JWT of {}",
+                a.key
+            ))))
+        }
         Err(e) => return Some(Err(refused(format!("invalid account JWT: {e}")))),
-    }
+    };
     url_resolver::remember(&key, &jwt);
+    // This login decides against the trust with the account; the shards learn it
+    // through the refresh their caller asks for.
+    let mut with = (**trust).clone();
+    with.accounts.insert(key, Arc::new(acc));
     Some(
         operator::login(&with, opts, nonce, origin, operator::now()).map(|id| Identity {
             fetched_account: true,

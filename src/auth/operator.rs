@@ -223,19 +223,17 @@ impl Trust {
                 let token = url
                     .fetch(sys, super::url_resolver::FETCH_TIMEOUT)
                     .map_err(|e| format!("error resolving system account: {e}"))?;
-                let sys = sys.clone();
-                match t.clone().add_account(&token) {
-                    Ok(k) if k == sys => {
-                        super::url_resolver::remember(&sys, &token);
-                        t.add_account(&token)?;
-                    }
-                    Ok(k) => {
-                        return Err(format!(
-                            "error resolving system account: the answer holds the JWT of {k}"
-                        ))
-                    }
-                    Err(e) => return Err(format!("error resolving system account: {e}")),
+                let acc = t
+                    .read_account(&token)
+                    .map_err(|e| format!("error resolving system account: {e}"))?;
+                if acc.key != *sys {
+                    return Err(format!(
+                        "error resolving system account: the answer holds the JWT of {}",
+                        acc.key
+                    ));
                 }
+                super::url_resolver::remember(sys, &token);
+                t.accounts.insert(acc.key.clone(), Arc::new(acc));
             }
         }
         if let Some(item) = opts.section("resolver_preload") {
@@ -352,7 +350,7 @@ impl Trust {
     }
 
     /// An account JWT, checked against the trusted keys.
-    fn read_account(&self, token: &str) -> Result<Account, String> {
+    pub fn read_account(&self, token: &str) -> Result<Account, String> {
         let c = jwt::decode(token)?;
         if c.kind() != "account" {
             return Err(format!("not an account JWT ({:?})", c.kind()));

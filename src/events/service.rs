@@ -441,7 +441,7 @@ impl Services {
         };
         let cid = opts.uint("cid");
         let ctx = &self.ctx;
-        let shard = (cid % ctx.count as u64) as usize;
+        let shard = ctx.server.shard_of(cid);
         let done = if cid == 0 {
             Err(crate::shard::control::NO_SUCH_CLIENT)
         } else if shard == ctx.index {
@@ -519,11 +519,10 @@ impl Services {
                     }
                     Ok(account) => {
                         self.refresh_auth();
-                        let mut with = (*trust).clone();
-                        if let Ok(k) = with.add_account(&pushed) {
-                            if let Some(limit) = with.accounts.get(&k).and_then(|a| a.limits.0) {
-                                self.enforce_conn_limit(&k, limit).await;
-                            }
+                        if let Some(limit) =
+                            trust.read_account(&pushed).ok().and_then(|a| a.limits.0)
+                        {
+                            self.enforce_conn_limit(&account, limit).await;
                         }
                         let message = if cache {
                             "jwt updated cache"
@@ -581,10 +580,9 @@ impl Services {
             return;
         }
         conns.sort();
-        let count = self.ctx.count as u64;
         for &(_, cid) in &conns[limit..] {
             self.ctx.server.tell_shard(
-                (cid % count) as usize,
+                self.ctx.server.shard_of(cid),
                 crate::shard::control::ShardCommand::CloseWith {
                     cid,
                     err: "maximum account active connections exceeded",

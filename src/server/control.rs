@@ -219,9 +219,10 @@ impl Control<'_> {
         if clients.is_empty() {
             return false;
         }
-        let n = self.server.controls.len() as u64;
-        let clients: Vec<(usize, u64)> =
-            clients.into_iter().map(|c| ((c % n) as usize, c)).collect();
+        let clients: Vec<(usize, u64)> = clients
+            .into_iter()
+            .map(|c| (self.server.shard_of(c), c))
+            .collect();
         let grace = self.opts.lame_duck_grace_period;
         let dur = self
             .opts

@@ -88,6 +88,11 @@ pub struct ServerShared {
     command_rx: Vec<crossbeam_channel::Receiver<ShardCommand>>,
     /// The write ends of the shards' socket pairs, where a command's mark goes.
     command_wakes: Vec<std::os::unix::net::UnixStream>,
+    /// Per shard: a mark is on its way and the shard has not looked at its channel
+    /// since. One mark at a time is enough to wake it, and keeps the socket from
+    /// filling up: a shard telling itself many commands (closing many clients)
+    /// would otherwise block on its own socket.
+    command_rung: Vec<AtomicBool>,
     /// `$SYS.REQ.SERVER.<id>.RELOAD` requests for the control thread, each with
     /// where its outcome goes ([`ServerShared::request_reload`]).
     pub reload_requests: std::sync::Mutex<Vec<crossbeam_channel::Sender<Result<(), String>>>>,
@@ -171,11 +176,24 @@ impl ServerShared {
     /// Sends `cmd` to shard `id` and wakes it (an idle shard sleeps instead of
     /// polling its channel).
     pub fn tell_shard(&self, id: usize, cmd: ShardCommand) {
-        if self.controls[id].send(cmd).is_ok() {
+        if self.controls[id].send(cmd).is_ok()
+            && !self.command_rung[id].swap(true, Ordering::AcqRel)
+        {
             use std::io::Write;
             let mark = acceptor::COMMAND_MARK.to_ne_bytes();
             let _ = (&self.command_wakes[id]).write_all(&mark);
         }
+    }
+
+    /// The client shard that owns connection `cid`.
+    pub fn shard_of(&self, cid: u64) -> usize {
+        (cid % self.controls.len() as u64) as usize
+    }
+
+    /// Shard `id` is about to drain its command channel: the next command needs a
+    /// new mark.
+    pub fn commands_seen(&self, id: usize) {
+        self.command_rung[id].store(false, Ordering::SeqCst);
     }
 
     /// A copy of the INFO template in force.
@@ -618,6 +636,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     let server = Arc::new(ServerShared {
         controls,
         command_rx,
+        command_rung: (0..cores.len()).map(|_| AtomicBool::new(false)).collect(),
         command_wakes,
         reload_requests: Default::default(),
         opts: opts.clone(),

@@ -146,6 +146,7 @@ pub async fn shard_main(
     let commands = server.commands_for(id);
     let (mut released_at, mut released_seen) = (std::time::Instant::now(), 0);
     'run: loop {
+        server.commands_seen(id);
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
                 ShardCommand::Shutdown => break 'run,
