@@ -1014,8 +1014,13 @@ fn subject_mappings_deliver_where_the_reference_does() {
         let b = w.iter().filter(|s| *s == "w.b").count();
         assert!(a > 0 && b > 0 && a + b == 200, "{kind:?}: {a} + {b}");
         let some = mapped_subjects(&server, r#"{"verbose":false}"#, &["some"; 200]);
+        // (All 200 staying is likely enough at 1%, 0.99^200 = 13%, not to assert less.)
         let kept = some.iter().filter(|s| *s == "some").count();
-        assert!(kept > 150 && kept < 200 + 1, "{kind:?}: {kept} of 200 kept");
+        assert!(kept > 150, "{kind:?}: {kept} of 200 kept");
+        assert!(
+            some.len() == 200 && some.iter().all(|s| s == "some" || s == "some.mapped"),
+            "{kind:?}: {some:?}"
+        );
         let server = Server::start(kind, &["-c", &acc]);
         let got = mapped_subjects(
             &server,
@@ -1038,15 +1043,7 @@ fn subject_mappings_deliver_where_the_reference_does() {
         ("overweight", "mappings = { \"a\": [ {destination: b, weight: 60%}, {destination: c, weight: 50%} ] }\n"),
     ] {
         let path = dir.write_string(&format!("{name}.conf"), text);
-        let mut bins = vec![support::natrium_bin()];
-        bins.extend(support::nats_server_bin());
-        for bin in bins {
-            let out = std::process::Command::new(&bin)
-                .args(["-c", &path, "-p", "-1"])
-                .output()
-                .unwrap();
-            assert!(!out.status.success(), "{bin:?} started with {name}");
-        }
+        support::refused_start(&path);
     }
 }
 

@@ -439,15 +439,7 @@ fn operator_mode_configuration_errors_match_the_reference() {
     ];
     for (name, text, expect) in cases {
         let path = dir.write_string(&format!("{name}.conf"), &text);
-        let mut bins = vec![support::natrium_bin()];
-        bins.extend(nats_server_bin());
-        for bin in bins {
-            let out = std::process::Command::new(&bin)
-                .args(["-c", &path, "-p", "-1"])
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{bin:?} started with {name}");
+        for (bin, text) in support::refused_start(&path) {
             assert!(text.contains(expect), "{bin:?}, {name}: {text}");
         }
     }
@@ -1087,15 +1079,7 @@ fn url_resolver_fetches_accounts_as_nats_server_does() {
             dir.path("op.jwt").display()
         ),
     );
-    let mut bins = vec![support::natrium_bin()];
-    bins.extend(nats_server_bin());
-    for bin in bins {
-        let out = std::process::Command::new(&bin)
-            .args(["-c", &bad, "-p", "-1"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{bin:?} started");
+    for (bin, text) in support::refused_start(&bad) {
         assert!(
             text.contains(&format!("could not fetch <{url}>: 404 Not Found")),
             "{bin:?}: {text}"

@@ -775,20 +775,12 @@ fn a_remote_bound_to_a_missing_account_refuses_to_start() {
         "missing-account",
         "leafnodes { remotes: [ { url: \"nats://127.0.0.1:1\", account: NOPE } ] }\n",
     );
-    let mut bins = vec![support::natrium_bin()];
-    bins.extend(nats_server_bin());
-    for bin in bins {
+    for (bin, text) in support::refused_start(&path) {
         let check = std::process::Command::new(&bin)
             .args(["-c", &path, "-t"])
             .output()
             .unwrap();
         assert!(check.status.success(), "{bin:?} -t refused the file");
-        let run = std::process::Command::new(&bin)
-            .args(["-c", &path, "-p", "-1"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&run.stderr);
-        assert!(!run.status.success(), "{bin:?} started");
         assert!(
             text.contains("cannot find local account \"NOPE\" specified in leafnode remote"),
             "{bin:?}: {text}"

@@ -36,6 +36,25 @@ pub struct Server {
 }
 
 /// Path of the reference nats-server, if installed.
+/// Runs natrium and (when installed) nats-server with `-c conf -p -1`, asserts
+/// that each refuses to start, and returns each binary with what it wrote to stderr.
+pub fn refused_start(conf: &str) -> Vec<(PathBuf, String)> {
+    let mut bins = vec![natrium_bin()];
+    bins.extend(nats_server_bin());
+    bins.into_iter()
+        .map(|bin| {
+            let out = Command::new(&bin)
+                .args(["-c", conf, "-p", "-1"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{bin:?} started with {conf}");
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            (bin, text)
+        })
+        .collect()
+}
+
 pub fn nats_server_bin() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
