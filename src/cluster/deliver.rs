@@ -27,13 +27,15 @@ pub(super) enum Hop {
 
 /// Where a message came from.
 #[derive(Clone, Copy)]
-enum Source<'a> {
+pub enum Source<'a> {
     /// A client shard of this server.
     Local,
     /// A route.
     Route,
     /// A leaf connection.
     Leaf(&'a Leaf),
+    /// An inbound gateway (another cluster).
+    Gateway,
 }
 
 /// A message as it is handed on.
@@ -64,6 +66,9 @@ impl ClusterCore {
     /// A message from a client shard for the links: the plain interest of every link
     /// and one member of each queue group that chose this core.
     pub(super) fn on_shard_msg(&self, m: &RoutedMsg) {
+        if self.gateways_enabled() && self.send_routed_response(m) {
+            return;
+        }
         if m.status_token != 0 {
             // Sent on to another server: as far as this server can tell, taken.
             self.mesh.send(
@@ -107,6 +112,83 @@ impl ClusterCore {
         self.fan_out(Source::Route, &msg, true, split_queues(queues));
     }
 
+    /// A message from a route or an inbound gateway, already in `account`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver_from_cluster_link(
+        &self,
+        source: Source<'_>,
+        account: AccountId,
+        subject: Bytes,
+        reply: Bytes,
+        queues: &[u8],
+        hdr_len: usize,
+        payload: Bytes,
+    ) {
+        let msg = Msg {
+            account,
+            subject: &subject,
+            reply: &reply,
+            hdr_len,
+            payload: &payload,
+        };
+        self.fan_out(source, &msg, true, split_queues(queues));
+    }
+
+    /// A response a client shard sent on a reply that came rewritten from another
+    /// cluster: it goes straight to that cluster, whatever the interest says.
+    /// Returns whether it was one (nothing else is done with it then, as with
+    /// nats-server).
+    fn send_routed_response(&self, m: &RoutedMsg) -> bool {
+        let mut guard = self.state.borrow_mut();
+        let st = &mut *guard;
+        if st.routed_replies.is_empty() {
+            return false;
+        }
+        let Some((routed, _)) = st
+            .routed_replies
+            .get(&(m.account, m.subject.clone()))
+            .cloned()
+        else {
+            return false;
+        };
+        let name = Self::account_name(&self.server, st, m.account);
+        let target = st
+            .gateways
+            .values()
+            .find(|g| {
+                g.outbound()
+                    && super::gateway::hash6(g.name.borrow().as_bytes())[..] == routed[5..11]
+            })
+            .cloned();
+        if let Some(gw) = target {
+            let headers = gw.headers.get();
+            gw.send_with(|out| {
+                crate::proto::route::msg(
+                    out,
+                    Some(&name),
+                    &routed,
+                    &m.reply,
+                    &[],
+                    m.hdr_len as usize,
+                    &m.payload,
+                    headers,
+                )
+            });
+            gw.count_out(m.payload.len());
+        }
+        if m.status_token != 0 {
+            self.mesh.send(
+                m.origin as usize,
+                Envelope::Delivered {
+                    token: m.status_token,
+                    any: true,
+                    more: 0,
+                },
+            );
+        }
+        true
+    }
+
     /// A message from a leaf connection, in its bound account.
     pub fn deliver_from_leaf(
         &self,
@@ -131,10 +213,13 @@ impl ClusterCore {
     fn may_send(st: &CoreState, source: Source<'_>, id: u64, subject: &[u8]) -> bool {
         if st.routes.contains_key(&id) {
             return match source {
-                Source::Local => true,
+                Source::Local | Source::Gateway => true,
                 Source::Route => false,
                 Source::Leaf(from) => !from.spoke.get(),
             };
+        }
+        if let Some(g) = st.gateways.get(&id) {
+            return g.outbound() && matches!(source, Source::Local | Source::Leaf(_));
         }
         let Some(to) = st.leafs.get(&id) else {
             return false;
@@ -143,7 +228,7 @@ impl ClusterCore {
             return false;
         }
         match source {
-            Source::Local => true,
+            Source::Local | Source::Gateway => true,
             Source::Route => !to.spoke.get(),
             Source::Leaf(from) => {
                 let cluster = from.remote_cluster.borrow();
@@ -194,6 +279,7 @@ impl ClusterCore {
                 }
             }
         }
+        let mut local_shards = None;
         for group in groups {
             candidates.clear();
             if let Some(q) = shards
@@ -202,19 +288,53 @@ impl ClusterCore {
             {
                 candidates.extend(q.members.iter().map(|&(s, w)| (Hop::Shard(s), w)));
             }
+            let mut other_clusters = false;
             let name = remote.as_ref().and_then(|r| {
                 let q = r.queues.iter().find(|q| q.name == group)?;
                 for &(id, w) in &q.members {
                     if Self::may_send(st, source, id, msg.subject) {
-                        candidates.push((Hop::Link(id), w));
+                        if st.gateways.contains_key(&id) {
+                            other_clusters = true;
+                        } else {
+                            candidates.push((Hop::Link(id), w));
+                        }
                     }
                 }
                 Some(q.name.clone())
             });
+            if other_clusters && candidates.is_empty() {
+                // A member in this cluster wins over any in another: one on this
+                // server's shards (which did not pick it), else a gateway's.
+                if matches!(source, Source::Local) {
+                    let found = local_shards
+                        .get_or_insert_with(|| {
+                            st.shards.get_mut(i).map(|s| s.match_subject(msg.subject))
+                        })
+                        .as_ref()
+                        .and_then(|r| r.queues.iter().find(|q| q.name == group).cloned());
+                    if let Some(q) = found {
+                        candidates.extend(q.members.iter().map(|&(s, w)| (Hop::Shard(s), w)));
+                    }
+                }
+                if candidates.is_empty() {
+                    let q = remote
+                        .as_ref()
+                        .and_then(|r| r.queues.iter().find(|q| q.name == group))
+                        .expect("matched");
+                    for &(id, w) in &q.members {
+                        if st.gateways.contains_key(&id)
+                            && Self::may_send(st, source, id, msg.subject)
+                        {
+                            candidates.push((Hop::Link(id), w));
+                        }
+                    }
+                }
+            }
             match pick(&mut st.rng, &candidates) {
                 Some(Hop::Shard(s)) => {
                     let q = shards
                         .as_ref()
+                        .or(local_shards.as_ref().and_then(|l| l.as_ref()))
                         .and_then(|r| r.queues.iter().find(|q| q.name == group))
                         .map(|q| q.name.clone())
                         .expect("picked from it");
@@ -244,6 +364,7 @@ impl ClusterCore {
     }
 
     fn send_to_shards(&self, st: &mut CoreState, msg: &Msg<'_>) {
+        let mut stripped: Option<Bytes> = None;
         for shard in 0..st.targets.len() {
             let t = &mut st.targets[shard];
             if !t.plain && t.queues.is_empty() {
@@ -252,12 +373,23 @@ impl ClusterCore {
             let plain = std::mem::take(&mut t.plain);
             let mut queues = std::mem::take(&mut t.queues);
             let queue = (!queues.is_empty()).then(|| queues.remove(0));
+            // A reply rewritten by another cluster reaches clients as it was; their
+            // responses come back here to go straight to that cluster.
+            let reply = match &stripped {
+                Some(r) => r.clone(),
+                None if super::gateway::is_routed_reply(msg.reply) => {
+                    let r = self.track_routed_reply(st, msg.account, msg.reply);
+                    stripped = Some(r.clone());
+                    r
+                }
+                None => msg.reply.clone(),
+            };
             self.mesh.send(
                 shard,
                 Envelope::Msg(RoutedMsg {
                     account: msg.account,
                     subject: msg.subject.clone(),
-                    reply: msg.reply.clone(),
+                    reply,
                     hdr_len: msg.hdr_len as u32,
                     payload: msg.payload.clone(),
                     plain,
@@ -282,16 +414,26 @@ impl ClusterCore {
         picks: &[(u64, Bytes)],
     ) {
         let name = Self::account_name(&self.server, st, msg.account);
+        let mut gateway_reply: Option<Bytes> = None;
         for &id in links {
             let queues: Vec<&[u8]> = picks
                 .iter()
                 .filter(|(l, _)| *l == id)
                 .map(|(_, q)| &q[..])
                 .collect();
+            let mut reply = msg.reply;
             let (link, account, headers) = if let Some(r) = st.routes.get(&id) {
-                (&r.link, Some(&name[..]), r.headers.get())
+                (r.link.clone(), Some(&name[..]), r.headers.get())
             } else if let Some(l) = st.leafs.get(&id) {
-                (&l.link, None, l.headers.get())
+                (l.link.clone(), None, l.headers.get())
+            } else if let Some(g) = st.gateways.get(&id) {
+                let link = g.link.clone();
+                let headers = g.headers.get();
+                if gateway_reply.is_none() {
+                    gateway_reply = Some(self.gateway_reply(st, msg.account, msg.reply));
+                }
+                reply = gateway_reply.as_ref().expect("set");
+                (link, Some(&name[..]), headers)
             } else {
                 continue;
             };
@@ -300,7 +442,7 @@ impl ClusterCore {
                     out,
                     account,
                     msg.subject,
-                    msg.reply,
+                    reply,
                     &queues,
                     msg.hdr_len,
                     msg.payload,

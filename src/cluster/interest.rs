@@ -70,6 +70,9 @@ impl ClusterCore {
         } else {
             st.local.insert(key.clone(), after);
         }
+        if add && key.2.is_none() && self.gateways_enabled() {
+            self.note_recent_sub(&mut st, account, &key.1);
+        }
         self.refresh(&mut st, &key, true);
     }
 
@@ -287,7 +290,7 @@ impl ClusterCore {
 
     /// A link's weight for `key` went from `before` to `after`: the remote table and
     /// the client shards' replicas follow.
-    fn change_remote_interest(
+    pub(super) fn change_remote_interest(
         &self,
         st: &mut CoreState,
         link: u64,
@@ -357,6 +360,7 @@ impl ClusterCore {
                 out.clear();
             }
         }
+        self.tell_gateways(st, key);
     }
 
     /// Appends to `out` what `leaf` must hear about `key`, and remembers it as told.

@@ -29,6 +29,8 @@ pub enum LinkKind {
     Route,
     /// A leaf node connection.
     Leaf,
+    /// A gateway connection (to or from another cluster).
+    Gateway,
 }
 
 impl LinkKind {
@@ -37,6 +39,7 @@ impl LinkKind {
         match self {
             LinkKind::Route => "rid",
             LinkKind::Leaf => "lid",
+            LinkKind::Gateway => "gid",
         }
     }
 
@@ -45,6 +48,7 @@ impl LinkKind {
         match self {
             LinkKind::Route => Dialect::Route,
             LinkKind::Leaf => Dialect::Leaf,
+            LinkKind::Gateway => Dialect::Gateway,
         }
     }
 }
@@ -309,6 +313,7 @@ pub async fn ping_loop(link: Rc<Link>, interval: impl Fn() -> (Duration, u32)) {
             let noun = match link.kind {
                 LinkKind::Route => "Router",
                 LinkKind::Leaf => "Leafnode",
+                LinkKind::Gateway => "Gateway",
             };
             log_error!("{} - {noun} connection stale, closing", link.label());
             link.close("Stale Connection");
@@ -330,7 +335,7 @@ fn parse_error(link: &Link, text: &str, at: &[u8]) {
         return;
     }
     match link.kind {
-        LinkKind::Route => {
+        LinkKind::Route | LinkKind::Gateway => {
             log_error!("{} - {:?} Error '{text}'", link.label(), link.kind);
             link.err(text, "Protocol Error");
         }
@@ -441,6 +446,7 @@ pub async fn secure(
     let what = match kind {
         LinkKind::Route => "route",
         LinkKind::Leaf => "leafnode",
+        LinkKind::Gateway => "gateway",
     };
     let done = match (dial, serve) {
         (Some((tls, host)), _) => crate::net::stream::link_dial(tls, host, tcp, what, &who).await,

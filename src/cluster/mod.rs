@@ -18,6 +18,7 @@
 //!   from and never from one route to another (the cluster is a full mesh).
 
 pub mod deliver;
+pub mod gateway;
 pub mod interest;
 pub mod leaf;
 pub mod link;
@@ -25,7 +26,7 @@ pub mod route;
 pub mod snapshot;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -34,10 +35,13 @@ use bytes::Bytes;
 use crate::account::AccountId;
 use crate::bus::Envelope;
 use crate::config::cluster::ClusterOptions;
+use crate::config::gateway::GatewayOptions;
 use crate::config::leafnode::LeafnodeOptions;
+use crate::server::acceptor::Port;
 use crate::server::ServerShared;
 use crate::sublist::Sublist;
 
+use gateway::Gateway;
 use leaf::Leaf;
 use route::Route;
 
@@ -64,6 +68,8 @@ pub struct ClusterCore {
     leafnodes: RefCell<LeafnodeOptions>,
     /// The port leafs connect to (0: none).
     pub leaf_port: u16,
+    /// Gateway settings (empty when none are configured).
+    gateway: RefCell<GatewayOptions>,
     /// Mesh ids of the client shards.
     clients: Vec<usize>,
     state: RefCell<CoreState>,
@@ -85,6 +91,20 @@ struct CoreState {
     routes: BTreeMap<u64, Rc<Route>>,
     /// Registered leaf connections, by id.
     leafs: BTreeMap<u64, Rc<Leaf>>,
+    /// Registered gateway connections (outbound and inbound), by id.
+    gateways: BTreeMap<u64, Rc<Gateway>>,
+    /// Gateways a dialer runs for, by name.
+    gw_soliciting: HashSet<String>,
+    /// Per account: plain subscriptions of this server's clients made in the last
+    /// two seconds (replies to them leave rewritten), and their expiry order.
+    recent: Vec<Sublist<u16>>,
+    recent_order: VecDeque<(std::time::Instant, AccountId, Bytes)>,
+    /// Rewritten replies stripped for this cluster's clients: (account, reply) ->
+    /// (the rewritten reply, expiry), and their expiry order.
+    routed_replies: HashMap<(AccountId, Bytes), (Bytes, std::time::Instant)>,
+    routed_order: VecDeque<(std::time::Instant, (AccountId, Bytes))>,
+    /// `_GR_.<cluster hash>.<server hash>.`: this server's rewritten reply prefix.
+    reply_prefix: Bytes,
     /// Per account: its loop-detection subject (`$LDS.<random>`), once a leaf uses it.
     lds: Vec<Bytes>,
     next_link: u64,
@@ -118,11 +138,17 @@ impl ClusterCore {
         let (name, dynamic) = match (&opts.name, server.opts.cluster.is_some()) {
             (Some(n), _) => (n.clone(), opts.dynamic_name),
             (None, true) => (random_name(), true),
+            (None, false) if server.opts.gateway.is_some() => (
+                server.opts.gateway.as_ref().expect("gateway").name.clone(),
+                false,
+            ),
             (None, false) if !leafnodes.remotes.is_empty() => (server.server_name.clone(), false),
             (None, false) => (String::new(), false),
         };
         let id = mesh.id();
         let executors = mesh.count();
+        let gateway = server.opts.gateway.clone().unwrap_or_default();
+        let reply_prefix = gateway::reply_prefix(&gateway.name, &server.server_id);
         Rc::new(ClusterCore {
             id,
             mesh,
@@ -133,6 +159,7 @@ impl ClusterCore {
             port,
             leafnodes: RefCell::new(leafnodes),
             leaf_port,
+            gateway: RefCell::new(gateway),
             clients,
             state: RefCell::new(CoreState {
                 shards: Vec::new(),
@@ -142,6 +169,13 @@ impl ClusterCore {
                 told_routes: HashMap::new(),
                 routes: BTreeMap::new(),
                 leafs: BTreeMap::new(),
+                gateways: BTreeMap::new(),
+                gw_soliciting: HashSet::new(),
+                recent: Vec::new(),
+                recent_order: VecDeque::new(),
+                routed_replies: HashMap::new(),
+                routed_order: VecDeque::new(),
+                reply_prefix,
                 lds: Vec::new(),
                 next_link: 0,
                 rng: 0x2545_F491_4F6C_DD1D,
@@ -351,13 +385,19 @@ pub async fn core_main(
     let acceptor = glommio::spawn_local(crate::server::acceptor::read_accepted(
         wake,
         // The leaf listener's connections come tagged.
-        move |stream, leaf| {
+        move |stream, port| {
             let core = accepting.clone();
             glommio::spawn_local(async move {
-                if leaf {
-                    leaf::serve(core, stream, None, 0).await;
-                } else {
-                    route::serve(core, stream, None).await;
+                match port {
+                    Port::Second => {
+                        leaf::serve(core, stream, None, 0).await;
+                    }
+                    Port::Gateway => {
+                        gateway::serve(core, stream, None).await;
+                    }
+                    Port::Main => {
+                        route::serve(core, stream, None).await;
+                    }
                 }
             })
             .detach();
@@ -368,6 +408,9 @@ pub async fn core_main(
     let routes = core.opts.borrow().routes.clone();
     for url in routes {
         glommio::spawn_local(route::solicit(core.clone(), url, false)).detach();
+    }
+    if core.gateways_enabled() {
+        core.start_gateways();
     }
     let remotes = core.leaf_opts().remotes.clone();
     for remote in remotes {
@@ -390,6 +433,7 @@ pub async fn core_main(
                 }
             }
         }
+        core.expire_gateway_state();
         glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
     }
     drop(acceptor);
@@ -398,6 +442,9 @@ pub async fn core_main(
     }
     for l in core.leafs() {
         l.close("Server Shutdown");
+    }
+    for g in core.gateways() {
+        g.close("Server Shutdown");
     }
     glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
 }

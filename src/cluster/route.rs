@@ -235,7 +235,8 @@ fn apply(
     match op {
         RouteOp::Ping => route.send(b"PONG\r\n"),
         RouteOp::Pong => route.pong(),
-        RouteOp::Ok => {}
+        // Only gateways speak of whole accounts; the route parser never makes these.
+        RouteOp::Ok | RouteOp::AccountSub(_) | RouteOp::AccountUnsub(_) => {}
         RouteOp::Err(text) => {
             log_error!(
                 "{} - Router Error {}",
@@ -319,6 +320,18 @@ fn apply(
                     chunk.slice_ref(p)
                 }
             };
+            if core.gateways_enabled() && super::gateway::is_routed_reply(m.subject) {
+                core.deliver_routed_reply(
+                    false,
+                    account,
+                    part(m.subject),
+                    part(m.reply),
+                    m.queues,
+                    m.hdr_len,
+                    part(m.payload),
+                );
+                return Step::Go;
+            }
             core.deliver_from_route(
                 account,
                 part(m.subject),

@@ -63,7 +63,7 @@ pub const SECTIONS: &[(&str, &[&str], Policy)] = &[
     ("ocsp", &[], Policy::Warn),
     ("ocsp_cache", &[], Policy::Warn),
     ("cluster", &[], Policy::Cluster),
-    ("gateway", &[], Policy::Warn),
+    ("gateway", &[], Policy::Gateway),
     ("leafnodes", &["leaf"], Policy::Leafnodes),
     ("jetstream", &[], Policy::JetStream),
     ("store_dir", &[], Policy::Keep),
@@ -114,6 +114,8 @@ pub enum Policy {
     Websocket,
     /// `leafnodes {}`: parsed by `config::leafnode` into [`Options::leafnodes`].
     Leafnodes,
+    /// `gateway {}`: parsed by `config::gateway` into [`Options::gateway`].
+    Gateway,
 }
 
 /// Parses `path` and applies it onto `opts` (which should hold the defaults;
@@ -198,6 +200,7 @@ pub fn validate(o: &Options) -> Result<(), String> {
             ));
         }
     }
+    super::gateway::validate(o)?;
     // Auth (issue #5): no_auth_user must name a configured user.
     let auth = crate::auth::config::AuthConfig::from_options(o)?;
     // A leaf node remote binds a local account that must exist (nats-server checks).
@@ -546,6 +549,7 @@ fn apply_entry(e: &Entry, o: &mut Options, r: &mut Report) -> Result<(), String>
                 }
                 Policy::Cluster => super::cluster::check_entry(e, o, r),
                 Policy::Leafnodes => super::leafnode::check_entry(e, o, r),
+                Policy::Gateway => super::gateway::check_entry(e, o, r),
                 // ----- TLS (issue #5): `tls {}` and `allow_non_tls` -----
                 Policy::Tls => {
                     if *name == "tls" {
@@ -1137,9 +1141,9 @@ mod tests {
             assert!(o.section(name).is_some(), "{name}");
         }
         assert!(o.jetstream);
-        // one line per unsupported block (mqtt, gateway); jetstream is reported by the
-        // server itself, and cluster, websocket, leafnodes and mappings are parsed
-        assert_eq!(r.unsupported.len(), 2, "{:?}", r.unsupported);
+        // one line per unsupported block (mqtt); jetstream is reported by the server
+        // itself, and cluster, gateway, websocket, leafnodes and mappings are parsed
+        assert_eq!(r.unsupported.len(), 1, "{:?}", r.unsupported);
         assert!(
             r.unsupported[0].starts_with("t.conf:5:1: \"mqtt\" is not supported"),
             "{:?}",

@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod file;
 pub mod flags;
+pub mod gateway;
 pub mod leafnode;
 pub mod options;
 pub mod parser;

@@ -68,6 +68,8 @@ pub struct Options {
     pub cluster_flags: Vec<String>,
     /// The cluster (routes) settings: the `cluster {}` block with the flags over it.
     pub cluster: Option<super::cluster::ClusterOptions>,
+    /// The `gateway {}` block: this cluster's gateway listener and the other clusters.
+    pub gateway: Option<super::gateway::GatewayOptions>,
     /// The `leafnodes {}` block: the leaf listener and the remotes.
     pub leafnodes: Option<super::leafnode::LeafnodeOptions>,
     /// Config file given with `-c`.
@@ -201,6 +203,7 @@ impl Default for Options {
             cluster_flags: Vec::new(),
             cluster: None,
             leafnodes: None,
+            gateway: None,
             config_file: None,
             check_config: false,
             config_digest: None,

@@ -28,6 +28,10 @@ pub enum RouteOp<'a> {
     Unsub(Interest<'a>),
     /// `RMSG`/`HMSG`/`LMSG`.
     Msg(RouteMsg<'a>),
+    /// `A+ <acc>` (gateways): the peer's cluster has interest in the account again.
+    AccountSub(&'a [u8]),
+    /// `A- <acc>` (gateways): the peer's cluster has no interest in the account.
+    AccountUnsub(&'a [u8]),
 }
 
 /// The arguments of `RS+`, `RS-`, `LS+` and `LS-`.
@@ -72,6 +76,8 @@ pub enum Dialect {
     /// Leaf nodes: no account (the connection is bound to one), `LS+ <subject>`,
     /// `LMSG <subject> ...` without a header size, `HMSG <subject> ... <hdr> <total>`.
     Leaf,
+    /// Gateways: the route's `RS+`/`RS-`/`RMSG`/`HMSG` and `A+`/`A-`; no `LS+`/`LMSG`.
+    Gateway,
 }
 
 /// Why a peer's bytes cannot be parsed: the `-ERR` text nats-server sends.
@@ -122,8 +128,22 @@ pub fn parse(
         return Ok(Some((RouteOp::Connect(trim(rest)), after)));
     }
     let leaf_link = dialect == Dialect::Leaf;
+    let gateway = dialect == Dialect::Gateway;
+    if gateway && (op_is("A+") || op_is("A-")) {
+        let account = next_arg(rest)
+            .map(|(a, _)| a)
+            .ok_or_else(|| ParseError::new("processGatewayAccountSub Parse Error"))?;
+        let op = if op[1] == b'+' {
+            RouteOp::AccountSub(account)
+        } else {
+            RouteOp::AccountUnsub(account)
+        };
+        return Ok(Some((op, after)));
+    }
     let interest_op = if leaf_link {
         op_is("LS+") || op_is("LS-")
+    } else if gateway {
+        op_is("RS+") || op_is("RS-")
     } else {
         op_is("RS+") || op_is("LS+") || op_is("RS-") || op_is("LS-")
     };
@@ -144,7 +164,7 @@ pub fn parse(
     if leaf_link && (op_is("LMSG") || op_is("HMSG")) {
         return parse_msg(buf, after, rest, Args::Leaf, op_is("HMSG"), max_payload);
     }
-    if !leaf_link && (op_is("RMSG") || op_is("HMSG") || op_is("LMSG")) {
+    if !leaf_link && (op_is("RMSG") || op_is("HMSG") || (op_is("LMSG") && !gateway)) {
         let args = if op_is("LMSG") {
             Args::RouteFromLeaf
         } else {

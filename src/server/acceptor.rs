@@ -38,20 +38,54 @@ const FD_BYTES: usize = std::mem::size_of::<i32>();
 /// on your channel" (no descriptor is `!i32::MIN`, i.e. `i32::MAX`).
 pub const COMMAND_MARK: i32 = i32::MIN;
 
+/// Which listener a dealt connection came from (its descriptor is tagged with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// The client port (to a shard) or the route port (to the cluster core).
+    Main,
+    /// The websocket port (to a shard) or the leaf node port (to the cluster core).
+    Second,
+    /// The gateway port (to the cluster core).
+    Gateway,
+}
+
+/// Set on a gateway connection's descriptor (descriptors stay far below it).
+const GATEWAY_BIT: i32 = 1 << 30;
+
+impl Port {
+    fn tag(self, fd: i32) -> i32 {
+        match self {
+            Port::Main => fd,
+            Port::Second => !fd,
+            Port::Gateway => fd | GATEWAY_BIT,
+        }
+    }
+
+    fn untag(tagged: i32) -> (i32, Port) {
+        if tagged < 0 {
+            (!tagged, Port::Second)
+        } else if tagged & GATEWAY_BIT != 0 {
+            (tagged & !GATEWAY_BIT, Port::Gateway)
+        } else {
+            (tagged, Port::Main)
+        }
+    }
+}
+
 impl Acceptor {
-    /// Starts accepting on `listener`, dealing connections over `shards` in turn;
-    /// `websocket` marks them as the websocket listener's.
+    /// Starts accepting on `listener`, dealing connections over `shards` in turn,
+    /// each tagged with `port`.
     pub fn start(
         listener: TcpListener,
         shards: Vec<UnixStream>,
-        websocket: bool,
+        port: Port,
     ) -> std::io::Result<Acceptor> {
         let listen_fd = listener.as_raw_fd();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = stopping.clone();
         let thread = std::thread::Builder::new()
             .name("natrium-accept".into())
-            .spawn(move || accept_loop(listener, shards, websocket, &stop))?;
+            .spawn(move || accept_loop(listener, shards, port, &stop))?;
         Ok(Acceptor {
             listen_fd,
             stopping,
@@ -92,7 +126,7 @@ impl Drop for Acceptor {
 fn accept_loop(
     listener: TcpListener,
     mut shards: Vec<UnixStream>,
-    websocket: bool,
+    port: Port,
     stopping: &AtomicBool,
 ) {
     let fd = listener.as_raw_fd();
@@ -130,7 +164,7 @@ fn accept_loop(
             let i = next % shards.len();
             next = next.wrapping_add(1);
             let raw = conn.as_raw_fd();
-            let tagged = if websocket { !raw } else { raw };
+            let tagged = port.tag(raw);
             // One 4-byte write on a stream socket is never split or interleaved with
             // the other acceptor's.
             if shards[i].write_all(&tagged.to_ne_bytes()).is_ok() {
@@ -147,11 +181,11 @@ fn accept_loop(
 }
 
 /// Reads the descriptors the acceptors dealt to this shard and calls `serve` with each
-/// (and whether it is a websocket connection) until the acceptors' ends close; a
+/// (and the port it came from) until the acceptors' ends close; a
 /// [`COMMAND_MARK`] calls `command` instead.
 pub async fn read_accepted(
     wake: glommio::net::UnixStream,
-    mut serve: impl FnMut(glommio::net::TcpStream, bool),
+    mut serve: impl FnMut(glommio::net::TcpStream, Port),
     mut command: impl FnMut(),
 ) {
     use futures_lite::AsyncReadExt;
@@ -173,16 +207,9 @@ pub async fn read_accepted(
                 command();
                 continue;
             }
-            let (fd, websocket) = if tagged < 0 {
-                (!tagged, true)
-            } else {
-                (tagged, false)
-            };
+            let (fd, port) = Port::untag(tagged);
             // SAFETY: the acceptor gave up this descriptor to this shard alone.
-            serve(
-                unsafe { glommio::net::TcpStream::from_raw_fd(fd) },
-                websocket,
-            );
+            serve(unsafe { glommio::net::TcpStream::from_raw_fd(fd) }, port);
         }
         buf.copy_within(whole..have, 0);
         have -= whole;

@@ -72,6 +72,8 @@ pub struct ServerShared {
     pub cluster_port: std::sync::atomic::AtomicU32,
     /// The bound leaf node port (0 without a leaf listener).
     pub leaf_port: std::sync::atomic::AtomicU32,
+    /// The gateway port bound (0: none).
+    pub gateway_port: std::sync::atomic::AtomicU32,
     /// The cluster core's route and leaf connection counts.
     pub link_counts: crate::cluster::snapshot::LinkCounts,
     /// Sequence number of the last system event this server published.
@@ -399,8 +401,8 @@ pub struct FatalError(pub String);
 /// configured): a core of its own unless there is only one, or `--shards` takes them all.
 fn shard_cores(opts: &Options) -> (Vec<usize>, Option<usize>) {
     let cores = opts.cores.clone().unwrap_or_else(shards::allowed_cores);
-    // Routes and leaf nodes live on the cluster core.
-    let clustered = opts.cluster.is_some() || opts.leafnodes.is_some();
+    // Routes, gateways and leaf nodes live on the cluster core.
+    let clustered = opts.cluster.is_some() || opts.leafnodes.is_some() || opts.gateway.is_some();
     let spare = usize::from(clustered && cores.len() > 1);
     let n = opts.shards.unwrap_or(cores.len() - spare).max(1);
     let client: Vec<usize> = (0..n).map(|i| cores[i % cores.len()]).collect();
@@ -442,6 +444,21 @@ fn bind_leaf_port(
         FatalError(format!(
             "Error listening on leafnode port: {}, \"{e}\"",
             listen::host_port(&l.host, port)
+        ))
+    })?;
+    let port = listen::bound_port(&listener);
+    Ok((listener, port))
+}
+
+/// Opens the gateway port.
+fn bind_gateway_port(
+    g: &crate::config::gateway::GatewayOptions,
+) -> Result<(std::net::TcpListener, u16), FatalError> {
+    let port = if g.port < 0 { 0 } else { g.port as u16 };
+    let listener = listen::bind_tcp(&g.host, port.into()).map_err(|e| {
+        FatalError(format!(
+            "Error listening on gateway port: {}, \"{e}\"",
+            listen::host_port(&g.host, port)
         ))
     })?;
     let port = listen::bound_port(&listener);
@@ -534,6 +551,11 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     if opts.jetstream {
         log_warn!("JetStream is not available in natrium; serving core NATS only");
     }
+    // With a gateway, the cluster is named after it (nats-server's rule).
+    let gateway_name = opts.gateway.as_ref().map(|g| g.name.clone());
+    if let (Some(c), Some(name)) = (opts.cluster.as_mut(), gateway_name.clone()) {
+        c.name.get_or_insert(name);
+    }
     if let Some(c) = opts.cluster.as_mut().filter(|c| c.name.is_none()) {
         c.name = Some(crate::cluster::random_name());
         c.dynamic_name = true;
@@ -551,7 +573,8 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         .unwrap_or_else(|| server_id.clone());
     log_info!("Starting natrium (compatible with nats-server {COMPAT_VERSION})");
     log_info!("  Version:  {VERSION}");
-    if let Some(name) = opts.cluster.as_ref().and_then(|c| c.name.as_ref()) {
+    let cluster_name = opts.cluster.as_ref().and_then(|c| c.name.clone());
+    if let Some(name) = cluster_name.or(gateway_name) {
         log_info!("  Cluster:  {name}");
     }
     log_info!("  Name:     {server_name}");
@@ -657,6 +680,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         monitor: crate::monitor::Stats::default(),
         cluster_port: std::sync::atomic::AtomicU32::new(0),
         leaf_port: std::sync::atomic::AtomicU32::new(0),
+        gateway_port: std::sync::atomic::AtomicU32::new(0),
         link_counts: Default::default(),
         cluster_control: cluster_channel.as_ref().map(|(tx, _)| tx.clone()),
         cluster_command_rx: cluster_channel.map(|(_, rx)| rx),
@@ -683,6 +707,10 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
         (Some(l), Some(_)) if l.port != 0 => Some(bind_leaf_port(l)?),
         _ => None,
     };
+    let gateway = match (&opts.gateway, cluster_core) {
+        (Some(g), Some(_)) => Some(bind_gateway_port(g)?),
+        _ => None,
+    };
     let mut cluster_handoff = None;
     if cluster_core.is_some() {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
@@ -695,6 +723,9 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
     }
     if let Some((_, port)) = &leaf {
         server.leaf_port.store(*port as u32, Ordering::Relaxed);
+    }
+    if let Some((_, port)) = &gateway {
+        server.gateway_port.store(*port as u32, Ordering::Relaxed);
     }
     let fds = Arc::new(shard_ends);
     let cfg = shards::RuntimeConfig {
@@ -735,11 +766,34 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
             let end = handoff
                 .try_clone()
                 .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
-            let acceptor = acceptor::Acceptor::start(listener, vec![end], true)
-                .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?;
+            let acceptor =
+                acceptor::Acceptor::start(listener, vec![end], acceptor::Port::Second)
+                    .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?;
             log_info!(
                 "Listening for leafnode connections on {}",
                 listen::host_port(host, port)
+            );
+            Some(acceptor)
+        }
+        _ => None,
+    };
+    let gateway_acceptor = match (gateway, &cluster_handoff) {
+        (Some((listener, port)), Some(handoff)) => {
+            let g = opts.gateway.as_ref().expect("gateway");
+            let end = handoff
+                .try_clone()
+                .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
+            let acceptor = acceptor::Acceptor::start(listener, vec![end], acceptor::Port::Gateway)
+                .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?;
+            log_info!("Gateway name is {}", g.name);
+            log_info!(
+                "Listening for gateways connections on {}",
+                listen::host_port(&g.host, port)
+            );
+            log_info!(
+                "Address for gateway {:?} is {}",
+                g.name,
+                crate::cluster::gateway::own_url(&server, g)
             );
             Some(acceptor)
         }
@@ -753,7 +807,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
                 listen::host_port(host, port)
             );
             Some(
-                acceptor::Acceptor::start(listener, vec![handoff], false)
+                acceptor::Acceptor::start(listener, vec![handoff], acceptor::Port::Main)
                     .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?,
             )
         }
@@ -767,7 +821,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| FatalError(format!("Error creating socket pair: {e}")))?;
         ws_acceptor = Some(
-            acceptor::Acceptor::start(l, ends, true)
+            acceptor::Acceptor::start(l, ends, acceptor::Port::Second)
                 .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?,
         );
         let scheme = if ws.tls.is_some() { "wss" } else { "ws" };
@@ -779,7 +833,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
             log_warn!("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!");
         }
     }
-    let mut acceptor = acceptor::Acceptor::start(listener, handoff, false)
+    let mut acceptor = acceptor::Acceptor::start(listener, handoff, acceptor::Port::Main)
         .map_err(|e| FatalError(format!("Error starting the accept thread: {e}")))?;
     if let Some(ws) = ws_acceptor {
         acceptor = acceptor.with(ws);
@@ -838,6 +892,7 @@ pub fn run(mut opts: Options) -> Result<(), FatalError> {
 
     control::run(&server, runtime, acceptor, sigset, ports_file);
     drop(route_acceptor);
+    drop(gateway_acceptor);
     drop(leaf_acceptor);
     Ok(())
 }

@@ -137,7 +137,8 @@ pub async fn shard_main(
     let ringer = bell.clone();
     let acceptor = glommio::spawn_local(crate::server::acceptor::read_accepted(
         wake,
-        move |stream, websocket| {
+        move |stream, port| {
+            let websocket = port == crate::server::acceptor::Port::Second;
             glommio::spawn_local(crate::client::serve(serve.clone(), stream, websocket)).detach();
         },
         move || ringer.ring(),

@@ -1,0 +1,1120 @@
+//! Gateway connections: this cluster's links to other clusters of a supercluster.
+//!
+//! Each server keeps one *outbound* connection to every other cluster and accepts any
+//! number of *inbound* ones. Messages go out only on outbound connections; interest
+//! comes back on them, sent by the peer's inbound side. natrium runs every account in
+//! interest-only mode from the start, as nats-server 2.9+ does (`gateway_iom`): as the
+//! inbound side it sends, per account, `INFO gateway_cmd:2`, every `RS+` of the
+//! cluster's interest and `INFO gateway_cmd:3`, then keeps the peer up to date; as
+//! the outbound side it sends a message only where the peer said it wants it.
+//!
+//! Replies: a request whose reply subject was subscribed very recently leaves with
+//! the reply rewritten to `_GR_.<cluster hash>.<server hash>.<reply>`, so that the
+//! response comes straight back even before the remote cluster has heard of the
+//! subscription; the receiving side strips the prefix for its clients and sends
+//! their response to the cluster the hash names.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use glommio::net::TcpStream;
+
+use super::link::{self, Link, LinkKind, Step};
+use super::{ClusterCore, CoreState, InterestKey};
+use crate::account::AccountId;
+use crate::config::cluster::RouteUrl;
+use crate::config::gateway::GatewayOptions;
+use crate::proto::route::RouteOp;
+use crate::server::ServerShared;
+use crate::{log_debug, log_error, log_info};
+
+/// How long to wait before dialing a gateway again.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// How long a new subscription's replies are rewritten, and a rewritten reply is
+/// remembered (nats-server's `recSubExp`).
+pub const RECENT_SUB_TTL: Duration = Duration::from_secs(2);
+/// The prefix of a rewritten reply.
+pub const REPLY_PREFIX: &[u8] = b"_GR_.";
+/// `_GR_.` + 6 + `.` + 6 + `.`: where the original reply starts.
+pub const REPLY_OFFSET: usize = 19;
+/// The pseudo link that stands for "a rewritten reply's response goes out directly".
+pub const REPLY_LINK: u64 = u64::MAX;
+
+/// One gateway connection.
+pub struct Gateway {
+    /// The connection itself.
+    pub link: Rc<Link>,
+    /// The remote cluster's gateway name.
+    pub name: RefCell<String>,
+    /// The peer's server id.
+    pub remote_id: RefCell<String>,
+    /// The peer's gateway URLs (its `gateway_urls`).
+    pub urls: RefCell<Vec<String>>,
+    /// Dialed because the configuration lists that gateway.
+    pub configured: bool,
+    /// The peer takes headers.
+    pub headers: Cell<bool>,
+    /// Outbound: what the remote cluster wants, (account, subject, queue) -> weight.
+    pub interest: RefCell<HashMap<InterestKey, u32>>,
+    /// Inbound: the accounts the peer was switched to interest-only for.
+    pub switched: RefCell<HashSet<AccountId>>,
+    /// Inbound: what the peer was told, (account, subject, queue) -> 1.
+    pub told: RefCell<HashMap<InterestKey, u32>>,
+    /// Inbound: accounts the peer was told `A-` for (unknown here).
+    pub refused_accounts: RefCell<HashSet<Bytes>>,
+    registered: Cell<bool>,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Link;
+    fn deref(&self) -> &Link {
+        &self.link
+    }
+}
+
+impl Gateway {
+    /// This server dialed it: messages go out on it.
+    pub fn outbound(&self) -> bool {
+        self.link.solicited
+    }
+}
+
+/// `hash(x, 6)` as nats-server names clusters and servers in rewritten replies: the
+/// first 6 bytes of SHA-256, each as a base-62 digit.
+pub fn hash6(data: &[u8]) -> [u8; 6] {
+    use sha2::Digest;
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let sum = sha2::Sha256::digest(data);
+    let mut out = [0u8; 6];
+    for (o, b) in out.iter_mut().zip(sum.iter()) {
+        *o = DIGITS[(*b % 62) as usize];
+    }
+    out
+}
+
+/// The `host:port` other clusters reach this server's gateway listener at.
+pub fn own_url(server: &ServerShared, g: &GatewayOptions) -> String {
+    if let Some(a) = &g.advertise {
+        return a.clone();
+    }
+    let port = server
+        .gateway_port
+        .load(std::sync::atomic::Ordering::Relaxed) as u16;
+    crate::server::listen::local_host_port(&g.host, port)
+}
+
+/// The `_GR_.<cluster>.<server>.` prefix of this server's rewritten replies.
+pub fn reply_prefix(gateway_name: &str, server_id: &str) -> Bytes {
+    let mut p = Vec::with_capacity(REPLY_OFFSET);
+    p.extend_from_slice(REPLY_PREFIX);
+    p.extend_from_slice(&hash6(gateway_name.as_bytes()));
+    p.push(b'.');
+    p.extend_from_slice(&hash6(server_id.as_bytes()));
+    p.push(b'.');
+    Bytes::from(p)
+}
+
+/// `subject` is a rewritten reply (`_GR_.xxxxxx.yyyyyy.<reply>`).
+pub fn is_routed_reply(subject: &[u8]) -> bool {
+    subject.len() > REPLY_OFFSET
+        && subject.starts_with(REPLY_PREFIX)
+        && subject[11] == b'.'
+        && subject[18] == b'.'
+}
+
+/// Dials gateway `name` at `urls` and keeps a connection to it while none is up; a
+/// configured gateway for ever, an implicit one `connect_retries` more times after
+/// each loss.
+pub async fn solicit(core: Rc<ClusterCore>, name: String, urls: Vec<RouteUrl>, implicit: bool) {
+    let kind = if implicit { "implicit" } else { "explicit" };
+    let mut failures = 0i64;
+    let mut next = 0usize;
+    loop {
+        if core
+            .server
+            .shutdown
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || urls.is_empty()
+        {
+            break;
+        }
+        if core.outbound_gateway(&name).is_some() {
+            glommio::timer::sleep(RECONNECT_DELAY).await;
+            continue;
+        }
+        let url = urls[next % urls.len()].clone();
+        next += 1;
+        let attempt = failures + 1;
+        let every = core.server.opts.connect_error_reports.max(1);
+        if attempt == 1 || attempt % every == 0 {
+            log_info!(
+                "Connecting to {kind} gateway {name:?} ({}) at {} (attempt {attempt})",
+                url.host_port(),
+                url.host_port()
+            );
+        }
+        match link::dial(&url.host_port()).await {
+            Ok(tcp) => {
+                let up = serve(core.clone(), tcp, Some((name.clone(), url, !implicit))).await;
+                failures = if up { 0 } else { failures + 1 };
+            }
+            Err(e) => {
+                if attempt == 1 || attempt % every == 0 {
+                    log_error!(
+                        "Error connecting to {kind} gateway {name:?} ({}) at {} (attempt \
+                         {attempt}): dial tcp {}: connect: {}",
+                        url.host_port(),
+                        url.host_port(),
+                        url.host_port(),
+                        crate::logging::go_error_text(&e)
+                    );
+                }
+                failures += 1;
+            }
+        }
+        if implicit && failures > core.gateway_opts().connect_retries {
+            break;
+        }
+        glommio::timer::sleep(RECONNECT_DELAY).await;
+    }
+    core.state.borrow_mut().gw_soliciting.remove(&name);
+}
+
+/// Where the handshake is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepted: the peer's CONNECT must come first.
+    AwaitConnect,
+    /// The peer's INFO completes the handshake.
+    AwaitInfo,
+    /// Registered with the cluster core.
+    Up,
+}
+
+/// Runs one gateway connection until it closes: dialed to gateway `name` when
+/// `dialed` says so, else accepted. Returns whether it got registered.
+pub async fn serve(
+    core: Rc<ClusterCore>,
+    tcp: TcpStream,
+    dialed: Option<(String, RouteUrl, bool)>,
+) -> bool {
+    let id = core.next_link_id();
+    let peer = tcp.peer_addr().ok();
+    let (name, url, configured) = match dialed {
+        Some((n, u, c)) => (n, Some(u), c),
+        None => (String::new(), None, false),
+    };
+    let link = Rc::new(Link::with_stream(
+        &core,
+        LinkKind::Gateway,
+        url.is_some(),
+        (id, peer),
+        crate::net::stream::ConnStream::Plain(tcp),
+        None,
+    ));
+    let gw = Rc::new(Gateway {
+        link: link.clone(),
+        name: RefCell::new(name.clone()),
+        remote_id: RefCell::new(String::new()),
+        urls: RefCell::new(Vec::new()),
+        configured,
+        headers: Cell::new(false),
+        interest: RefCell::new(HashMap::new()),
+        switched: RefCell::new(HashSet::new()),
+        told: RefCell::new(HashMap::new()),
+        refused_accounts: RefCell::new(HashSet::new()),
+        registered: Cell::new(false),
+    });
+    if url.is_some() {
+        log_info!(
+            "{} - Creating outbound gateway connection to {name:?}",
+            gw.label()
+        );
+    } else {
+        log_info!("{} - Processing inbound gateway connection", gw.label());
+    }
+    let writer = glommio::spawn_local(link::write_loop(link.clone()));
+    let pinger = glommio::spawn_local(link::ping_loop(link.clone(), || {
+        (crate::config::gateway::MAX_GATEWAY_PING_INTERVAL, 2)
+    }));
+    let mut phase = match &url {
+        Some(_) => Phase::AwaitInfo,
+        None => {
+            gw.send(&info_line(&core));
+            link.awaiting_connect.set(true);
+            Phase::AwaitConnect
+        }
+    };
+    let url_for_connect = url.clone();
+    link::read_loop(&core, &link, &[], |chunk, op| {
+        apply(&core, &gw, url_for_connect.as_ref(), chunk, op, &mut phase)
+    })
+    .await;
+    gw.close(gw.close_reason());
+    writer.await;
+    pinger.cancel().await;
+    gw.shutdown();
+    let up = gw.registered.get();
+    if up {
+        core.unregister_gateway(&gw);
+    }
+    log_info!(
+        "{} - Gateway connection closed: {}",
+        gw.label(),
+        gw.close_reason()
+    );
+    up
+}
+
+fn apply(
+    core: &Rc<ClusterCore>,
+    gw: &Rc<Gateway>,
+    url: Option<&RouteUrl>,
+    chunk: &Bytes,
+    op: RouteOp<'_>,
+    phase: &mut Phase,
+) -> Step {
+    if *phase == Phase::AwaitConnect && !matches!(op, RouteOp::Connect(_)) {
+        gw.err("Authorization Violation", "Authentication Failure");
+        return Step::Stop;
+    }
+    match op {
+        RouteOp::Ping => gw.send(b"PONG\r\n"),
+        RouteOp::Pong => gw.pong(),
+        RouteOp::Ok => {}
+        RouteOp::Err(text) => {
+            log_error!(
+                "{} - Gateway Error {}",
+                gw.label(),
+                String::from_utf8_lossy(text)
+            );
+            gw.close("Parse Error");
+            return Step::Stop;
+        }
+        RouteOp::Connect(json) => {
+            if *phase != Phase::AwaitConnect {
+                return Step::Go;
+            }
+            if let Err((text, reason)) = check_connect(core, gw, json) {
+                log_error!("{} - {text}", gw.label());
+                gw.err(&text, reason);
+                return Step::Stop;
+            }
+            gw.link.awaiting_connect.set(false);
+            *phase = Phase::AwaitInfo;
+        }
+        RouteOp::Info(json) => {
+            let Ok(info) = serde_json::from_slice::<serde_json::Value>(json) else {
+                gw.err("Invalid INFO", "Protocol Error");
+                return Step::Stop;
+            };
+            match *phase {
+                Phase::AwaitConnect => return Step::Stop,
+                Phase::AwaitInfo => {
+                    let step = match url {
+                        Some(url) => outbound_ready(core, gw, url, &info),
+                        None => inbound_ready(core, gw, &info),
+                    };
+                    if !matches!(step, Step::Go) {
+                        return step;
+                    }
+                    *phase = Phase::Up;
+                }
+                Phase::Up => on_info_update(core, gw, &info),
+            }
+        }
+        _ if *phase != Phase::Up => {
+            gw.err("Authorization Violation", "Authentication Failure");
+            return Step::Stop;
+        }
+        RouteOp::Sub(_) | RouteOp::Unsub(_) | RouteOp::AccountSub(_) | RouteOp::AccountUnsub(_)
+            if !gw.outbound() =>
+        {
+            // Interest flows towards the outbound side only.
+            log_error!(
+                "{} - Protocol Violation: interest on an inbound gateway",
+                gw.label()
+            );
+            gw.err("Protocol Violation", "Protocol Violation");
+            return Step::Stop;
+        }
+        RouteOp::Sub(i) => {
+            if let Some(account) = core.account_by_name(i.account) {
+                let weight = i.queue.map_or(1, |(_, w)| w.max(1));
+                core.set_gateway_interest(gw, account, i.subject, i.queue.map(|q| q.0), weight);
+            }
+        }
+        RouteOp::Unsub(i) => {
+            if let Some(account) = core.account_by_name(i.account) {
+                core.set_gateway_interest(gw, account, i.subject, i.queue.map(|q| q.0), 0);
+            }
+        }
+        RouteOp::AccountSub(a) | RouteOp::AccountUnsub(a) => {
+            // Only an optimistic-mode peer speaks of whole accounts; natrium sends
+            // nothing it was not asked for, so there is nothing to undo.
+            log_debug!(
+                "{} - Ignoring account interest notice for {}",
+                gw.label(),
+                String::from_utf8_lossy(a)
+            );
+        }
+        RouteOp::Msg(m) => {
+            gw.count_in(m.payload.len());
+            if gw.outbound() {
+                // Messages flow on the other connection; nothing to do with this one.
+                return Step::Go;
+            }
+            let part = |p: &[u8]| {
+                if p.is_empty() {
+                    Bytes::new()
+                } else {
+                    chunk.slice_ref(p)
+                }
+            };
+            core.deliver_from_gateway(
+                gw,
+                m.account,
+                part(m.subject),
+                part(m.reply),
+                m.queues,
+                m.hdr_len,
+                part(m.payload),
+            );
+        }
+    }
+    Step::Go
+}
+
+/// Checks an accepted peer's CONNECT: `Err((text, close reason))` refuses it.
+fn check_connect(
+    core: &ClusterCore,
+    gw: &Gateway,
+    json: &[u8],
+) -> Result<(), (String, &'static str)> {
+    let violation = || {
+        (
+            "Authorization Violation".to_string(),
+            "Authentication Failure",
+        )
+    };
+    let c: serde_json::Value = serde_json::from_slice(json).map_err(|_| violation())?;
+    let s = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let name = s("gateway");
+    if name.is_empty() {
+        return Err((
+            "attempted to connect to gateway port".into(),
+            "Protocol Error",
+        ));
+    }
+    let opts = core.gateway_opts();
+    if let Some(auth) = &opts.auth {
+        let ok = match &auth.token {
+            Some(t) => s("auth_token") == *t || s("pass") == *t,
+            None => {
+                auth.user.as_deref().is_none_or(|u| s("user") == u)
+                    && auth.pass.as_deref().is_none_or(|p| s("pass") == p)
+            }
+        };
+        if !ok {
+            return Err(violation());
+        }
+    }
+    if opts.reject_unknown_cluster && !opts.gateways.iter().any(|g| g.name == name) {
+        return Err((
+            format!("Connection to gateway {name:?} rejected"),
+            "Gateway Rejected",
+        ));
+    }
+    *gw.name.borrow_mut() = name;
+    Ok(())
+}
+
+/// The accepting server's first INFO on a connection this server dialed: checks it
+/// is the gateway it wanted, answers with CONNECT and its own INFO, registers.
+fn outbound_ready(
+    core: &Rc<ClusterCore>,
+    gw: &Rc<Gateway>,
+    url: &RouteUrl,
+    info: &serde_json::Value,
+) -> Step {
+    let s = |k: &str| {
+        info.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let wanted = gw.name.borrow().clone();
+    let theirs = s("gateway");
+    if theirs.is_empty() {
+        let text = format!("Attempt to connect to gateway {wanted:?} using wrong port");
+        log_error!("{} - {text}", gw.label());
+        gw.err(&text, "Wrong Gateway");
+        return Step::Stop;
+    }
+    let ours = core.gateway_opts().name.clone();
+    if theirs != wanted {
+        let text = format!(
+            "Connection from {theirs:?} rejected, wanted to connect to {wanted:?}, this is {ours:?}"
+        );
+        log_error!("{} - {text}", gw.label());
+        gw.err(&text, "Wrong Gateway");
+        return Step::Stop;
+    }
+    let remote_id = s("server_id");
+    if remote_id == core.server.server_id {
+        gw.close("Duplicate Gateway");
+        return Step::ToSelf;
+    }
+    *gw.remote_id.borrow_mut() = remote_id.clone();
+    *gw.urls.borrow_mut() = urls_of(info);
+    gw.headers
+        .set(info.get("headers").and_then(|v| v.as_bool()) == Some(true));
+    if core.outbound_gateway(&wanted).is_some() {
+        gw.close("Duplicate Gateway");
+        return Step::Stop;
+    }
+    gw.send(&connect_line(core, url));
+    gw.send(&info_line(core));
+    gw.registered.set(true);
+    core.register_gateway(gw);
+    log_info!(
+        "{} - Outbound gateway connection to {wanted:?} ({remote_id}) registered",
+        gw.label()
+    );
+    gw.ping();
+    Step::Go
+}
+
+/// The dialing server's INFO after its CONNECT: registers the inbound connection,
+/// switches every account to interest-only for it, dials that cluster back when no
+/// connection to it is up, and tells it of the other gateways this server knows.
+fn inbound_ready(core: &Rc<ClusterCore>, gw: &Rc<Gateway>, info: &serde_json::Value) -> Step {
+    let s = |k: &str| {
+        info.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let remote_id = s("server_id");
+    if !s("gateway").is_empty() {
+        *gw.name.borrow_mut() = s("gateway");
+    }
+    let name = gw.name.borrow().clone();
+    *gw.remote_id.borrow_mut() = remote_id.clone();
+    *gw.urls.borrow_mut() = urls_of(info);
+    gw.headers
+        .set(info.get("headers").and_then(|v| v.as_bool()) == Some(true));
+    gw.registered.set(true);
+    core.register_gateway(gw);
+    log_info!(
+        "{} - Inbound gateway connection from {name:?} ({remote_id}) registered",
+        gw.label()
+    );
+    core.switch_all_accounts(gw);
+    core.solicit_implicit(&name, &gw.urls.borrow());
+    // Gossip: the other clusters this one knows, so that the peer dials them too.
+    for other in core.gateways() {
+        let other_name = other.name.borrow().clone();
+        if !other.outbound() || other_name == name {
+            continue;
+        }
+        let doc = serde_json::json!({
+            "server_id": "",
+            "server_name": "",
+            "version": "",
+            "proto": 0,
+            "go": "",
+            "host": "",
+            "port": 0,
+            "headers": false,
+            "max_payload": 0,
+            "gateway": other_name,
+            "gateway_urls": *other.urls.borrow(),
+            "gateway_cmd": 1,
+        });
+        gw.send(&link::json_line("INFO", &doc));
+    }
+    Step::Go
+}
+
+/// An INFO on an established connection: gossip of another cluster (command 1) is
+/// dialed; the interest-mode commands (2 and 3) need nothing, this server being
+/// interest-only from the start.
+fn on_info_update(core: &Rc<ClusterCore>, gw: &Gateway, info: &serde_json::Value) {
+    let cmd = info
+        .get("gateway_cmd")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    let name = info
+        .get("gateway")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    match cmd {
+        1 if !name.is_empty() => core.solicit_implicit(&name, &urls_of(info)),
+        2 | 3 => log_debug!(
+            "{} - Gateway {:?}: interest-only mode command {cmd}",
+            gw.label(),
+            name
+        ),
+        _ => {
+            let urls = urls_of(info);
+            if !urls.is_empty() {
+                *gw.urls.borrow_mut() = urls;
+            }
+        }
+    }
+}
+
+/// The `gateway_urls` of an INFO (with its `gateway_url`).
+fn urls_of(info: &serde_json::Value) -> Vec<String> {
+    let mut urls: Vec<String> = info
+        .get("gateway_urls")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(u) = info.get("gateway_url").and_then(|v| v.as_str()) {
+        if !urls.iter().any(|x| x == u) {
+            urls.push(u.to_string());
+        }
+    }
+    urls
+}
+
+/// This server's gateway INFO line.
+fn info_line(core: &ClusterCore) -> Vec<u8> {
+    let server = &core.server;
+    let opts = core.gateway_opts();
+    let url = own_url(server, &opts);
+    let port = server
+        .gateway_port
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut info = serde_json::json!({
+        "server_id": server.server_id,
+        "server_name": server.server_name,
+        "version": crate::server::COMPAT_VERSION,
+        "proto": 3,
+        "go": format!("natrium {}", crate::server::VERSION),
+        "host": opts.host,
+        "port": port,
+        "headers": !server.opts.no_header_support,
+        "max_payload": server.opts.max_payload,
+        "gateway": opts.name,
+        "gateway_urls": [url.clone()],
+        "gateway_url": url,
+        "gateway_nrp": true,
+        "gateway_iom": true,
+    });
+    if opts.auth.is_some() {
+        info.as_object_mut()
+            .expect("object")
+            .insert("auth_required".into(), true.into());
+    }
+    link::json_line("INFO", &info)
+}
+
+/// The CONNECT this server sends on a gateway it dialed (nats-server's fields: the
+/// header support is taken from the INFOs, not from here).
+fn connect_line(core: &ClusterCore, url: &RouteUrl) -> Vec<u8> {
+    let opts = core.gateway_opts();
+    let mut c = serde_json::json!({
+        "echo": false,
+        "verbose": false,
+        "pedantic": false,
+        "tls_required": false,
+        "headers": false,
+        "name": core.server.server_id,
+        "cluster": "",
+        "gateway": opts.name,
+    });
+    let obj = c.as_object_mut().expect("object");
+    if let Some(u) = &url.user {
+        obj.insert("user".into(), u.clone().into());
+    }
+    if let Some(p) = &url.pass {
+        obj.insert("pass".into(), p.clone().into());
+    }
+    link::json_line("CONNECT", &c)
+}
+
+/// `INFO` carrying interest-mode command `cmd` for account `account`, with the
+/// empty fields nats-server does not omit.
+fn command_line(gateway: &str, cmd: u8, account: &[u8]) -> Vec<u8> {
+    let doc = serde_json::json!({
+        "server_id": "",
+        "server_name": "",
+        "version": "",
+        "proto": 0,
+        "go": "",
+        "host": "",
+        "port": 0,
+        "headers": false,
+        "max_payload": 0,
+        "gateway": gateway,
+        "gateway_cmd": cmd,
+        "gateway_cmd_payload": data_encoding::BASE64.encode(account),
+    });
+    link::json_line("INFO", &doc)
+}
+
+/// Appends the `RS+`/`RS-` line for `key` at weight `w` (0: gone).
+fn line(out: &mut BytesMut, account: &[u8], key: &InterestKey, w: u32) {
+    if w > 0 {
+        crate::proto::route::sub(out, Some(account), &key.1, key.2.as_deref().map(|q| (q, w)));
+    } else {
+        crate::proto::route::unsub(out, Some(account), &key.1, key.2.as_deref());
+    }
+}
+
+impl ClusterCore {
+    /// Gateway settings (the configured block).
+    pub fn gateway_opts(&self) -> std::cell::Ref<'_, GatewayOptions> {
+        self.gateway.borrow()
+    }
+
+    /// Gateways are configured.
+    pub fn gateways_enabled(&self) -> bool {
+        self.server.opts.gateway.is_some()
+    }
+
+    /// The gateway connections registered now.
+    pub fn gateways(&self) -> Vec<Rc<Gateway>> {
+        self.state.borrow().gateways.values().cloned().collect()
+    }
+
+    /// The registered outbound connection to gateway `name`, if any.
+    pub fn outbound_gateway(&self, name: &str) -> Option<Rc<Gateway>> {
+        let st = self.state.borrow();
+        st.gateways
+            .values()
+            .find(|g| g.outbound() && *g.name.borrow() == name)
+            .cloned()
+    }
+
+    /// Starts the configured gateways' dialers.
+    pub fn start_gateways(self: &Rc<Self>) {
+        let remotes = self.gateway_opts().gateways.clone();
+        let ours = self.gateway_opts().name.clone();
+        for remote in remotes {
+            if remote.name == ours {
+                continue;
+            }
+            self.state
+                .borrow_mut()
+                .gw_soliciting
+                .insert(remote.name.clone());
+            glommio::spawn_local(solicit(self.clone(), remote.name, remote.urls, false)).detach();
+        }
+    }
+
+    /// Dials gateway `name` (learned, not configured) unless a dialer already runs.
+    pub fn solicit_implicit(self: &Rc<Self>, name: &str, urls: &[String]) {
+        if name == self.gateway_opts().name {
+            return;
+        }
+        let urls: Vec<RouteUrl> = urls
+            .iter()
+            .filter_map(|u| {
+                if u.contains("://") {
+                    RouteUrl::parse(u)
+                } else {
+                    RouteUrl::parse(&format!("nats://{u}"))
+                }
+            })
+            .collect();
+        if urls.is_empty() {
+            return;
+        }
+        let mut st = self.state.borrow_mut();
+        if !st.gw_soliciting.insert(name.to_string()) {
+            return;
+        }
+        drop(st);
+        glommio::spawn_local(solicit(self.clone(), name.to_string(), urls, true)).detach();
+    }
+
+    /// Registers a gateway connection whose handshake is done.
+    fn register_gateway(&self, gw: &Rc<Gateway>) {
+        let mut st = self.state.borrow_mut();
+        st.gateways.insert(gw.id, gw.clone());
+        self.count_gateways(&st);
+    }
+
+    fn count_gateways(&self, st: &CoreState) {
+        let n = st.gateways.values().filter(|g| g.outbound()).count();
+        self.server
+            .link_counts
+            .gateways
+            .store(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Forgets a closed gateway connection and the interest it had.
+    fn unregister_gateway(&self, gw: &Gateway) {
+        let interest = std::mem::take(&mut *gw.interest.borrow_mut());
+        let mut st = self.state.borrow_mut();
+        if st
+            .gateways
+            .get(&gw.id)
+            .is_some_and(|g| std::ptr::eq(&**g, gw))
+        {
+            st.gateways.remove(&gw.id);
+            self.count_gateways(&st);
+        }
+        for (key, weight) in interest {
+            self.change_remote_interest(&mut st, gw.id, &key, weight, 0);
+        }
+    }
+
+    /// An outbound gateway's peer wants (account, subject, queue) at `weight` (0: no
+    /// more).
+    fn set_gateway_interest(
+        &self,
+        gw: &Gateway,
+        account: AccountId,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        weight: u32,
+    ) {
+        let key = (
+            account,
+            Bytes::copy_from_slice(subject),
+            queue.map(Bytes::copy_from_slice),
+        );
+        let before = {
+            let mut interest = gw.interest.borrow_mut();
+            let before = interest.get(&key).copied().unwrap_or(0);
+            if weight == 0 {
+                interest.remove(&key);
+            } else {
+                interest.insert(key.clone(), weight);
+            }
+            before
+        };
+        let mut st = self.state.borrow_mut();
+        self.change_remote_interest(&mut st, gw.id, &key, before, weight);
+    }
+
+    /// What the other clusters should know of `key`: the whole cluster's interest
+    /// (this server's clients, the routes', the leafs'), as 0 or 1.
+    fn for_gateways(st: &CoreState, key: &InterestKey) -> u32 {
+        if key.1.starts_with(b"$LDS.") {
+            return 0;
+        }
+        let mut w = st.local.get(key).copied().unwrap_or(0);
+        w = w.saturating_add(st.routes_total.get(key).copied().unwrap_or(0));
+        if w == 0 {
+            let lkey = (key.1.clone(), key.2.clone());
+            for l in st.leafs.values() {
+                if l.account.get() == key.0 {
+                    w = w.saturating_add(l.interest.borrow().get(&lkey).copied().unwrap_or(0));
+                }
+            }
+        }
+        u32::from(w > 0)
+    }
+
+    /// Every interest key of `account` in the cluster.
+    fn account_keys(st: &CoreState, account: AccountId) -> HashSet<InterestKey> {
+        let mut keys: HashSet<InterestKey> = HashSet::new();
+        keys.extend(st.local.keys().filter(|k| k.0 == account).cloned());
+        keys.extend(st.routes_total.keys().filter(|k| k.0 == account).cloned());
+        for l in st.leafs.values().filter(|l| l.account.get() == account) {
+            keys.extend(
+                l.interest
+                    .borrow()
+                    .keys()
+                    .map(|(s, q)| (account, s.clone(), q.clone())),
+            );
+        }
+        keys
+    }
+
+    /// Switches every account this server knows to interest-only for an inbound peer.
+    fn switch_all_accounts(&self, gw: &Gateway) {
+        let mut accounts: Vec<AccountId> = Vec::new();
+        for name in self.server.account_names() {
+            if let Some(id) = self.server.account_lookup(&name) {
+                accounts.push(id);
+            }
+        }
+        {
+            let st = self.state.borrow();
+            accounts.extend(st.local.keys().map(|k| k.0));
+            accounts.extend(st.routes_total.keys().map(|k| k.0));
+        }
+        accounts.sort_unstable_by_key(|a| a.index());
+        accounts.dedup();
+        let mut st = self.state.borrow_mut();
+        for account in accounts {
+            self.switch_account(&mut st, gw, account);
+        }
+    }
+
+    /// Tells an inbound peer all of `account`'s interest between the interest-only
+    /// start and complete commands; from then on it hears every change.
+    fn switch_account(&self, st: &mut CoreState, gw: &Gateway, account: AccountId) {
+        if !gw.switched.borrow_mut().insert(account) {
+            return;
+        }
+        let name = Self::account_name(&self.server, st, account);
+        let ours = self.gateway_opts().name.clone();
+        log_debug!(
+            "Gateway {:?}: switching account {:?} to Interest-Only mode",
+            gw.name.borrow(),
+            String::from_utf8_lossy(&name)
+        );
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&command_line(&ours, 2, &name));
+        let mut told = gw.told.borrow_mut();
+        for key in Self::account_keys(st, account) {
+            let w = Self::for_gateways(st, &key);
+            if w > 0 {
+                line(&mut out, &name, &key, w);
+                told.insert(key, w);
+            }
+        }
+        out.extend_from_slice(&command_line(&ours, 3, &name));
+        gw.send(&out);
+    }
+
+    /// Sends the inbound peers what changed for `key`.
+    pub(super) fn tell_gateways(&self, st: &mut CoreState, key: &InterestKey) {
+        if st.gateways.is_empty() {
+            return;
+        }
+        let inbound: Vec<Rc<Gateway>> = st
+            .gateways
+            .values()
+            .filter(|g| !g.outbound())
+            .cloned()
+            .collect();
+        if inbound.is_empty() {
+            return;
+        }
+        let now = Self::for_gateways(st, key);
+        let name = Self::account_name(&self.server, st, key.0);
+        let mut out = BytesMut::new();
+        for gw in inbound {
+            if !gw.switched.borrow().contains(&key.0) {
+                self.switch_account(st, &gw, key.0);
+                continue;
+            }
+            let mut told = gw.told.borrow_mut();
+            let before = told.get(key).copied().unwrap_or(0);
+            if before == now {
+                continue;
+            }
+            if now == 0 {
+                told.remove(key);
+            } else {
+                told.insert(key.clone(), now);
+            }
+            out.clear();
+            line(&mut out, &name, key, now);
+            gw.send(&out);
+        }
+    }
+
+    /// A client shard subscribed to `subject`: replies to it leave rewritten for a
+    /// while (the remote clusters may not have heard of the subscription yet).
+    pub(super) fn note_recent_sub(&self, st: &mut CoreState, account: AccountId, subject: &Bytes) {
+        let i = account.index();
+        if st.recent.len() <= i {
+            st.recent
+                .resize_with(i + 1, crate::sublist::Sublist::default);
+        }
+        st.recent[i].insert_n(subject, None, 0, 1);
+        st.recent_order
+            .push_back((Instant::now() + RECENT_SUB_TTL, account, subject.clone()));
+        Self::expire_recent(st);
+    }
+
+    fn expire_recent(st: &mut CoreState) {
+        let now = Instant::now();
+        while st.recent_order.front().is_some_and(|(t, _, _)| *t <= now) {
+            let (_, account, subject) = st.recent_order.pop_front().expect("front");
+            st.recent[account.index()].remove_n(&subject, None, &0, 1);
+        }
+    }
+
+    /// The reply to send a message to other clusters with: rewritten when it matches
+    /// a subscription made in the last two seconds.
+    pub(super) fn gateway_reply(
+        &self,
+        st: &mut CoreState,
+        account: AccountId,
+        reply: &Bytes,
+    ) -> Bytes {
+        if reply.is_empty() || is_routed_reply(reply) {
+            return reply.clone();
+        }
+        Self::expire_recent(st);
+        let recent = st
+            .recent
+            .get_mut(account.index())
+            .is_some_and(|s| !s.match_subject(reply).plain.is_empty());
+        if !recent {
+            return reply.clone();
+        }
+        let mut r = BytesMut::with_capacity(REPLY_OFFSET + reply.len());
+        r.extend_from_slice(&st.reply_prefix);
+        r.extend_from_slice(reply);
+        r.freeze()
+    }
+
+    /// Remembers that responses to `reply` (a rewritten reply stripped for this
+    /// cluster's clients) go straight back as `routed`; until the mapping expires the
+    /// client shards send them here.
+    pub(super) fn track_routed_reply(
+        &self,
+        st: &mut CoreState,
+        account: AccountId,
+        routed: &Bytes,
+    ) -> Bytes {
+        let reply = routed.slice(REPLY_OFFSET..);
+        let key = (account, reply.clone());
+        let expires = Instant::now() + RECENT_SUB_TTL;
+        let fresh = st
+            .routed_replies
+            .insert(key.clone(), (routed.clone(), expires))
+            .is_none();
+        st.routed_order.push_back((expires, key.clone()));
+        if fresh {
+            let ikey = (account, reply.clone(), None);
+            self.change_remote_interest(st, REPLY_LINK, &ikey, 0, 1);
+        }
+        reply
+    }
+
+    /// Forgets rewritten replies and recent subscriptions whose time is up.
+    pub fn expire_gateway_state(&self) {
+        let mut guard = self.state.borrow_mut();
+        let st = &mut *guard;
+        Self::expire_recent(st);
+        let now = Instant::now();
+        while st.routed_order.front().is_some_and(|(t, _)| *t <= now) {
+            let (_, key) = st.routed_order.pop_front().expect("front");
+            let due = st.routed_replies.get(&key).is_some_and(|(_, t)| *t <= now);
+            if due {
+                st.routed_replies.remove(&key);
+                let ikey = (key.0, key.1.clone(), None);
+                self.change_remote_interest(st, REPLY_LINK, &ikey, 1, 0);
+            }
+        }
+    }
+
+    /// A message from an inbound gateway: to this cluster's subscribers (and the
+    /// queue groups the line names), never to another gateway.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_from_gateway(
+        &self,
+        gw: &Gateway,
+        account_name: &[u8],
+        subject: Bytes,
+        reply: Bytes,
+        queues: &[u8],
+        hdr_len: usize,
+        payload: Bytes,
+    ) {
+        let Some(account) = self.account_by_name(account_name) else {
+            log_debug!(
+                "Unknown account {:?} for gateway message on subject: {:?}",
+                String::from_utf8_lossy(account_name),
+                String::from_utf8_lossy(&subject)
+            );
+            if gw
+                .refused_accounts
+                .borrow_mut()
+                .insert(Bytes::copy_from_slice(account_name))
+            {
+                let mut out = BytesMut::new();
+                out.extend_from_slice(b"A- ");
+                out.extend_from_slice(account_name);
+                out.extend_from_slice(b"\r\n");
+                gw.send(&out);
+            }
+            return;
+        };
+        if !gw.switched.borrow().contains(&account) {
+            let mut st = self.state.borrow_mut();
+            self.switch_account(&mut st, gw, account);
+        }
+        if is_routed_reply(&subject) {
+            self.deliver_routed_reply(true, account, subject, reply, queues, hdr_len, payload);
+            return;
+        }
+        self.deliver_from_cluster_link(
+            super::deliver::Source::Gateway,
+            account,
+            subject,
+            reply,
+            queues,
+            hdr_len,
+            payload,
+        );
+    }
+
+    /// A response on a rewritten reply (`_GR_.<cluster>.<server>.<reply>`): dropped
+    /// if it names another cluster; passed over the route to the server it names;
+    /// else delivered here on the original reply subject.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver_routed_reply(
+        &self,
+        from_gateway: bool,
+        account: AccountId,
+        subject: Bytes,
+        reply: Bytes,
+        queues: &[u8],
+        hdr_len: usize,
+        payload: Bytes,
+    ) {
+        let (cluster, server) = {
+            let st = self.state.borrow();
+            (st.reply_prefix.slice(5..11), st.reply_prefix.slice(12..18))
+        };
+        if subject[5..11] != cluster[..] {
+            return;
+        }
+        if from_gateway && subject[12..18] != server[..] {
+            let target = self
+                .routes()
+                .into_iter()
+                .find(|r| hash6(r.remote_id.borrow().as_bytes())[..] == subject[12..18]);
+            if let Some(route) = target {
+                let name = {
+                    let mut st = self.state.borrow_mut();
+                    Self::account_name(&self.server, &mut st, account)
+                };
+                let headers = route.headers.get();
+                route.send_with(|out| {
+                    crate::proto::route::msg(
+                        out,
+                        Some(&name),
+                        &subject,
+                        &reply,
+                        &[],
+                        hdr_len,
+                        &payload,
+                        headers,
+                    )
+                });
+                route.count_out(payload.len());
+                return;
+            }
+        }
+        let source = if from_gateway {
+            super::deliver::Source::Gateway
+        } else {
+            super::deliver::Source::Route
+        };
+        let real = subject.slice(REPLY_OFFSET..);
+        self.deliver_from_cluster_link(source, account, real, reply, queues, hdr_len, payload);
+    }
+}
