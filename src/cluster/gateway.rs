@@ -278,8 +278,28 @@ fn apply(
     phase: &mut Phase,
 ) -> Step {
     if *phase == Phase::AwaitConnect && !matches!(op, RouteOp::Connect(_)) {
+        log_error!("{} - authentication error", gw.label());
         gw.err("Authorization Violation", "Authentication Failure");
         return Step::Stop;
+    }
+    if !gw.outbound() {
+        // Interest flows towards the outbound side only; nats-server closes without
+        // telling the peer.
+        let what = match op {
+            RouteOp::Sub(_) => Some("RS+"),
+            RouteOp::Unsub(_) => Some("RS-"),
+            RouteOp::AccountSub(_) => Some("A+"),
+            RouteOp::AccountUnsub(_) => Some("A-"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            log_error!(
+                "{} - Received {what} from gateway on inbound connection",
+                gw.label()
+            );
+            gw.close("Protocol Violation");
+            return Step::Stop;
+        }
     }
     match op {
         RouteOp::Ping => gw.send(b"PONG\r\n"),
@@ -328,17 +348,6 @@ fn apply(
         }
         _ if *phase != Phase::Up => {
             gw.err("Authorization Violation", "Authentication Failure");
-            return Step::Stop;
-        }
-        RouteOp::Sub(_) | RouteOp::Unsub(_) | RouteOp::AccountSub(_) | RouteOp::AccountUnsub(_)
-            if !gw.outbound() =>
-        {
-            // Interest flows towards the outbound side only.
-            log_error!(
-                "{} - Protocol Violation: interest on an inbound gateway",
-                gw.label()
-            );
-            gw.err("Protocol Violation", "Protocol Violation");
             return Step::Stop;
         }
         RouteOp::Sub(i) => {
@@ -555,11 +564,21 @@ fn on_info_update(core: &Rc<ClusterCore>, gw: &Gateway, info: &serde_json::Value
         .to_string();
     match cmd {
         1 if !name.is_empty() => core.solicit_implicit(&name, &urls_of(info)),
-        2 | 3 => log_debug!(
-            "{} - Gateway {:?}: interest-only mode command {cmd}",
-            gw.label(),
-            name
-        ),
+        2 | 3 => {
+            log_debug!(
+                "{} - Gateway {:?}: interest-only mode command {cmd}",
+                gw.label(),
+                name
+            );
+            let account = info
+                .get("gateway_cmd_payload")
+                .and_then(|v| v.as_str())
+                .and_then(|p| data_encoding::BASE64.decode(p.as_bytes()).ok())
+                .and_then(|a| core.account_by_name(&a));
+            if let Some(account) = account {
+                gw.switched.borrow_mut().insert(account);
+            }
+        }
         _ => {
             let urls = urls_of(info);
             if !urls.is_empty() {

@@ -50,6 +50,48 @@ pub struct ClusterSnapshot {
     pub routes: Vec<RouteSnapshot>,
     /// The registered leaf connections.
     pub leafs: Vec<LeafSnapshot>,
+    /// The registered gateway connections.
+    pub gateways: Vec<GatewaySnapshot>,
+}
+
+/// One gateway connection as `/gatewayz` shows it.
+#[derive(Clone, Debug)]
+pub struct GatewaySnapshot {
+    /// Connection id.
+    pub id: u64,
+    /// The remote cluster's gateway name.
+    pub name: String,
+    /// This server dialed it (messages go out on it).
+    pub outbound: bool,
+    /// Dialed because the configuration lists that gateway.
+    pub configured: bool,
+    /// The peer's server id.
+    pub remote_id: String,
+    /// The peer's address.
+    pub ip: String,
+    /// The peer's port.
+    pub port: u16,
+    /// When the connection was made.
+    pub start: SystemTime,
+    /// When the peer last sent something.
+    pub last_activity: SystemTime,
+    /// Last PING round trip.
+    pub rtt: Option<Duration>,
+    /// Bytes queued for the peer.
+    pub pending: usize,
+    /// Messages from the peer.
+    pub in_msgs: u64,
+    /// Messages to the peer.
+    pub out_msgs: u64,
+    /// Payload bytes from the peer.
+    pub in_bytes: u64,
+    /// Payload bytes to the peer.
+    pub out_bytes: u64,
+    /// Interest the peer told (outbound).
+    pub subscriptions: usize,
+    /// Per account in interest-only mode: its name and (outbound) the peer's interest
+    /// in it.
+    pub accounts: Vec<(String, usize)>,
 }
 
 /// One leaf connection as `/leafz` shows it.
@@ -125,7 +167,50 @@ impl ClusterCore {
         ClusterSnapshot {
             routes: self.route_snapshots(subs),
             leafs: self.leaf_snapshots(subs),
+            gateways: self.gateway_snapshots(),
         }
+    }
+
+    fn gateway_snapshots(&self) -> Vec<GatewaySnapshot> {
+        let gateways = self.gateways();
+        let mut out: Vec<GatewaySnapshot> = gateways
+            .iter()
+            .map(|g| {
+                let interest = g.interest.borrow();
+                let mut accounts: std::collections::BTreeMap<String, usize> = g
+                    .switched
+                    .borrow()
+                    .iter()
+                    .map(|a| (self.server.account_name(*a), 0))
+                    .collect();
+                for (account, _, _) in interest.keys() {
+                    *accounts
+                        .entry(self.server.account_name(*account))
+                        .or_default() += 1;
+                }
+                GatewaySnapshot {
+                    id: g.id,
+                    name: g.name.borrow().clone(),
+                    outbound: g.outbound(),
+                    configured: g.configured,
+                    remote_id: g.remote_id.borrow().clone(),
+                    ip: g.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+                    port: g.peer.map_or(0, |p| p.port()),
+                    start: g.start,
+                    last_activity: g.last_activity.get(),
+                    rtt: g.rtt.get(),
+                    pending: g.pending(),
+                    in_msgs: g.in_msgs.get(),
+                    out_msgs: g.out_msgs.get(),
+                    in_bytes: g.in_bytes.get(),
+                    out_bytes: g.out_bytes.get(),
+                    subscriptions: interest.len(),
+                    accounts: accounts.into_iter().collect(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|g| g.id);
+        out
     }
 
     fn leaf_snapshots(&self, subs: bool) -> Vec<LeafSnapshot> {

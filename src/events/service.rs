@@ -357,7 +357,7 @@ fn needs(kind: &str, opts: &gojson::Decoded) -> (bool, bool) {
         _ => false,
     };
     let subs = subs || (kind == "LEAFZ" && opts.bool("subscriptions"));
-    let cluster = matches!(kind, "ROUTEZ" | "STATSZ" | "VARZ" | "LEAFZ");
+    let cluster = matches!(kind, "ROUTEZ" | "STATSZ" | "VARZ" | "LEAFZ" | "GATEWAYZ");
     (subs, cluster)
 }
 
@@ -668,7 +668,12 @@ impl Services {
                     answers.cluster.routes,
                 )))
             }
-            "GATEWAYZ" => Ok(to_value(&misc::gatewayz_doc(server))),
+            "GATEWAYZ" => Ok(to_value(&misc::gatewayz_doc(
+                server,
+                answers.cluster.gateways,
+                o.bool("accounts"),
+                &o.str("name"),
+            ))),
             "LEAFZ" => Ok(to_value(&misc::leafz_doc(
                 server,
                 o.bool("subscriptions"),

@@ -1,5 +1,5 @@
 //! The smaller endpoints: `/` (index), `/routez` and `/leafz` (from the cluster core),
-//! `/gatewayz` (no gateways yet: empty lists), `/accountz`, `/accstatz`, `/healthz`,
+//! `/gatewayz` (from the cluster core), `/accountz`, `/accstatz`, `/healthz`,
 //! and process figures.
 
 use std::collections::BTreeMap;
@@ -134,29 +134,146 @@ pub fn routez_doc(server: &ServerShared, subs: bool, routes: Vec<RouteSnapshot>)
     }
 }
 
-/// The `/gatewayz` document (no gateways yet).
+/// The `/gatewayz` document.
 #[derive(Serialize)]
 pub struct Gatewayz {
     server_id: String,
     now: String,
-    outbound_gateways: BTreeMap<String, ()>,
-    inbound_gateways: BTreeMap<String, ()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    /// `null` when a `gw_name` filter matches no outbound gateway, as nats-server.
+    outbound_gateways: Option<BTreeMap<String, GatewayInfo>>,
+    inbound_gateways: BTreeMap<String, Vec<GatewayInfo>>,
+}
+
+#[derive(Serialize)]
+struct GatewayInfo {
+    configured: bool,
+    connection: GatewayConn,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<Vec<GatewayAccount>>,
+}
+
+#[derive(Serialize)]
+struct GatewayConn {
+    cid: u64,
+    kind: &'static str,
+    ip: String,
+    port: u16,
+    start: String,
+    last_activity: String,
+    rtt: String,
+    uptime: String,
+    idle: String,
+    pending_bytes: usize,
+    in_msgs: u64,
+    out_msgs: u64,
+    in_bytes: u64,
+    out_bytes: u64,
+    subscriptions: usize,
+    name: String,
+}
+
+#[derive(Serialize)]
+struct GatewayAccount {
+    name: String,
+    interest_mode: &'static str,
+    interest_only_threshold: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    num_subs: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 pub(super) fn gatewayz(m: &Monitor, req: &Request) -> Result<Response, String> {
-    bool_param(req, "accs")?;
+    let accs = bool_param(req, "accs")?;
     subs_param(req)?;
-    Ok(Response::json(to_json(&gatewayz_doc(&m.server))))
+    let only = req.get("gw_name").unwrap_or_default().to_string();
+    let snaps = m.server.cluster_snapshot(false).gateways;
+    Ok(Response::json(to_json(&gatewayz_doc(
+        &m.server, snaps, accs, &only,
+    ))))
 }
 
-/// The `/gatewayz` document.
-pub fn gatewayz_doc(server: &ServerShared) -> Gatewayz {
-    Gatewayz {
+/// The `/gatewayz` document from the cluster core's snapshot: every gateway, or the
+/// one named `only`; with `accs`, each connection's accounts.
+pub fn gatewayz_doc(
+    server: &ServerShared,
+    gateways: Vec<crate::cluster::snapshot::GatewaySnapshot>,
+    accs: bool,
+    only: &str,
+) -> Gatewayz {
+    let now = SystemTime::now();
+    let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    let g = server.opts.gateway.as_ref();
+    let mut doc = Gatewayz {
         server_id: server.server_id.clone(),
-        now: rfc3339(SystemTime::now()),
-        outbound_gateways: BTreeMap::new(),
+        now: rfc3339(now),
+        name: g.map(|g| g.name.clone()),
+        host: g.map(|g| g.host.clone()),
+        port: g.map(|_| {
+            server
+                .gateway_port
+                .load(std::sync::atomic::Ordering::Relaxed) as u16
+        }),
+        outbound_gateways: Some(BTreeMap::new()),
         inbound_gateways: BTreeMap::new(),
+    };
+    for s in gateways {
+        if !only.is_empty() && s.name != only {
+            continue;
+        }
+        let accounts = accs.then(|| {
+            s.accounts
+                .iter()
+                .map(|(name, n)| GatewayAccount {
+                    name: name.clone(),
+                    interest_mode: "Interest-Only",
+                    interest_only_threshold: 1000,
+                    num_subs: *n,
+                })
+                .collect()
+        });
+        let info = GatewayInfo {
+            configured: s.configured,
+            connection: GatewayConn {
+                cid: s.id,
+                kind: "Gateway",
+                ip: s.ip,
+                port: s.port,
+                start: rfc3339(s.start),
+                last_activity: rfc3339(s.last_activity),
+                rtt: s.rtt.map_or_else(|| "0s".into(), super::format::rtt),
+                uptime: super::format::uptime(since(s.start)),
+                idle: super::format::uptime(since(s.last_activity)),
+                pending_bytes: s.pending,
+                in_msgs: s.in_msgs,
+                out_msgs: s.out_msgs,
+                in_bytes: s.in_bytes,
+                out_bytes: s.out_bytes,
+                subscriptions: s.subscriptions,
+                name: s.remote_id,
+            },
+            accounts,
+        };
+        if s.outbound {
+            doc.outbound_gateways
+                .get_or_insert_with(BTreeMap::new)
+                .insert(s.name, info);
+        } else {
+            doc.inbound_gateways.entry(s.name).or_default().push(info);
+        }
     }
+    if !only.is_empty() && doc.outbound_gateways.as_ref().is_some_and(|m| m.is_empty()) {
+        doc.outbound_gateways = None;
+    }
+    doc
 }
 
 /// The `/leafz` document.

@@ -74,7 +74,11 @@ fn not_after(tls: Option<&crate::tls::TlsConfig>) -> Option<String> {
 impl VarzCluster {
     fn of(server: &ServerShared) -> VarzCluster {
         let Some(c) = &server.opts.cluster else {
-            return VarzCluster::default();
+            // A gateway alone names the cluster, and that is all nats-server shows.
+            return VarzCluster {
+                name: server.opts.gateway.as_ref().map(|g| g.name.clone()),
+                ..Default::default()
+            };
         };
         let (timeout, tls_timeout) =
             tls_timeouts(c.tls.as_ref(), c.auth.as_ref().and_then(|a| a.timeout));
@@ -93,6 +97,63 @@ impl VarzCluster {
             urls: c.routes.iter().map(|u| u.host_port()).collect(),
             pool_size: Some(c.pool_size),
             tls_cert_not_after: not_after(c.tls.as_ref()),
+        }
+    }
+}
+
+/// `/varz` `gateway`: nats-server's fields, `{}` without a `gateway {}` block.
+#[derive(Serialize, Default)]
+struct VarzGateway {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "go_float_opt"
+    )]
+    auth_timeout: Option<f64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "go_float_opt"
+    )]
+    tls_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    gateways: Vec<VarzRemoteGateway>,
+}
+
+#[derive(Serialize)]
+struct VarzRemoteGateway {
+    name: String,
+    urls: Vec<String>,
+}
+
+impl VarzGateway {
+    fn of(server: &ServerShared) -> VarzGateway {
+        let Some(g) = &server.opts.gateway else {
+            return VarzGateway::default();
+        };
+        let (timeout, tls_timeout) = tls_timeouts(None, g.auth.as_ref().and_then(|a| a.timeout));
+        VarzGateway {
+            name: Some(g.name.clone()),
+            host: Some(g.host.clone()),
+            port: Some(
+                server
+                    .gateway_port
+                    .load(std::sync::atomic::Ordering::Relaxed) as u16,
+            ),
+            auth_timeout: Some(timeout),
+            tls_timeout: Some(tls_timeout),
+            gateways: g
+                .gateways
+                .iter()
+                .map(|r| VarzRemoteGateway {
+                    name: r.name.clone(),
+                    urls: r.urls.iter().map(|u| u.host_port()).collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -301,7 +362,7 @@ pub struct Varz {
     max_payload: usize,
     max_pending: usize,
     cluster: VarzCluster,
-    gateway: Empty,
+    gateway: VarzGateway,
     leaf: VarzLeaf,
     mqtt: Empty,
     websocket: Websocket,
@@ -453,7 +514,7 @@ pub fn build(server: &ServerShared, snaps: &[ShardSnapshot]) -> Varz {
         tls_required,
         tls_verify,
         cluster: VarzCluster::of(server),
-        gateway: Empty {},
+        gateway: VarzGateway::of(server),
         leaf: VarzLeaf::of(server),
         mqtt: Empty {},
         websocket: Websocket::of(opts.websocket.as_ref(), server.ws_port),
