@@ -100,9 +100,14 @@ struct Cli {
     /// and subscribers on the spoke, so every message crosses a leaf connection
     #[arg(long, conflicts_with = "cluster")]
     leaf: bool,
+    /// With --compare: run each server as two one-server clusters joined by a
+    /// gateway, publishers in the first and subscribers in the second, so every
+    /// message crosses the gateway
+    #[arg(long, conflicts_with_all = ["cluster", "leaf"])]
+    gateway: bool,
     /// With --compare: subscribers connect over websocket (ws://, no TLS, no
     /// compression) to each server's websocket listener; publishers use TCP
-    #[arg(long, conflicts_with_all = ["cluster", "leaf"])]
+    #[arg(long, conflicts_with_all = ["cluster", "leaf", "gateway"])]
     websocket: bool,
     /// Subscribers connect here instead of --url (another node of a cluster)
     #[arg(long, value_name = "URL")]
@@ -534,6 +539,9 @@ fn compare(
                     (a, Some(b))
                 } else if cli.leaf {
                     let (a, b) = bin.start_leaf_pair(server_cores, cli.timeout)?;
+                    (a, Some(b))
+                } else if cli.gateway {
+                    let (a, b) = bin.start_gateway_pair(server_cores, cli.timeout)?;
                     (a, Some(b))
                 } else if cli.websocket {
                     let (a, ws) = bin.start_websocket(server_cores, cli.timeout)?;

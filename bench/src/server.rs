@@ -94,6 +94,36 @@ impl ServerBin {
         Ok((a, b))
     }
 
+    /// Two one-server clusters, GA and GB, joined by a gateway (GA dials GB; GB
+    /// dials back).
+    pub fn start_gateway_pair(
+        &self,
+        cores: &[usize],
+        timeout: Duration,
+    ) -> Result<(Running, Running), String> {
+        let (pa, pb) = (free_port()?, free_port()?);
+        let conf = |name: &str, body: String| -> Result<String, String> {
+            let path = std::env::temp_dir()
+                .join(format!("natrium-bench-{}-{name}.conf", std::process::id()));
+            std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(path.to_string_lossy().into_owned())
+        };
+        let a = conf(
+            "ga",
+            format!(
+                "gateway {{ name: GA, listen: \"127.0.0.1:{pa}\", gateways: [ {{ name: GB, url: \
+                 \"nats://127.0.0.1:{pb}\" }} ] }}\n"
+            ),
+        )?;
+        let b = conf(
+            "gb",
+            format!("gateway {{ name: GB, listen: \"127.0.0.1:{pb}\" }}\n"),
+        )?;
+        let b = self.start_with(cores, timeout, &["-c".into(), b])?;
+        let a = self.start_with(cores, timeout, &["-c".into(), a])?;
+        Ok((a, b))
+    }
+
     /// The server with a plain websocket listener too; returns it and that port.
     pub fn start_websocket(
         &self,
