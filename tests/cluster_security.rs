@@ -356,3 +356,60 @@ async fn reloaded_route_permissions_apply_to_live_routes() {
     let leaked = tokio::time::timeout(Duration::from_millis(300), inside.next()).await;
     assert!(leaked.is_err(), "in.1 still crosses after the reload");
 }
+
+/// `name`'s gateway on `port` with `tls`, dialing the gateways in `remotes`.
+fn gateway_conf(
+    dir: &TempDir,
+    name: &str,
+    port: u16,
+    remotes: &[(&str, u16)],
+    tls: &str,
+) -> String {
+    let list: Vec<String> = remotes
+        .iter()
+        .map(|(n, p)| format!("{{name: {n}, url: \"nats://127.0.0.1:{p}\"}}"))
+        .collect();
+    dir.write_string(
+        &format!("gw-{name}-{port}.conf"),
+        &format!(
+            "server_name: {name}1\ngateway {{\n name: {name}, listen: \"127.0.0.1:{port}\", \
+             gateways: [{}]\n {tls}\n}}\n",
+            list.join(", ")
+        ),
+    )
+}
+
+/// Gateways (issue #15) over TLS, mutual and before the first protocol byte as for
+/// routes: messages cross both ways in every mix, and a peer whose certificate comes
+/// from an unknown CA never gets a connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_over_tls_carry_messages_and_refuse_strangers() {
+    let dir = pki();
+    let tls = tls_block(&dir, "node", "");
+    for (acceptor, dialer) in mixes() {
+        eprintln!("acceptor {acceptor:?}, dialer {dialer:?}");
+        let (pa, pb) = (free_port(), free_port());
+        let a = Server::start(acceptor, &["-c", &gateway_conf(&dir, "GA", pa, &[], &tls)]);
+        let b = Server::start(
+            dialer,
+            &["-c", &gateway_conf(&dir, "GB", pb, &[("GA", pa)], &tls)],
+        );
+        exchange(&a, &b).await;
+    }
+    let rogue = tls_block(&dir, "rogue", "");
+    for acceptor in support::kinds() {
+        let (pa, pb) = (free_port(), free_port());
+        let a = Server::start(acceptor, &["-c", &gateway_conf(&dir, "GA", pa, &[], &tls)]);
+        let _b = Server::start(
+            Kind::Natrium,
+            &["-c", &gateway_conf(&dir, "GB", pb, &[("GA", pa)], &rogue)],
+        );
+        let line = a.wait_log("TLS gateway handshake error: tls: ", WAIT);
+        assert!(line.is_some(), "{acceptor:?} logged no handshake error");
+        assert!(
+            a.wait_log("Inbound gateway connection from", Duration::from_secs(2))
+                .is_none(),
+            "{acceptor:?} took a gateway it should have refused"
+        );
+    }
+}

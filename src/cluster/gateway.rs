@@ -201,19 +201,32 @@ pub async fn serve(
     tcp: TcpStream,
     dialed: Option<(String, RouteUrl, bool)>,
 ) -> bool {
-    let id = core.next_link_id();
-    let peer = tcp.peer_addr().ok();
     let (name, url, configured) = match dialed {
         Some((n, u, c)) => (n, Some(u), c),
         None => (String::new(), None, false),
     };
+    // With gateway TLS the handshake comes before any protocol byte, both ways.
+    let tls = core.gateway_opts().tls.clone();
+    let dial = match (&tls, &url) {
+        (Some(t), Some(u)) => t.dial.as_ref().map(|d| (d, u.host.as_str())),
+        _ => None,
+    };
+    let serve_tls = if url.is_none() { tls.as_ref() } else { None };
+    let (id, stream, state) =
+        match link::secure(&core, LinkKind::Gateway, tcp, serve_tls, dial).await {
+            Ok(v) => v,
+            Err((who, reason)) => {
+                log_info!("{who} - Gateway connection closed: {reason}");
+                return false;
+            }
+        };
     let link = Rc::new(Link::with_stream(
         &core,
         LinkKind::Gateway,
         url.is_some(),
-        (id, peer),
-        crate::net::stream::ConnStream::Plain(tcp),
-        None,
+        id,
+        stream,
+        state,
     ));
     let gw = Rc::new(Gateway {
         link: link.clone(),
@@ -631,10 +644,13 @@ fn info_line(core: &ClusterCore) -> Vec<u8> {
         "gateway_nrp": true,
         "gateway_iom": true,
     });
+    let obj = info.as_object_mut().expect("object");
     if opts.auth.is_some() {
-        info.as_object_mut()
-            .expect("object")
-            .insert("auth_required".into(), true.into());
+        obj.insert("auth_required".into(), true.into());
+    }
+    if opts.tls.is_some() {
+        obj.insert("tls_required".into(), true.into());
+        obj.insert("tls_verify".into(), true.into());
     }
     link::json_line("INFO", &info)
 }
@@ -647,7 +663,7 @@ fn connect_line(core: &ClusterCore, url: &RouteUrl) -> Vec<u8> {
         "echo": false,
         "verbose": false,
         "pedantic": false,
-        "tls_required": false,
+        "tls_required": opts.tls.is_some(),
         "headers": false,
         "name": core.server.server_id,
         "cluster": "",

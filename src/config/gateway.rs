@@ -170,9 +170,6 @@ pub fn validate(o: &Options) -> Result<(), String> {
             g.name
         ));
     }
-    if g.tls.is_some() {
-        return Err("gateway TLS is not supported by natrium yet".into());
-    }
     let cluster = o.cluster.as_ref().filter(|c| !c.dynamic_name);
     if let Some(name) = cluster.and_then(|c| c.name.as_ref()) {
         if *name != g.name {

@@ -135,7 +135,8 @@ impl VarzGateway {
         let Some(g) = &server.opts.gateway else {
             return VarzGateway::default();
         };
-        let (timeout, tls_timeout) = tls_timeouts(None, g.auth.as_ref().and_then(|a| a.timeout));
+        let (timeout, tls_timeout) =
+            tls_timeouts(g.tls.as_ref(), g.auth.as_ref().and_then(|a| a.timeout));
         VarzGateway {
             name: Some(g.name.clone()),
             host: Some(g.host.clone()),
