@@ -3,8 +3,8 @@
 //! from the front of the buffer until one is incomplete or an error.
 //!
 //! Input layout: byte 0 picks the limits (the defaults, or tiny ones so the limit
-//! checks are reached with short inputs) and, by its top bit, the dialect (route or
-//! leaf node); the rest is what a peer sends.
+//! checks are reached with short inputs) and, by its top two bits, the dialect
+//! (route, leaf node or gateway); the rest is what a peer sends.
 //!
 //! Besides "no panic", it checks what the read loop relies on:
 //! * `used` is in `1..=buf.len()`, and the op's slices lie inside what it used;
@@ -33,10 +33,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         (65536, 1 << 20)
     };
-    let dialect = if ctl & 0x80 == 0 {
-        Dialect::Route
-    } else {
-        Dialect::Leaf
+    let dialect = match ctl >> 6 {
+        0 | 1 => Dialect::Route,
+        2 => Dialect::Leaf,
+        _ => Dialect::Gateway,
     };
     let mut at = 0;
     while at < stream.len() {
@@ -62,6 +62,10 @@ fuzz_target!(|data: &[u8]| {
                     }
                     RouteOp::Info(j) | RouteOp::Connect(j) | RouteOp::Err(j) => {
                         assert!(inside(taken, j));
+                    }
+                    RouteOp::AccountSub(a) | RouteOp::AccountUnsub(a) => {
+                        assert_eq!(dialect, Dialect::Gateway);
+                        assert!(inside(taken, a) && !a.is_empty());
                     }
                     RouteOp::Ping | RouteOp::Pong | RouteOp::Ok => {}
                 }

@@ -776,4 +776,38 @@ mod tests {
             &b"LS+ foo q 3\r\nLS- foo q\r\nLMSG s + r q1 2\r\nhi\r\nHMSG s 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"[..]
         );
     }
+
+    #[test]
+    fn gateways_speak_of_accounts_and_never_of_leafs() {
+        let gw = |input: &'static [u8]| parse(input, 1024, 1024, Dialect::Gateway);
+        assert_eq!(
+            gw(b"A+ $G\r\n").unwrap().unwrap().0,
+            RouteOp::AccountSub(b"$G")
+        );
+        assert_eq!(
+            gw(b"a- ACC\r\n").unwrap().unwrap().0,
+            RouteOp::AccountUnsub(b"ACC")
+        );
+        assert!(gw(b"A+\r\n").is_err());
+        assert!(matches!(
+            gw(b"RS+ $G foo q 1\r\n").unwrap().unwrap().0,
+            RouteOp::Sub(Interest {
+                queue: Some((b"q", 1)),
+                ..
+            })
+        ));
+        assert!(matches!(
+            gw(b"RMSG $G foo _GR_.a.b.c 2\r\nhi\r\n")
+                .unwrap()
+                .unwrap()
+                .0,
+            RouteOp::Msg(_)
+        ));
+        for bad in [&b"LS+ $G foo\r\n"[..], b"LMSG foo 2\r\nhi\r\n"] {
+            assert!(parse(bad, 1024, 1024, Dialect::Gateway).is_err(), "{bad:?}");
+        }
+        // Routes and leafs have no account ops.
+        assert!(parse(b"A+ $G\r\n", 1024, 1024, Dialect::Route).is_err());
+        assert!(parse(b"A- $G\r\n", 1024, 1024, Dialect::Leaf).is_err());
+    }
 }
