@@ -433,3 +433,73 @@ async fn a_misnamed_gateway_is_refused() {
         assert!(!ga.logged("Outbound gateway connection to", Duration::from_millis(300)));
     }
 }
+
+/// Gateway credentials and `reject_unknown_cluster`: a configured cluster with the
+/// right password gets in; a wrong password and an unknown cluster are refused with
+/// the reference's `-ERR` and log lines, on the dialing side too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_credentials_and_unknown_clusters_are_checked() {
+    for acceptor in support::kinds() {
+        eprintln!("GA {acceptor:?}");
+        let (pa, pb, pc, pd) = (free_port(), free_port(), free_port(), free_port());
+        let auth = "authorization { user: gw, password: s3cret }";
+        let ga = Server::start(
+            acceptor,
+            &[
+                "-c",
+                &conf(
+                    &format!("auth-GA-{pa}"),
+                    &format!(
+                        "gateway {{ name: GA, listen: \"127.0.0.1:{pa}\", {auth}, \
+                         reject_unknown_cluster: true, gateways: [{{name: GB, url: \
+                         \"nats://gw:s3cret@127.0.0.1:{pb}\"}}] }}\n"
+                    ),
+                ),
+            ],
+        );
+        let gb = Server::start(
+            Kind::Natrium,
+            &[
+                "-c",
+                &conf(
+                    &format!("auth-GB-{pb}"),
+                    &format!(
+                        "gateway {{ name: GB, listen: \"127.0.0.1:{pb}\", {auth}, gateways: \
+                         [{{name: GA, url: \"nats://gw:s3cret@127.0.0.1:{pa}\"}}] }}\n"
+                    ),
+                ),
+            ],
+        );
+        let intruder = |name: &str, port: u16, pass: &str| {
+            Server::start(
+                Kind::Natrium,
+                &[
+                    "-c",
+                    &conf(
+                        &format!("auth-{name}-{port}"),
+                        &format!(
+                            "gateway {{ name: {name}, listen: \"127.0.0.1:{port}\", gateways: \
+                             [{{name: GA, url: \"nats://gw:{pass}@127.0.0.1:{pa}\"}}] }}\n"
+                        ),
+                    ),
+                ],
+            )
+        };
+        let gc = intruder("GC", pc, "s3cret");
+        let gd = intruder("GB", pd, "wrong");
+        assert!(ga.logged("Inbound gateway connection from \"GB\"", WAIT));
+        assert!(ga.logged("Rejecting connection from gateway \"GC\"", WAIT));
+        assert!(ga.logged("authentication error - User \"gw\"", WAIT));
+        assert!(gc.logged(
+            "Gateway Error 'Connection to gateway \"GA\" rejected'",
+            WAIT
+        ));
+        assert!(gd.logged("Gateway Error 'Authorization Violation'", WAIT));
+        // The legitimate pair still carries messages.
+        let (a, b) = (connect(&ga).await, connect(&gb).await);
+        let mut sub = crossing(&a, &b, "ok").await;
+        a.publish("ok", "x".into()).await.unwrap();
+        a.flush().await.unwrap();
+        next(&mut sub).await;
+    }
+}

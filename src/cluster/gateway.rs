@@ -332,7 +332,6 @@ fn apply(
                 return Step::Go;
             }
             if let Err((text, reason)) = check_connect(core, gw, json) {
-                log_error!("{} - {text}", gw.label());
                 gw.err(&text, reason);
                 return Step::Stop;
             }
@@ -426,6 +425,7 @@ fn check_connect(
     let s = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     let name = s("gateway");
     if name.is_empty() {
+        log_error!("{} - attempted to connect to gateway port", gw.label());
         return Err((
             "attempted to connect to gateway port".into(),
             "Protocol Error",
@@ -441,13 +441,22 @@ fn check_connect(
             }
         };
         if !ok {
+            log_error!(
+                "{} - authentication error - User {:?}",
+                gw.label(),
+                s("user")
+            );
             return Err(violation());
         }
     }
     if opts.reject_unknown_cluster && !opts.gateways.iter().any(|g| g.name == name) {
+        log_error!(
+            "{} - Rejecting connection from gateway {name:?}",
+            gw.label()
+        );
         return Err((
-            format!("Connection to gateway {name:?} rejected"),
-            "Gateway Rejected",
+            format!("Connection to gateway {:?} rejected", opts.name),
+            "Wrong Gateway",
         ));
     }
     *gw.name.borrow_mut() = name;
