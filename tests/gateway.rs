@@ -355,6 +355,16 @@ async fn gatewayz_matches_the_reference_shape() {
         }
         let only = support::http_get_json(http, "/gatewayz?gw_name=GX");
         assert!(only["outbound_gateways"].is_null(), "{only}");
+        if kind == Kind::Natrium {
+            let metrics = http_get_text(http, "/metrics");
+            for line in [
+                "natrium_links{kind=\"gateway_outbound\"} 1",
+                "natrium_links{kind=\"gateway_inbound\"} 1",
+            ] {
+                assert!(metrics.contains(line), "no {line:?} in {metrics}");
+            }
+            assert!(metrics.contains("natrium_link_out_msgs_total{kind=\"gateway_outbound\""));
+        }
         let varz = support::http_get_json(http, "/varz");
         assert_eq!(varz["gateway"]["name"], "GA");
         assert_eq!(varz["gateway"]["gateways"][0]["name"], "GB");
@@ -376,6 +386,19 @@ async fn gatewayz_matches_the_reference_shape() {
         assert_eq!(c1, c2);
         assert_eq!(v1, v2);
     }
+}
+
+/// The body of `GET path` on the monitoring port.
+fn http_get_text(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 /// What a client, garbage or interest on an inbound connection gets at the gateway

@@ -186,6 +186,8 @@ pub(super) fn metrics(m: &Monitor) -> Response {
         o.sample("natrium_shard_remote_interest", &l, s.remote_interest);
     }
 
+    links(&mut o, server);
+
     o.family(
         "process_cpu_seconds_total",
         "counter",
@@ -241,5 +243,120 @@ pub(super) fn metrics(m: &Monitor) -> Response {
         content_type: "text/plain; version=0.0.4; charset=utf-8",
         cors: false,
         body: o.0.into_bytes(),
+    }
+}
+
+/// One server-to-server connection's figures, labelled by kind and peer.
+struct LinkRow {
+    kind: &'static str,
+    id: u64,
+    remote: String,
+    in_msgs: u64,
+    out_msgs: u64,
+    in_bytes: u64,
+    out_bytes: u64,
+    pending: usize,
+}
+
+/// The cluster core's connections: routes, gateways (each direction) and leafs,
+/// counted and with their traffic.
+fn links(o: &mut Out, server: &crate::server::ServerShared) {
+    if server.cluster_control.is_none() {
+        return;
+    }
+    let snap = server.cluster_snapshot(false);
+    let mut rows: Vec<LinkRow> = Vec::new();
+    for r in &snap.routes {
+        rows.push(LinkRow {
+            kind: "route",
+            id: r.rid,
+            remote: r.remote_name.clone(),
+            in_msgs: r.in_msgs,
+            out_msgs: r.out_msgs,
+            in_bytes: r.in_bytes,
+            out_bytes: r.out_bytes,
+            pending: r.pending_size,
+        });
+    }
+    for g in &snap.gateways {
+        rows.push(LinkRow {
+            kind: if g.outbound {
+                "gateway_outbound"
+            } else {
+                "gateway_inbound"
+            },
+            id: g.id,
+            remote: g.name.clone(),
+            in_msgs: g.in_msgs,
+            out_msgs: g.out_msgs,
+            in_bytes: g.in_bytes,
+            out_bytes: g.out_bytes,
+            pending: g.pending,
+        });
+    }
+    for l in &snap.leafs {
+        rows.push(LinkRow {
+            kind: "leaf",
+            id: l.id,
+            remote: l.name.clone(),
+            in_msgs: l.in_msgs,
+            out_msgs: l.out_msgs,
+            in_bytes: l.in_bytes,
+            out_bytes: l.out_bytes,
+            pending: 0,
+        });
+    }
+    o.family(
+        "natrium_links",
+        "gauge",
+        "Registered server-to-server connections by kind",
+    );
+    for kind in ["route", "gateway_outbound", "gateway_inbound", "leaf"] {
+        let n = rows.iter().filter(|r| r.kind == kind).count();
+        o.sample("natrium_links", &format!("kind=\"{kind}\""), n);
+    }
+    let series: [(&str, &str, &str, fn(&LinkRow) -> u64); 5] = [
+        (
+            "natrium_link_in_msgs_total",
+            "counter",
+            "Messages received on a server-to-server connection",
+            |r| r.in_msgs,
+        ),
+        (
+            "natrium_link_out_msgs_total",
+            "counter",
+            "Messages sent on a server-to-server connection",
+            |r| r.out_msgs,
+        ),
+        (
+            "natrium_link_in_bytes_total",
+            "counter",
+            "Payload bytes received on a server-to-server connection",
+            |r| r.in_bytes,
+        ),
+        (
+            "natrium_link_out_bytes_total",
+            "counter",
+            "Payload bytes sent on a server-to-server connection",
+            |r| r.out_bytes,
+        ),
+        (
+            "natrium_link_pending_bytes",
+            "gauge",
+            "Bytes queued for a server-to-server connection",
+            |r| r.pending as u64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        o.family(name, kind, help);
+        for r in &rows {
+            let l = format!(
+                "kind=\"{}\",id=\"{}\",remote=\"{}\"",
+                r.kind,
+                r.id,
+                label(&r.remote)
+            );
+            o.sample(name, &l, value(r));
+        }
     }
 }
