@@ -246,6 +246,14 @@ pub(super) fn metrics(m: &Monitor) -> Response {
     }
 }
 
+/// A metric family over links: name, type, help, and the figure of one link.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LinkRow) -> u64,
+);
+
 /// One server-to-server connection's figures, labelled by kind and peer.
 struct LinkRow {
     kind: &'static str,
@@ -315,7 +323,7 @@ fn links(o: &mut Out, server: &crate::server::ServerShared) {
         let n = rows.iter().filter(|r| r.kind == kind).count();
         o.sample("natrium_links", &format!("kind=\"{kind}\""), n);
     }
-    let series: [(&str, &str, &str, fn(&LinkRow) -> u64); 5] = [
+    let series: [Series; 5] = [
         (
             "natrium_link_in_msgs_total",
             "counter",
