@@ -526,3 +526,45 @@ async fn gateway_credentials_and_unknown_clusters_are_checked() {
         next(&mut sub).await;
     }
 }
+
+/// Only one server of a cluster lists the other cluster's gateway: the route tells
+/// the rest of the cluster, and they connect to it too, whichever server (natrium or
+/// nats-server) knew it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_spread_through_the_cluster() {
+    let kinds = support::kinds();
+    for &k1 in &kinds {
+        for &k2 in &kinds {
+            if k1 == Kind::NatsServer && k2 == Kind::NatsServer {
+                continue;
+            }
+            eprintln!("A1 {k1:?}, A2 {k2:?}");
+            let (pa1, pa2, pb, r1, r2) = (
+                free_port(),
+                free_port(),
+                free_port(),
+                free_port(),
+                free_port(),
+            );
+            let cluster = |me: u16, other: u16| {
+                format!(
+                    "cluster {{ name: GA, listen: \"127.0.0.1:{me}\", routes: \
+                     [\"nats-route://127.0.0.1:{other}\"] }}"
+                )
+            };
+            let gb = gateway_server(Kind::Natrium, "GB", pb, &[], "");
+            let a1 = gateway_server(k1, "GA", pa1, &[("GB", pb)], &cluster(r1, r2));
+            let a2 = gateway_server(k2, "GA", pa2, &[], &cluster(r2, r1));
+            assert!(
+                a2.logged("Outbound gateway connection to \"GB\"", WAIT),
+                "A2 never connected to GB"
+            );
+            let (c2, b) = (connect(&a2).await, connect(&gb).await);
+            let mut sub = crossing(&c2, &b, "spread").await;
+            c2.publish("spread", "x".into()).await.unwrap();
+            c2.flush().await.unwrap();
+            next(&mut sub).await;
+            drop(a1);
+        }
+    }
+}

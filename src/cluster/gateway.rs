@@ -784,11 +784,61 @@ impl ClusterCore {
         glommio::spawn_local(solicit(self.clone(), name.to_string(), urls, true)).detach();
     }
 
-    /// Registers a gateway connection whose handshake is done.
+    /// Registers a gateway connection whose handshake is done; the cluster hears of
+    /// a new outbound one, so that every server of it connects to that cluster too.
     fn register_gateway(&self, gw: &Rc<Gateway>) {
         let mut st = self.state.borrow_mut();
         st.gateways.insert(gw.id, gw.clone());
         self.count_gateways(&st);
+        drop(st);
+        if gw.outbound() {
+            let line = self.gateway_gossip_line(gw);
+            for r in self.routes() {
+                r.send(&line);
+            }
+        }
+    }
+
+    /// The INFO that tells a route of gateway `gw`'s cluster (nats-server marks the
+    /// server id with `GW` so it is not taken for a new route).
+    fn gateway_gossip_line(&self, gw: &Gateway) -> Vec<u8> {
+        let doc = serde_json::json!({
+            "server_id": format!("GW{}", self.server.server_id),
+            "server_name": self.server.server_name,
+            "version": crate::server::COMPAT_VERSION,
+            "proto": 3,
+            "go": "",
+            "host": "",
+            "port": 0,
+            "headers": false,
+            "max_payload": 0,
+            "gateway": *gw.name.borrow(),
+            "gateway_urls": *gw.urls.borrow(),
+            "gateway_cmd": 1,
+        });
+        link::json_line("INFO", &doc)
+    }
+
+    /// Tells a new route of every cluster this server has an outbound gateway to.
+    pub fn gossip_gateways_to(&self, route: &super::route::Route) {
+        for gw in self.gateways().iter().filter(|g| g.outbound()) {
+            route.send(&self.gateway_gossip_line(gw));
+        }
+    }
+
+    /// A route's INFO about another cluster's gateway (`gateway_cmd` 1): dial it.
+    /// Returns whether the INFO was one.
+    pub fn on_route_gateway_info(self: &Rc<Self>, info: &serde_json::Value) -> bool {
+        if info.get("gateway_cmd").and_then(|v| v.as_u64()) != Some(1) {
+            return false;
+        }
+        if self.gateways_enabled() {
+            let name = info.get("gateway").and_then(|v| v.as_str()).unwrap_or("");
+            if !name.is_empty() && self.outbound_gateway(name).is_none() {
+                self.solicit_implicit(name, &urls_of(info));
+            }
+        }
+        true
     }
 
     fn count_gateways(&self, st: &CoreState) {

@@ -487,6 +487,7 @@ fn handshake_done(core: &Rc<ClusterCore>, route: &Rc<Route>, info: &serde_json::
     *route.ws_urls.borrow_mut() = urls_of(info, "ws_connect_urls");
     route.registered.set(true);
     core.register(route);
+    core.gossip_gateways_to(route);
     core.refresh_connect_urls();
     route.ping();
     gossip(core, route);
@@ -553,6 +554,9 @@ fn urls_of(info: &serde_json::Value, key: &str) -> Vec<String> {
 /// An INFO on an established route: news of the peer itself (its client URLs, lame
 /// duck mode), or of a server the peer knows and we may not.
 fn on_info_update(core: &Rc<ClusterCore>, route: &Route, info: &serde_json::Value) {
+    if core.on_route_gateway_info(info) {
+        return;
+    }
     let id = info.get("server_id").and_then(|v| v.as_str()).unwrap_or("");
     if id == *route.remote_id.borrow() {
         let ldm = info.get("ldm").and_then(|v| v.as_bool()) == Some(true);
