@@ -165,10 +165,12 @@ async fn queue_groups_prefer_the_local_cluster() {
         assert_eq!(got, 200, "local members got {got} of 200");
         let stray = tokio::time::timeout(Duration::from_millis(300), remote.next()).await;
         assert!(stray.is_err(), "a remote member got a message: {stray:?}");
-        // With the local members gone, the other cluster's member takes them all.
+        // With the local members gone, the other cluster's member takes them all
+        // (once the server has seen that this cluster has no member left).
         local.unsubscribe().await.unwrap();
         local2.unsubscribe().await.unwrap();
         a.flush().await.unwrap();
+        await_interest(&a, &mut remote, "work").await;
         for i in 0..100 {
             a.publish("work", i.to_string().into()).await.unwrap();
         }

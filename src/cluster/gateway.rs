@@ -862,7 +862,17 @@ impl ClusterCore {
             self.count_gateways(&st);
         }
         for (key, weight) in interest {
-            self.change_remote_interest(&mut st, gw.id, &key, weight, 0);
+            if key.2.is_some() {
+                Self::change_remote_table(&mut st, gw.id, &key, weight, 0);
+                let total = st.gw_queues.entry(key.clone()).or_default();
+                *total = total.saturating_sub(weight);
+                if *total == 0 {
+                    st.gw_queues.remove(&key);
+                }
+                self.gate_gateway_queue(&mut st, &key);
+            } else {
+                self.change_remote_interest(&mut st, gw.id, &key, weight, 0);
+            }
         }
     }
 
@@ -892,7 +902,46 @@ impl ClusterCore {
             before
         };
         let mut st = self.state.borrow_mut();
-        self.change_remote_interest(&mut st, gw.id, &key, before, weight);
+        if key.2.is_some() {
+            Self::change_remote_table(&mut st, gw.id, &key, before, weight);
+            let total = st.gw_queues.entry(key.clone()).or_default();
+            *total = total.saturating_add(weight).saturating_sub(before);
+            if *total == 0 {
+                st.gw_queues.remove(&key);
+            }
+            self.gate_gateway_queue(&mut st, &key);
+        } else {
+            self.change_remote_interest(&mut st, gw.id, &key, before, weight);
+        }
+    }
+
+    /// Client shards see another cluster's queue group only while this cluster has
+    /// no member of it: a shard then never takes a message away from a member here
+    /// (nor sends it on a detour here and back, which could reorder it).
+    pub(super) fn gate_gateway_queue(&self, st: &mut CoreState, key: &InterestKey) {
+        if key.2.is_none() || (st.gw_queues.is_empty() && st.gw_queues_told.is_empty()) {
+            return;
+        }
+        let remote = st.gw_queues.get(key).copied().unwrap_or(0);
+        let want = if Self::for_gateways(st, key) == 0 {
+            remote
+        } else {
+            0
+        };
+        let told = st.gw_queues_told.get(key).copied().unwrap_or(0);
+        if want == told {
+            return;
+        }
+        if want == 0 {
+            st.gw_queues_told.remove(key);
+        } else {
+            st.gw_queues_told.insert(key.clone(), want);
+        }
+        if want > told {
+            self.tell_shards_interest(key, true, want - told);
+        } else {
+            self.tell_shards_interest(key, false, told - want);
+        }
     }
 
     /// What the other clusters should know of `key`: the whole cluster's interest

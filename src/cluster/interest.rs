@@ -301,18 +301,39 @@ impl ClusterCore {
         if before == after {
             return;
         }
+        Self::change_remote_table(st, link, key, before, after);
+        let (add, n) = if after > before {
+            (true, after - before)
+        } else {
+            (false, before - after)
+        };
+        self.tell_shards_interest(key, add, n);
+    }
+
+    /// The remote table alone follows a link's weight for `key` (the client shards
+    /// are told separately, or not at all).
+    pub(super) fn change_remote_table(
+        st: &mut CoreState,
+        link: u64,
+        key: &InterestKey,
+        before: u32,
+        after: u32,
+    ) {
         let (account, subject, queue) = key;
         let i = account.index();
         if st.remote.len() <= i {
             st.remote.resize_with(i + 1, Sublist::default);
         }
-        let (add, n) = if after > before {
+        if after > before {
             st.remote[i].insert_n(subject, queue.as_deref(), link, after - before);
-            (true, after - before)
-        } else {
+        } else if before > after {
             st.remote[i].remove_n(subject, queue.as_deref(), &link, before - after);
-            (false, before - after)
-        };
+        }
+    }
+
+    /// Tells every client shard that this core's interest in `key` changed by `n`.
+    pub(super) fn tell_shards_interest(&self, key: &InterestKey, add: bool, n: u32) {
+        let (account, subject, queue) = key;
         for &shard in &self.clients {
             self.mesh.send(
                 shard,
@@ -361,6 +382,7 @@ impl ClusterCore {
             }
         }
         self.tell_gateways(st, key);
+        self.gate_gateway_queue(st, key);
     }
 
     /// Appends to `out` what `leaf` must hear about `key`, and remembers it as told.

@@ -93,6 +93,11 @@ struct CoreState {
     leafs: BTreeMap<u64, Rc<Leaf>>,
     /// Registered gateway connections (outbound and inbound), by id.
     gateways: BTreeMap<u64, Rc<Gateway>>,
+    /// Per account, subject and queue: the outbound gateways' queue weights summed,
+    /// and what the client shards were told of them (nothing while this cluster has
+    /// a member of the group).
+    gw_queues: HashMap<InterestKey, u32>,
+    gw_queues_told: HashMap<InterestKey, u32>,
     /// Gateways a dialer runs for, by name.
     gw_soliciting: HashSet<String>,
     /// Per account: plain subscriptions of this server's clients made in the last
@@ -170,6 +175,8 @@ impl ClusterCore {
                 routes: BTreeMap::new(),
                 leafs: BTreeMap::new(),
                 gateways: BTreeMap::new(),
+                gw_queues: HashMap::new(),
+                gw_queues_told: HashMap::new(),
                 gw_soliciting: HashSet::new(),
                 recent: Vec::new(),
                 recent_order: VecDeque::new(),
