@@ -570,3 +570,86 @@ async fn gateways_spread_through_the_cluster() {
         }
     }
 }
+
+/// A gateway peer written by hand (it plays cluster GB): it floods interest and takes
+/// it all back, then stops reading while its interest draws messages. natrium cuts
+/// it as a slow consumer; another cluster (GC) keeps getting everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_then_stalled_gateway_is_cut_alone() {
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_port = fake.local_addr().unwrap().port();
+    let (pa, pc, http) = (free_port(), free_port(), free_port());
+    let ga = gateway_server(
+        Kind::Natrium,
+        "GA",
+        pa,
+        &[("GB", fake_port), ("GC", pc)],
+        &format!("max_pending: 1048576\nhttp: \"127.0.0.1:{http}\""),
+    );
+    let gc = gateway_server(Kind::Natrium, "GC", pc, &[("GA", pa)], "");
+    let (mut peer, _) = fake.accept().unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let info = serde_json::json!({
+        "server_id": "NFAKEGATEWAYPEER", "server_name": "fake", "version": "2.15.1",
+        "proto": 3, "host": "127.0.0.1", "port": fake_port, "headers": true,
+        "max_payload": 1048576, "gateway": "GB",
+        "gateway_urls": [format!("127.0.0.1:{fake_port}")],
+        "gateway_nrp": true, "gateway_iom": true,
+    });
+    peer.write_all(format!("INFO {info}\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !String::from_utf8_lossy(&got).contains("\"gateway\":\"GA\"") {
+        let n = peer.read(&mut buf).unwrap();
+        assert!(n > 0, "natrium closed the gateway");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("CONNECT {"));
+    // A flood of interest, all of it taken back: nothing is left behind.
+    let mut flood = String::new();
+    for i in 0..20_000 {
+        flood.push_str(&format!("RS+ $G flood.{i}\r\n"));
+    }
+    for i in 0..20_000 {
+        flood.push_str(&format!("RS- $G flood.{i}\r\n"));
+    }
+    flood.push_str("RS- $G never.subscribed\r\nA- $G\r\nA+ $G\r\nRS+ $G stall\r\nPING\r\n");
+    peer.write_all(flood.as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("PONG") {
+        let n = peer.read(&mut buf).unwrap();
+        assert!(n > 0, "natrium closed the gateway during the flood");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let doc = support::http_get_json(http, "/gatewayz");
+    assert_eq!(
+        doc["outbound_gateways"]["GB"]["connection"]["subscriptions"], 1,
+        "{doc}"
+    );
+    // Now GB stops reading; its interest in `stall` keeps drawing messages.
+    let (a, c) = (connect(&ga).await, connect(&gc).await);
+    let mut at_c = crossing(&a, &c, "stall").await;
+    let payload = bytes::Bytes::from(vec![b'x'; 1024]);
+    let mut sent = 0u32;
+    let deadline = Instant::now() + WAIT;
+    while !ga.logged("Slow Consumer Detected", Duration::from_millis(1)) {
+        for _ in 0..1000 {
+            a.publish("stall", payload.clone()).await.unwrap();
+        }
+        a.flush().await.unwrap();
+        sent += 1000;
+        assert!(
+            Instant::now() < deadline,
+            "the stalled gateway was never cut"
+        );
+    }
+    for _ in 0..sent {
+        next(&mut at_c).await;
+    }
+    // GA still serves, and still reaches GC.
+    a.publish("stall", "after".into()).await.unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(&next(&mut at_c).await.payload[..], b"after");
+    drop(peer);
+}
