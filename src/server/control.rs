@@ -821,6 +821,21 @@ pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
     for line in cluster_diff(old, new)? {
         changed(true, line);
     }
+    if old.gateway != new.gateway {
+        // nats-server reloads no part of the gateway block (it prints Go structs).
+        let show = |g: &Option<crate::config::gateway::GatewayOptions>| match g {
+            Some(g) => {
+                let names: Vec<&str> = g.gateways.iter().map(|r| r.name.as_str()).collect();
+                format!("{{{} {} {} [{}]}}", g.name, g.host, g.port, names.join(" "))
+            }
+            None => "{}".into(),
+        };
+        return Err(format!(
+            "config reload not supported for Gateway: old={}, new={}",
+            show(&old.gateway),
+            show(&new.gateway)
+        ));
+    }
     changed(
         old.write_deadline != new.write_deadline,
         format!(
@@ -906,6 +921,18 @@ mod tests {
         assert_eq!(
             diff(&old, &new).unwrap_err(),
             "config reload not supported for ServerName: old=, new=foo"
+        );
+        let mut new = old.clone();
+        new.gateway = Some(crate::config::gateway::GatewayOptions {
+            name: "GA".into(),
+            host: "127.0.0.1".into(),
+            port: 7222,
+            ..Default::default()
+        });
+        let err = diff(&old, &new).unwrap_err();
+        assert!(
+            err.starts_with("config reload not supported for Gateway: old={}, new={GA "),
+            "{err}"
         );
     }
 }
