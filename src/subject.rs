@@ -102,6 +102,25 @@ pub fn is_literal(s: &[u8]) -> bool {
     tokens(s).all(|t| !is_pwc(t) && !is_fwc(t))
 }
 
+/// Whether some subject matches both patterns `a` and `b`.
+pub fn collide(a: &[u8], b: &[u8]) -> bool {
+    let (mut ta, mut tb) = (tokens(a), tokens(b));
+    loop {
+        match (ta.next(), tb.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) => {
+                if is_fwc(x) || is_fwc(y) {
+                    return true;
+                }
+                if !(is_pwc(x) || is_pwc(y) || x == y) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
 /// Does the SUB `pattern` match the published `subject`? Returns `false` if `pattern`
 /// is not a valid subject (see [`is_valid_subject`]) or `subject` is empty or has an
 /// empty token.

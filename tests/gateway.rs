@@ -667,3 +667,98 @@ async fn a_flooding_then_stalled_gateway_is_cut_alone() {
     assert_eq!(&next(&mut at_c).await.payload[..], b"after");
     drop(peer);
 }
+
+/// Stream and service imports across servers, as nats-server does them: the
+/// importing server announces interest in the exporting account and imports what
+/// arrives; a response on a `_R_.` reply made by another server goes back to it.
+/// Across a gateway and across a route, natrium and nats-server mixed, each
+/// message exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_work_across_gateways_and_routes() {
+    let accounts = "accounts {\n  A { users: [{user: a, password: a}], exports: [{service: \
+                    \"svc.>\"}, {stream: \"feed.>\"}] }\n  B { users: [{user: b, password: b}], \
+                    imports: [{service: {account: A, subject: \"svc.>\"}}, {stream: {account: \
+                    A, subject: \"feed.>\"}, prefix: imported}] }\n}\n";
+    let kinds = support::kinds();
+    for link in ["gateway", "route"] {
+        for &ka in &kinds {
+            for &kb in &kinds {
+                if ka == Kind::NatsServer && kb == Kind::NatsServer {
+                    continue;
+                }
+                eprintln!("{link}: requester side {ka:?}, responder side {kb:?}");
+                let (pa, pb) = (free_port(), free_port());
+                let (sa, sb) = if link == "gateway" {
+                    (
+                        gateway_server(ka, "GA", pa, &[("GB", pb)], accounts),
+                        gateway_server(kb, "GB", pb, &[("GA", pa)], accounts),
+                    )
+                } else {
+                    let node = |kind, name: &str, me: u16, other: u16| {
+                        let body = format!(
+                            "server_name: {name}\n{accounts}cluster {{ name: C, listen: \
+                             \"127.0.0.1:{me}\", routes: [\"nats-route://127.0.0.1:{other}\"] }}\n"
+                        );
+                        Server::start(kind, &["-c", &conf(&format!("imp-{name}-{me}"), &body)])
+                    };
+                    (node(ka, "A1", pa, pb), node(kb, "B1", pb, pa))
+                };
+                let login = |s: &Server, user: &str| {
+                    let opts = async_nats::ConnectOptions::with_user_and_password(
+                        user.into(),
+                        user.into(),
+                    );
+                    let url = s.url();
+                    async move { opts.connect(url).await.unwrap() }
+                };
+                // Account B on the first server, account A on the second.
+                let (b, a) = (login(&sa, "b").await, login(&sb, "a").await);
+                let mut feed = b.subscribe("imported.feed.>").await.unwrap();
+                b.flush().await.unwrap();
+                await_interest(&a, &mut feed, "feed.probe").await;
+                for i in 0..20 {
+                    a.publish(format!("feed.{i}"), i.to_string().into())
+                        .await
+                        .unwrap();
+                }
+                a.flush().await.unwrap();
+                for i in 0..20 {
+                    let m = next(&mut feed).await;
+                    assert_eq!(m.subject.as_str(), format!("imported.feed.{i}"));
+                }
+                let extra = tokio::time::timeout(Duration::from_millis(300), feed.next()).await;
+                assert!(
+                    extra.is_err(),
+                    "an imported message arrived twice: {extra:?}"
+                );
+                let mut svc = a.subscribe("svc.echo").await.unwrap();
+                a.flush().await.unwrap();
+                let responder = a.clone();
+                let task = tokio::spawn(async move {
+                    while let Some(m) = svc.next().await {
+                        if let Some(reply) = m.reply {
+                            responder.publish(reply, m.payload).await.unwrap();
+                            responder.flush().await.unwrap();
+                        }
+                    }
+                });
+                let deadline = Instant::now() + WAIT;
+                loop {
+                    match tokio::time::timeout(
+                        Duration::from_millis(500),
+                        b.request("svc.echo", "ping".into()),
+                    )
+                    .await
+                    {
+                        Ok(Ok(r)) => {
+                            assert_eq!(&r.payload[..], b"ping");
+                            break;
+                        }
+                        _ => assert!(Instant::now() < deadline, "no response through the import"),
+                    }
+                }
+                task.abort();
+            }
+        }
+    }
+}

@@ -36,6 +36,8 @@ pub enum Source<'a> {
     Leaf(&'a Leaf),
     /// An inbound gateway (another cluster).
     Gateway,
+    /// A copy imported here from another account: for this server's shards only.
+    Import,
 }
 
 /// A message as it is handed on.
@@ -214,7 +216,7 @@ impl ClusterCore {
         if st.routes.contains_key(&id) {
             return match source {
                 Source::Local | Source::Gateway => true,
-                Source::Route => false,
+                Source::Route | Source::Import => false,
                 Source::Leaf(from) => !from.spoke.get(),
             };
         }
@@ -230,6 +232,7 @@ impl ClusterCore {
         match source {
             Source::Local | Source::Gateway => true,
             Source::Route => !to.spoke.get(),
+            Source::Import => false,
             Source::Leaf(from) => {
                 let cluster = from.remote_cluster.borrow();
                 to.id != from.id
@@ -240,6 +243,35 @@ impl ClusterCore {
     }
 
     fn fan_out<'g>(
+        &self,
+        source: Source<'_>,
+        msg: &Msg<'_>,
+        plain: bool,
+        groups: impl Iterator<Item = &'g [u8]> + Clone,
+    ) {
+        self.fan_out_in(source, msg, plain, groups.clone());
+        if matches!(source, Source::Local | Source::Import) {
+            return;
+        }
+        // What another server published in an exporting account reaches this
+        // server's importers (that server imports only for its own).
+        for tap in self.taps.iter().filter(|t| t.from == msg.account) {
+            if !crate::subject::matches_valid(&tap.pattern, msg.subject) {
+                continue;
+            }
+            let subject = tap.rewrite.apply(&tap.pattern, msg.subject);
+            let imported = Msg {
+                account: tap.into,
+                subject: &subject,
+                reply: msg.reply,
+                hdr_len: msg.hdr_len,
+                payload: msg.payload,
+            };
+            self.fan_out_in(Source::Import, &imported, plain, groups.clone());
+        }
+    }
+
+    fn fan_out_in<'g>(
         &self,
         source: Source<'_>,
         msg: &Msg<'_>,
@@ -455,7 +487,7 @@ impl ClusterCore {
 }
 
 /// The queue group names of a route or leaf message line.
-fn split_queues(queues: &[u8]) -> impl Iterator<Item = &[u8]> {
+fn split_queues(queues: &[u8]) -> impl Iterator<Item = &[u8]> + Clone {
     queues
         .split(|&b| b == b' ' || b == b'\t')
         .filter(|q| !q.is_empty())

@@ -74,6 +74,25 @@ impl ClusterCore {
             self.note_recent_sub(&mut st, account, &key.1);
         }
         self.refresh(&mut st, &key, true);
+        // Interest in an importing account is interest in the exporting one too.
+        for tap in self.taps.iter().filter(|t| t.into == key.0) {
+            let Some(shadow) = tap.shadow(&key.1) else {
+                continue;
+            };
+            let skey = (tap.from, shadow, key.2.clone());
+            let w = st.local.get(&skey).copied().unwrap_or(0);
+            let w = if add {
+                w.saturating_add(n)
+            } else {
+                w.saturating_sub(n)
+            };
+            if w == 0 {
+                st.local.remove(&skey);
+            } else {
+                st.local.insert(skey.clone(), w);
+            }
+            self.refresh(&mut st, &skey, true);
+        }
     }
 
     fn count_links(&self, st: &CoreState) {

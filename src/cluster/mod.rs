@@ -48,6 +48,45 @@ use route::Route;
 /// An account, subject and optional queue group.
 type InterestKey = (AccountId, Bytes, Option<Bytes>);
 
+/// One stream import, as the cluster core applies it.
+struct Tap {
+    from: AccountId,
+    pattern: Bytes,
+    into: AccountId,
+    rewrite: crate::account::imports::Rewrite,
+}
+
+impl Tap {
+    /// The subject in the exporting account that an importer's interest in
+    /// `subject` stands for (the import's own subject where they only overlap).
+    fn shadow(&self, subject: &[u8]) -> Option<Bytes> {
+        use crate::account::imports::{is_subset, Rewrite};
+        use crate::subject::collide;
+        let seen: Bytes = match &self.rewrite {
+            Rewrite::Keep => Bytes::copy_from_slice(subject),
+            Rewrite::Prefix(p) => {
+                let p = p.as_bytes();
+                match subject.strip_prefix(p).and_then(|s| s.strip_prefix(b".")) {
+                    Some(rest) => Bytes::copy_from_slice(rest),
+                    None => {
+                        let mut any = p.to_vec();
+                        any.extend_from_slice(b".>");
+                        return collide(subject, &any).then(|| self.pattern.clone());
+                    }
+                }
+            }
+            Rewrite::To(t) => {
+                return collide(subject, t.as_bytes()).then(|| self.pattern.clone());
+            }
+        };
+        if is_subset(&seen, &self.pattern) {
+            Some(seen)
+        } else {
+            collide(&seen, &self.pattern).then(|| self.pattern.clone())
+        }
+    }
+}
+
 /// The cluster core's state; all of it belongs to its executor.
 pub struct ClusterCore {
     /// This executor's mesh id.
@@ -72,6 +111,9 @@ pub struct ClusterCore {
     gateway: RefCell<GatewayOptions>,
     /// Mesh ids of the client shards.
     clients: Vec<usize>,
+    /// The configured stream imports: this server imports what other servers send
+    /// in the exporting account, and announces interest there for its importers.
+    taps: Vec<Tap>,
     state: RefCell<CoreState>,
 }
 
@@ -153,6 +195,17 @@ impl ClusterCore {
         let id = mesh.id();
         let executors = mesh.count();
         let gateway = server.opts.gateway.clone().unwrap_or_default();
+        let taps = server
+            .auth
+            .stream_imports
+            .iter()
+            .map(|imp| Tap {
+                from: server.account_id(&imp.from),
+                pattern: Bytes::copy_from_slice(imp.subject.as_bytes()),
+                into: server.account_id(&imp.into),
+                rewrite: imp.rewrite.clone(),
+            })
+            .collect();
         let reply_prefix = gateway::reply_prefix(&gateway.name, &server.server_id);
         Rc::new(ClusterCore {
             id,
@@ -166,6 +219,7 @@ impl ClusterCore {
             leaf_port,
             gateway: RefCell::new(gateway),
             clients,
+            taps,
             state: RefCell::new(CoreState {
                 shards: Vec::new(),
                 local: HashMap::new(),

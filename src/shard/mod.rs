@@ -220,6 +220,12 @@ pub struct ShardState {
     replies: HashMap<Bytes, ReplyRoute>,
     /// The same, oldest first, with when each expires.
     reply_order: std::collections::VecDeque<(Bytes, std::time::Instant)>,
+    /// Exporting accounts in which this shard's `_R_.` prefix was announced as
+    /// interest (so responders on other servers send their responses here).
+    reply_interest: std::collections::HashSet<AccountId>,
+    /// A stream-imported copy is being published: it goes to this server's shards
+    /// only, never to the cluster core.
+    importing: bool,
     next_reply: u64,
     /// Subscriptions removed (here and in the replicas) since the allocator was last
     /// asked to give free memory back (see [`ShardCtx::release_memory`]).
@@ -283,6 +289,9 @@ pub struct ShardCtx {
     frame: RefCell<Frame>,
     /// Client authentication in force on this shard (issue #5; replaced on reload).
     pub auth: RefCell<Arc<crate::auth::AuthConfig>>,
+    /// `_R_.<server tag>.<shard>.`: the prefix of this shard's service replies; the
+    /// server tag lets a response published on another server find its way back.
+    reply_prefix: Bytes,
 }
 
 impl ShardCtx {
@@ -297,7 +306,13 @@ impl ShardCtx {
             .position(|r| *r == shards::Role::Dedicated);
         let alone = layout.peers.is_empty() && cluster_core.is_none();
         let opts = Arc::new(server.opts.clone());
+        let reply_prefix = Bytes::from(format!(
+            "_R_.{}.{}.",
+            server.server_id.get(2..8).unwrap_or("natrium"),
+            layout.index
+        ));
         Rc::new(ShardCtx {
+            reply_prefix,
             id,
             index: layout.index,
             count: layout.clients.len(),
@@ -328,6 +343,8 @@ impl ShardCtx {
                 next_status: 0,
                 replies: HashMap::new(),
                 reply_order: std::collections::VecDeque::new(),
+                reply_interest: std::collections::HashSet::new(),
+                importing: false,
                 next_reply: 0,
                 released: 0,
             }),
@@ -696,7 +713,7 @@ impl ShardCtx {
         want_status: bool,
     ) -> bool {
         if msg.subject.starts_with(SERVICE_REPLY_PREFIX) {
-            return self.publish_response(st, msg);
+            return self.publish_response(st, account, msg);
         }
         // Mappings first (what a client publishes; routed messages were mapped where
         // they entered the cluster), then imports and services see the new subject.
@@ -793,7 +810,9 @@ impl ShardCtx {
             let subject = tap.rewrite.apply(&tap.pattern, msg.subject);
             let (reply, payload) = (msg.shared_reply(), msg.shared_payload());
             let imported = Message::owned(&subject, &reply, msg.hdr_len, &payload);
+            st.importing = true;
             let (a, r) = self.publish_in(st, tap.into, &imported, Origin::Server, false);
+            st.importing = false;
             any |= a;
             routed |= r;
         }
@@ -909,9 +928,16 @@ impl ShardCtx {
             st.replies.remove(&token);
         }
         st.next_reply += 1;
+        if st.reply_interest.insert(svc.into) {
+            let mut wildcard = self.reply_prefix.to_vec();
+            wildcard.push(b'>');
+            self.broadcast_interest(svc.into, &wildcard, None, true);
+        }
         // Unguessable: anyone in the exporting account may publish on `_R_.` subjects.
         let salt: u64 = rand::random();
-        let token = Bytes::from(format!("_R_.{}.{:x}{salt:016x}", self.index, st.next_reply));
+        let mut token = self.reply_prefix.to_vec();
+        token.extend_from_slice(format!("{:x}{salt:016x}", st.next_reply).as_bytes());
+        let token = Bytes::from(token);
         st.replies.insert(
             token.clone(),
             ReplyRoute {
@@ -927,10 +953,18 @@ impl ShardCtx {
         token
     }
 
-    /// A response on a `_R_.` reply: to the shard that holds its mapping.
-    fn publish_response(&self, st: &mut ShardState, msg: &Message<'_>) -> bool {
-        let owner = msg.subject[SERVICE_REPLY_PREFIX.len()..]
-            .split(|&b| b == b'.')
+    /// A response on a `_R_.` reply: to the shard that holds its mapping, or, for a
+    /// reply another server made, to whoever announced interest in it (that server).
+    fn publish_response(&self, st: &mut ShardState, account: AccountId, msg: &Message<'_>) -> bool {
+        let server_tag = &self.reply_prefix[..self.reply_prefix.len() - 1]
+            .rsplit(|&b| b == b'.')
+            .nth(1)
+            .unwrap_or_default();
+        let mut tokens = msg.subject[SERVICE_REPLY_PREFIX.len()..].split(|&b| b == b'.');
+        if tokens.next() != Some(server_tag) {
+            return self.publish_in(st, account, msg, Origin::Server, false).1;
+        }
+        let owner = tokens
             .next()
             .and_then(|t| std::str::from_utf8(t).ok()?.parse::<usize>().ok());
         match owner {
@@ -1212,6 +1246,11 @@ impl ShardCtx {
                 continue;
             }
             let t = std::mem::take(&mut st.targets[shard]);
+            if st.importing && Some(shard) == self.cluster_core {
+                // Other servers import for themselves (they announced interest in
+                // the exporting account), as nats-server's shadow subscriptions do.
+                continue;
+            }
             self.mesh.send(
                 shard,
                 Envelope::Msg(RoutedMsg {
@@ -1292,6 +1331,12 @@ impl ShardCtx {
     /// whether anyone here got it, and how many queue messages were handed on to other
     /// shards because no member here could take them.
     fn deliver_routed(&self, st: &mut ShardState, m: &RoutedMsg) -> (bool, u32) {
+        if m.subject.starts_with(&self.reply_prefix) {
+            // A response from another server on one of this shard's service replies.
+            let msg = Message::owned(&m.subject, &m.reply, m.hdr_len as usize, &m.payload);
+            self.deliver_response(st, &msg);
+            return (true, 0);
+        }
         let local = st.tables(m.account).local.match_subject(&m.subject);
         let mut frame = self.frame.borrow_mut();
         let encoded = (!local.is_empty()).then(|| {
