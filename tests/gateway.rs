@@ -762,3 +762,54 @@ async fn imports_work_across_gateways_and_routes() {
         }
     }
 }
+
+/// A responder on a leaf node of a hub in the other cluster: its response on a
+/// rewritten (`_GR_.`) reply comes back through the hub to the requester's cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responder_behind_a_leaf_answers_across_clusters() {
+    for hub_kind in support::kinds() {
+        for spoke_kind in support::kinds() {
+            if hub_kind == Kind::NatsServer && spoke_kind == Kind::NatsServer {
+                continue;
+            }
+            eprintln!("hub {hub_kind:?}, spoke {spoke_kind:?}");
+            let (pa, pb, leaf) = (free_port(), free_port(), free_port());
+            let ga = gateway_server(Kind::Natrium, "GA", pa, &[("GB", pb)], "");
+            let gb = gateway_server(
+                hub_kind,
+                "GB",
+                pb,
+                &[("GA", pa)],
+                &format!(
+                    "system_account: SYS\naccounts {{ SYS {{}} }}\nleafnodes {{ listen: \
+                     \"127.0.0.1:{leaf}\" }}"
+                ),
+            );
+            let spoke = Server::start(
+                spoke_kind,
+                &[
+                    "-c",
+                    &conf(
+                        &format!("spoke-{leaf}"),
+                        &format!(
+                            "server_name: SPOKE\nleafnodes {{ remotes: [ {{ url: \
+                             \"nats://127.0.0.1:{leaf}\" }} ] }}\n"
+                        ),
+                    ),
+                ],
+            );
+            assert!(gb.logged("Outbound gateway connection to \"GA\"", WAIT));
+            let (a, s) = (connect(&ga).await, connect(&spoke).await);
+            let svc = crossing(&a, &s, "svc.leaf").await;
+            let task = responder(&s, svc);
+            for i in 0..5 {
+                let payload = format!("leaf {i}");
+                let got = tokio::time::timeout(WAIT, fresh_inbox_request(&a, "svc.leaf", &payload))
+                    .await
+                    .expect("no response from behind the leaf");
+                assert_eq!(got, payload.as_bytes());
+            }
+            task.abort();
+        }
+    }
+}

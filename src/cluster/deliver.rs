@@ -153,31 +153,8 @@ impl ClusterCore {
         else {
             return false;
         };
-        let name = Self::account_name(&self.server, st, m.account);
-        let target = st
-            .gateways
-            .values()
-            .find(|g| {
-                g.outbound()
-                    && super::gateway::hash6(g.name.borrow().as_bytes())[..] == routed[5..11]
-            })
-            .cloned();
-        if let Some(gw) = target {
-            let headers = gw.headers.get();
-            gw.send_with(|out| {
-                crate::proto::route::msg(
-                    out,
-                    Some(&name),
-                    &routed,
-                    &m.reply,
-                    &[],
-                    m.hdr_len as usize,
-                    &m.payload,
-                    headers,
-                )
-            });
-            gw.count_out(m.payload.len());
-        }
+        drop(guard);
+        self.send_to_cluster(m.account, &routed, &m.reply, m.hdr_len as usize, &m.payload);
         if m.status_token != 0 {
             self.mesh.send(
                 m.origin as usize,
@@ -201,6 +178,17 @@ impl ClusterCore {
         hdr_len: usize,
         payload: Bytes,
     ) {
+        if self.gateways_enabled() && super::gateway::is_routed_reply(&subject) {
+            // A leaf's response on a rewritten reply: to the cluster it names.
+            let account = leaf.account.get();
+            let ours = self.state.borrow().reply_prefix.slice(5..11);
+            if subject[5..11] == ours[..] {
+                self.deliver_routed_reply(true, account, subject, reply, queues, hdr_len, payload);
+            } else {
+                self.send_to_cluster(account, &subject, &reply, hdr_len, &payload);
+            }
+            return;
+        }
         let msg = Msg {
             account: leaf.account.get(),
             subject: &subject,
@@ -209,6 +197,46 @@ impl ClusterCore {
             payload: &payload,
         };
         self.fan_out(Source::Leaf(leaf), &msg, true, split_queues(queues));
+    }
+
+    /// Sends a message on a rewritten reply (`routed`) straight to the cluster its
+    /// hash names, whatever the interest says.
+    fn send_to_cluster(
+        &self,
+        account: AccountId,
+        routed: &Bytes,
+        reply: &Bytes,
+        hdr_len: usize,
+        payload: &Bytes,
+    ) {
+        let mut guard = self.state.borrow_mut();
+        let st = &mut *guard;
+        let name = Self::account_name(&self.server, st, account);
+        let target = st
+            .gateways
+            .values()
+            .find(|g| {
+                g.outbound()
+                    && super::gateway::hash6(g.name.borrow().as_bytes())[..] == routed[5..11]
+            })
+            .cloned();
+        drop(guard);
+        if let Some(gw) = target {
+            let headers = gw.headers.get();
+            gw.send_with(|out| {
+                crate::proto::route::msg(
+                    out,
+                    Some(&name),
+                    routed,
+                    reply,
+                    &[],
+                    hdr_len,
+                    payload,
+                    headers,
+                )
+            });
+            gw.count_out(payload.len());
+        }
     }
 
     /// Whether a message from `source` may go out on link `id`.
@@ -409,7 +437,7 @@ impl ClusterCore {
             // responses come back here to go straight to that cluster.
             let reply = match &stripped {
                 Some(r) => r.clone(),
-                None if super::gateway::is_routed_reply(msg.reply) => {
+                None if self.gateways_enabled() && super::gateway::is_routed_reply(msg.reply) => {
                     let r = self.track_routed_reply(st, msg.account, msg.reply);
                     stripped = Some(r.clone());
                     r

@@ -40,6 +40,9 @@ pub const RECENT_SUB_TTL: Duration = Duration::from_secs(2);
 pub const REPLY_PREFIX: &[u8] = b"_GR_.";
 /// `_GR_.` + 6 + `.` + 6 + `.`: where the original reply starts.
 pub const REPLY_OFFSET: usize = 19;
+/// What a hub with gateways tells its leafs it wants, so that responses on
+/// rewritten replies come back to it.
+pub const REPLY_WILDCARD: &[u8] = b"_GR_.>";
 /// The pseudo link that stands for "a rewritten reply's response goes out directly".
 pub const REPLY_LINK: u64 = u64::MAX;
 

@@ -233,6 +233,10 @@ impl ClusterCore {
         for key in keys {
             self.tell_leaf(&st, leaf, &key, &mut out);
         }
+        if self.gateways_enabled() && !leaf.spoke.get() {
+            // Responses on rewritten replies come back here to go to their cluster.
+            crate::proto::route::sub(&mut out, None, super::gateway::REPLY_WILDCARD, None);
+        }
         leaf.send(&out);
     }
 

@@ -164,6 +164,14 @@ pub fn validate(o: &Options) -> Result<(), String> {
     if g.name.is_empty() {
         return Err("gateway has no name".into());
     }
+    let named_system = o.section("system_account").is_some() || o.operator_system_account.is_some();
+    if o.leafnodes.is_some() && !named_system {
+        return Err(
+            "leaf nodes and gateways (both being defined) require a system account to also be \
+             configured"
+                .into(),
+        );
+    }
     if g.port == 0 {
         return Err(format!(
             "gateway {:?} has no port specified (select -1 for random port)",
@@ -258,6 +266,11 @@ mod tests {
             (
                 "cluster { name: X, port: 2 }\ngateway { name: GA, port: 1 }",
                 "cluster name conflicts between cluster and gateway definitions",
+            ),
+            (
+                "leafnodes { port: 3 }\ngateway { name: GA, port: 1 }",
+                "leaf nodes and gateways (both being defined) require a system account to \
+                 also be configured",
             ),
         ] {
             let (o, r) = read(text);
