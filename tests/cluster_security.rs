@@ -396,6 +396,24 @@ async fn gateways_over_tls_carry_messages_and_refuse_strangers() {
         );
         exchange(&a, &b).await;
     }
+    // A gateway's own `tls {}` in the list is used to dial it (the block has none).
+    for acceptor in support::kinds() {
+        let (pa, pb) = (free_port(), free_port());
+        let a = Server::start(acceptor, &["-c", &gateway_conf(&dir, "GA", pa, &[], &tls)]);
+        let body = format!(
+            "server_name: GB1\ngateway {{ name: GB, listen: \"127.0.0.1:{pb}\", gateways: \
+             [{{name: GA, url: \"nats://127.0.0.1:{pa}\", {tls}}}] }}\n"
+        );
+        let b = Server::start(
+            Kind::Natrium,
+            &["-c", &dir.write_string(&format!("gw-own-{pb}.conf"), &body)],
+        );
+        assert!(
+            b.logged("Outbound gateway connection to \"GA\"", WAIT),
+            "{acceptor:?}: no gateway with the remote's own TLS"
+        );
+        drop(a);
+    }
     let rogue = tls_block(&dir, "rogue", "");
     for acceptor in support::kinds() {
         let (pa, pb) = (free_port(), free_port());

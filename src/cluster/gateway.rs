@@ -132,6 +132,12 @@ pub fn is_routed_reply(subject: &[u8]) -> bool {
 /// configured gateway for ever, an implicit one `connect_retries` more times after
 /// each loss.
 pub async fn solicit(core: Rc<ClusterCore>, name: String, urls: Vec<RouteUrl>, implicit: bool) {
+    let remote_tls = core
+        .gateway_opts()
+        .gateways
+        .iter()
+        .find(|g| g.name == name)
+        .and_then(|g| g.tls.clone());
     let kind = if implicit { "implicit" } else { "explicit" };
     let mut failures = 0i64;
     let mut next = 0usize;
@@ -161,7 +167,13 @@ pub async fn solicit(core: Rc<ClusterCore>, name: String, urls: Vec<RouteUrl>, i
         }
         match link::dial(&url.host_port()).await {
             Ok(tcp) => {
-                let up = serve(core.clone(), tcp, Some((name.clone(), url, !implicit))).await;
+                let dialed = Dialed {
+                    name: name.clone(),
+                    url,
+                    configured: !implicit,
+                    tls: remote_tls.clone(),
+                };
+                let up = serve(core.clone(), tcp, Some(dialed)).await;
                 failures = if up { 0 } else { failures + 1 };
             }
             Err(e) => {
@@ -197,20 +209,29 @@ enum Phase {
     Up,
 }
 
-/// Runs one gateway connection until it closes: dialed to gateway `name` when
-/// `dialed` says so, else accepted. Returns whether it got registered.
-pub async fn serve(
-    core: Rc<ClusterCore>,
-    tcp: TcpStream,
-    dialed: Option<(String, RouteUrl, bool)>,
-) -> bool {
-    let (name, url, configured) = match dialed {
-        Some((n, u, c)) => (n, Some(u), c),
-        None => (String::new(), None, false),
+/// A gateway this server dials.
+pub struct Dialed {
+    /// The remote cluster's gateway name.
+    pub name: String,
+    /// The URL dialed.
+    pub url: RouteUrl,
+    /// The configuration lists it.
+    pub configured: bool,
+    /// Its own TLS settings, if the configuration gives it some.
+    pub tls: Option<crate::tls::TlsConfig>,
+}
+
+/// Runs one gateway connection until it closes: dialed when `dialed` says so, else
+/// accepted. Returns whether it got registered.
+pub async fn serve(core: Rc<ClusterCore>, tcp: TcpStream, dialed: Option<Dialed>) -> bool {
+    let (name, url, configured, own_tls) = match dialed {
+        Some(d) => (d.name, Some(d.url), d.configured, d.tls),
+        None => (String::new(), None, false, None),
     };
     // With gateway TLS the handshake comes before any protocol byte, both ways.
     let tls = core.gateway_opts().tls.clone();
-    let dial = match (&tls, &url) {
+    let dial_tls = own_tls.or_else(|| tls.clone());
+    let dial = match (&dial_tls, &url) {
         (Some(t), Some(u)) => t.dial.as_ref().map(|d| (d, u.host.as_str())),
         _ => None,
     };
@@ -510,7 +531,7 @@ fn outbound_ready(
         gw.close("Duplicate Gateway");
         return Step::Stop;
     }
-    gw.send(&connect_line(core, url));
+    gw.send(&connect_line(core, url, gw.link.tls.is_some()));
     gw.send(&info_line(core));
     gw.registered.set(true);
     core.register_gateway(gw);
@@ -669,13 +690,13 @@ fn info_line(core: &ClusterCore) -> Vec<u8> {
 
 /// The CONNECT this server sends on a gateway it dialed (nats-server's fields: the
 /// header support is taken from the INFOs, not from here).
-fn connect_line(core: &ClusterCore, url: &RouteUrl) -> Vec<u8> {
+fn connect_line(core: &ClusterCore, url: &RouteUrl, tls: bool) -> Vec<u8> {
     let opts = core.gateway_opts();
     let mut c = serde_json::json!({
         "echo": false,
         "verbose": false,
         "pedantic": false,
-        "tls_required": opts.tls.is_some(),
+        "tls_required": tls,
         "headers": false,
         "name": core.server.server_id,
         "cluster": "",

@@ -41,6 +41,8 @@ pub struct RemoteGateway {
     pub name: String,
     /// Where its servers listen for gateways.
     pub urls: Vec<RouteUrl>,
+    /// Its own `tls {}` for dialing it (else the block's).
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// Applies the `gateway` block onto `opts.gateway`; errors rendered at their keys.
@@ -98,7 +100,7 @@ fn apply_field(e: &Entry, g: &mut GatewayOptions, r: &mut Report) -> Result<(), 
                 };
                 let mut remote = RemoteGateway::default();
                 for f in m.entries() {
-                    if let Err(msg) = remote_field(f, &mut remote) {
+                    if let Err(msg) = remote_field(f, &mut remote, r) {
                         r.errors.push(render(&f.key_pos, &msg));
                     }
                 }
@@ -112,7 +114,7 @@ fn apply_field(e: &Entry, g: &mut GatewayOptions, r: &mut Report) -> Result<(), 
     Ok(())
 }
 
-fn remote_field(e: &Entry, remote: &mut RemoteGateway) -> Result<(), String> {
+fn remote_field(e: &Entry, remote: &mut RemoteGateway, r: &mut Report) -> Result<(), String> {
     let v = &e.item.value;
     match e.key.to_ascii_lowercase().as_str() {
         "name" => remote.name = string(v)?,
@@ -131,8 +133,7 @@ fn remote_field(e: &Entry, remote: &mut RemoteGateway) -> Result<(), String> {
                 remote.urls.push(url);
             }
         }
-        // Per-gateway TLS: the block's own TLS is used for every gateway.
-        "tls" => {}
+        "tls" => remote.tls = crate::tls::parse_entry_for(e, r, crate::tls::Side::Route),
         other => return Err(format!("unknown field \"{other}\"")),
     }
     Ok(())
