@@ -283,7 +283,8 @@ impl ClusterCore {
         }
         // What another server published in an exporting account reaches this
         // server's importers (that server imports only for its own).
-        for tap in self.taps.iter().filter(|t| t.from == msg.account) {
+        let taps = self.taps.borrow();
+        for tap in taps.iter().filter(|t| t.from == msg.account) {
             if !crate::subject::matches_valid(&tap.pattern, msg.subject) {
                 continue;
             }

@@ -74,8 +74,15 @@ impl ClusterCore {
             self.note_recent_sub(&mut st, account, &key.1);
         }
         self.refresh(&mut st, &key, true);
-        // Interest in an importing account is interest in the exporting one too.
-        for tap in self.taps.iter().filter(|t| t.into == key.0) {
+        self.shadow_interest(&mut st, &key, add, n);
+    }
+
+    /// Interest in an importing account is interest in the exporting one too (as
+    /// nats-server's shadow subscriptions): other servers then send what is
+    /// published there, and this server imports it.
+    pub(super) fn shadow_interest(&self, st: &mut CoreState, key: &InterestKey, add: bool, n: u32) {
+        let taps = self.taps.borrow();
+        for tap in taps.iter().filter(|t| t.into == key.0) {
             let Some(shadow) = tap.shadow(&key.1) else {
                 continue;
             };
@@ -91,7 +98,7 @@ impl ClusterCore {
             } else {
                 st.local.insert(skey.clone(), w);
             }
-            self.refresh(&mut st, &skey, true);
+            self.refresh(st, &skey, true);
         }
     }
 

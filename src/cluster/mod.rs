@@ -113,7 +113,7 @@ pub struct ClusterCore {
     clients: Vec<usize>,
     /// The configured stream imports: this server imports what other servers send
     /// in the exporting account, and announces interest there for its importers.
-    taps: Vec<Tap>,
+    taps: RefCell<Vec<Tap>>,
     state: RefCell<CoreState>,
 }
 
@@ -195,17 +195,7 @@ impl ClusterCore {
         let id = mesh.id();
         let executors = mesh.count();
         let gateway = server.opts.gateway.clone().unwrap_or_default();
-        let taps = server
-            .auth
-            .stream_imports
-            .iter()
-            .map(|imp| Tap {
-                from: server.account_id(&imp.from),
-                pattern: Bytes::copy_from_slice(imp.subject.as_bytes()),
-                into: server.account_id(&imp.into),
-                rewrite: imp.rewrite.clone(),
-            })
-            .collect();
+        let taps = RefCell::new(taps_of(&server, &server.auth.stream_imports));
         let reply_prefix = gateway::reply_prefix(&gateway.name, &server.server_id);
         Rc::new(ClusterCore {
             id,
@@ -407,6 +397,59 @@ impl ClusterCore {
     }
 }
 
+/// The cluster core's form of stream imports.
+fn taps_of(server: &ServerShared, imports: &[crate::account::imports::StreamImport]) -> Vec<Tap> {
+    imports
+        .iter()
+        .map(|imp| Tap {
+            from: server.account_id(&imp.from),
+            pattern: Bytes::copy_from_slice(imp.subject.as_bytes()),
+            into: server.account_id(&imp.into),
+            rewrite: imp.rewrite.clone(),
+        })
+        .collect()
+}
+
+impl ClusterCore {
+    /// Puts new stream imports in force: the interest announced in exporting
+    /// accounts for this server's importers follows.
+    pub fn set_taps(&self, imports: &[crate::account::imports::StreamImport]) {
+        let new = taps_of(&self.server, imports);
+        let same = {
+            let old = self.taps.borrow();
+            old.len() == new.len()
+                && old.iter().zip(&new).all(|(a, b)| {
+                    (a.from, &a.pattern, a.into, &a.rewrite)
+                        == (b.from, &b.pattern, b.into, &b.rewrite)
+                })
+        };
+        if same {
+            return;
+        }
+        let importers: HashSet<AccountId> = self
+            .taps
+            .borrow()
+            .iter()
+            .chain(new.iter())
+            .map(|t| t.into)
+            .collect();
+        let mut st = self.state.borrow_mut();
+        let keys: Vec<(InterestKey, u32)> = st
+            .local
+            .iter()
+            .filter(|(k, _)| importers.contains(&k.0) && !k.1.starts_with(b"$LDS."))
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        for (key, n) in &keys {
+            self.shadow_interest(&mut st, key, false, *n);
+        }
+        *self.taps.borrow_mut() = new;
+        for (key, n) in &keys {
+            self.shadow_interest(&mut st, key, true, *n);
+        }
+    }
+}
+
 /// A random cluster name, as nats-server makes one when none is configured.
 pub fn random_name() -> String {
     let kp = nkeys::KeyPair::new_server();
@@ -486,6 +529,7 @@ pub async fn core_main(
                     let _ = reply.send(core.snapshot(subs));
                 }
                 snapshot::ClusterCommand::Reload(opts) => core.reload(*opts),
+                snapshot::ClusterCommand::Imports(list) => core.set_taps(&list),
                 snapshot::ClusterCommand::LameDuck => {
                     let line = route::ldm_line(&core);
                     for r in core.routes() {

@@ -20,6 +20,8 @@ pub enum ClusterCommand {
     LameDuck,
     /// Reloaded cluster settings: dial added routes, close removed ones.
     Reload(Box<crate::config::cluster::ClusterOptions>),
+    /// The stream imports in force changed (a reload, an account JWT update).
+    Imports(Vec<crate::account::imports::StreamImport>),
 }
 
 /// How many connections the cluster core holds, kept current on every register and

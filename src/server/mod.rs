@@ -132,6 +132,13 @@ impl ServerShared {
         self.cluster_command_rx.clone()
     }
 
+    /// Tells the cluster core the stream imports now in force (no-op without one).
+    pub fn tell_cluster_imports(&self, imports: Vec<crate::account::imports::StreamImport>) {
+        if let Some(tx) = &self.cluster_control {
+            let _ = tx.send(crate::cluster::snapshot::ClusterCommand::Imports(imports));
+        }
+    }
+
     /// The routes and leaf connections as the cluster core sees them now (empty
     /// without a cluster core).
     pub fn cluster_snapshot(&self, subs: bool) -> crate::cluster::snapshot::ClusterSnapshot {

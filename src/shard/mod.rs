@@ -1518,6 +1518,10 @@ impl ShardCtx {
                 *self.auth.borrow_mut() = auth.clone();
                 if changed {
                     self.install_imports(&auth);
+                    if self.index == 0 {
+                        self.server
+                            .tell_cluster_imports(auth.stream_imports.clone());
+                    }
                     crate::client::auth::recheck_clients(self, &auth);
                 }
             }
