@@ -275,22 +275,27 @@ async fn a_gateway_serves_the_whole_cluster_behind_it() {
     }
 }
 
-/// A gateway killed and started again on the same port: both sides reconnect and
-/// messages flow again, both ways.
+/// A gateway killed (SIGKILL, as supervisors do) and started again on the same port
+/// at once: both sides reconnect and messages flow again, both ways; the restarted
+/// one natrium or nats-server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_gateway_is_reconnected() {
-    let (pa, pb) = (free_port(), free_port());
-    let ga = gateway_server(Kind::Natrium, "GA", pa, &[("GB", pb)], "");
-    let gb = gateway_server(Kind::Natrium, "GB", pb, &[("GA", pa)], "");
-    let a = connect(&ga).await;
-    {
+    for kb in support::kinds() {
+        eprintln!("GB {kb:?}");
+        let (pa, pb) = (free_port(), free_port());
+        let ga = gateway_server(Kind::Natrium, "GA", pa, &[("GB", pb)], "");
+        let gb = gateway_server(kb, "GB", pb, &[("GA", pa)], "");
+        let a = connect(&ga).await;
+        {
+            let b = connect(&gb).await;
+            exchange(&a, &b).await;
+        }
+        gb.signal(libc::SIGKILL);
+        drop(gb);
+        let gb = gateway_server(kb, "GB", pb, &[("GA", pa)], "");
         let b = connect(&gb).await;
         exchange(&a, &b).await;
     }
-    drop(gb);
-    let gb = gateway_server(Kind::Natrium, "GB", pb, &[("GA", pa)], "");
-    let b = connect(&gb).await;
-    exchange(&a, &b).await;
 }
 
 /// The system account spans the supercluster: `$SYS.REQ.SERVER.PING` from one
