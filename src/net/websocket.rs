@@ -151,6 +151,12 @@ impl WsStream {
         }
     }
 
+    /// The framing over an already upgraded `inner` stream (no handshake): what the
+    /// upgrade ends with, and what a test drives frames through.
+    pub fn framed(inner: ConnStream, require_mask: bool) -> WsStream {
+        WsStream::new(inner, require_mask)
+    }
+
     /// Sets the log prefix for read errors.
     pub fn set_who(&mut self, who: String) {
         self.who = who;
