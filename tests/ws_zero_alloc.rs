@@ -59,9 +59,24 @@ fn allocs() -> u64 {
     ALLOCS.with(|c| c.get())
 }
 
-/// A masked binary client frame carrying `payload`.
-fn client_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![0x82];
+/// A masked binary client frame carrying `payload` (compressed with RSV1 set when
+/// `deflate`, as permessage-deflate sends it: raw deflate, sync flush, the trailing
+/// `00 00 ff ff` left out).
+fn client_frame(payload: &[u8], mask: [u8; 4], deflate: bool) -> Vec<u8> {
+    let compressed;
+    let payload = if deflate {
+        let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut out = Vec::with_capacity(payload.len() + 64);
+        z.compress_vec(payload, &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+        out.truncate(out.len() - 4);
+        compressed = out;
+        &compressed[..]
+    } else {
+        payload
+    };
+    let mut f = vec![if deflate { 0xC2 } else { 0x82 }];
     match payload.len() {
         n if n < 126 => f.push(0x80 | n as u8),
         n if n < 65536 => {
@@ -82,10 +97,19 @@ const ROUNDS: usize = 2000;
 
 #[test]
 fn websocket_framing_allocates_nothing_per_message() {
+    steady_state(false);
+}
+
+#[test]
+fn compressed_websocket_framing_allocates_nothing_per_message() {
+    steady_state(true);
+}
+
+fn steady_state(deflate: bool) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let msg = b"PUB foo.bar 16\r\n0123456789abcdef\r\n";
-    let frame = client_frame(msg, [0x11, 0x22, 0x33, 0x44]);
+    let frame = client_frame(msg, [0x11, 0x22, 0x33, 0x44], deflate);
     // The peer: sends ROUNDS frames (a few per write, split across frame borders
     // too), and drains what the server frames back.
     let peer = std::thread::spawn(move || {
@@ -121,8 +145,14 @@ fn websocket_framing_allocates_nothing_per_message() {
         use std::os::fd::{FromRawFd, IntoRawFd};
         // SAFETY: the descriptor was just accepted and is owned by nothing else.
         let conn = unsafe { glommio::net::TcpStream::from_raw_fd(std_conn.into_raw_fd()) };
-        let mut ws = WsStream::framed(ConnStream::Plain(conn), true);
-        let out = b"MSG foo.bar 1 16\r\n0123456789abcdef\r\n";
+        let ws = if deflate {
+            WsStream::framed_deflate
+        } else {
+            WsStream::framed
+        };
+        let mut ws = ws(ConnStream::Plain(conn), true);
+        // Long enough to be compressed on the way out (nats-server's threshold: 64).
+        let out = b"MSG foo.bar 1 64\r\n0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n";
         // One message's worth per read, so that every message is read, answered
         // and flushed on its own.
         let mut buf = vec![0u8; msg.len()];

@@ -157,6 +157,11 @@ impl WsStream {
         WsStream::new(inner, require_mask)
     }
 
+    /// [`WsStream::framed`] with permessage-deflate negotiated.
+    pub fn framed_deflate(inner: ConnStream, require_mask: bool) -> WsStream {
+        WsStream::new(inner, require_mask).with_deflate()
+    }
+
     /// Sets the log prefix for read errors.
     pub fn set_who(&mut self, who: String) {
         self.who = who;
