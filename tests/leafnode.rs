@@ -832,3 +832,57 @@ async fn a_hub_refuses_spokes_older_than_min_version() {
         }
     }
 }
+
+/// `leafnodes.remotes` reload as nats-server reloads them: a remote added by SIGHUP
+/// is dialed, one removed is disconnected; any other leaf node change is refused
+/// with the field nats-server names. Run with natrium and nats-server as the spoke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_leaf_remotes() {
+    let dir = support::TempDir::new("leaf-reload");
+    for spoke_kind in support::kinds() {
+        eprintln!("spoke {spoke_kind:?}");
+        let port = free_port();
+        let hub = Server::start(
+            Kind::Natrium,
+            &[
+                "-c",
+                &conf(
+                    &format!("reload-hub-{port}"),
+                    &format!("server_name: HUB\nleafnodes {{ listen: \"127.0.0.1:{port}\" }}\n"),
+                ),
+            ],
+        );
+        let write = |remotes: &str, extra: &str| {
+            dir.write(
+                "spoke.conf",
+                &format!("server_name: SPOKE\nleafnodes {{ remotes: [{remotes}] {extra} }}\n"),
+            )
+        };
+        let path = write("", "");
+        let spoke = Server::start(spoke_kind, &["-c", path.to_str().unwrap()]);
+        let (h, s) = (connect(&hub).await, connect(&spoke).await);
+        let mut sub = h.subscribe("reloaded").await.unwrap();
+        h.flush().await.unwrap();
+        let remote = format!("{{ url: \"nats://127.0.0.1:{port}\" }}");
+        write(&remote, "");
+        spoke.signal(libc::SIGHUP);
+        assert!(spoke.logged("Reloaded server configuration", WAIT));
+        await_interest(&s, &mut sub, "reloaded").await;
+        write("", "");
+        spoke.signal(libc::SIGHUP);
+        assert!(
+            hub.logged("Leafnode connection closed", WAIT),
+            "{spoke_kind:?}: the removed remote stayed connected"
+        );
+        write("", ", reconnect: 5");
+        spoke.signal(libc::SIGHUP);
+        let refused = spoke.wait_log("Failed to reload", WAIT).unwrap_or_default();
+        assert!(
+            refused.contains(
+                "config reload not supported for LeafNode: field \"ReconnectInterval\": old=1s, \
+                 new=5s"
+            ),
+            "{spoke_kind:?}: {refused}"
+        );
+    }
+}

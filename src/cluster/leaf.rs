@@ -123,6 +123,7 @@ pub async fn solicit(core: Rc<ClusterCore>, remote: Rc<RemoteLeaf>) {
             .server
             .shutdown
             .load(std::sync::atomic::Ordering::Relaxed)
+            || !core.leaf_opts().remotes.contains(&remote)
         {
             return;
         }

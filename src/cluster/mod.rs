@@ -293,6 +293,23 @@ impl ClusterCore {
         }
     }
 
+    /// Puts reloaded leaf node remotes in force: added ones are dialed, connections
+    /// to removed ones closed (their dialers stop).
+    pub fn reload_leaf_remotes(self: &Rc<Self>, remotes: Vec<crate::config::leafnode::RemoteLeaf>) {
+        let old = std::mem::replace(&mut self.leafnodes.borrow_mut().remotes, remotes.clone());
+        for remote in remotes.iter().filter(|r| !old.contains(r)) {
+            glommio::spawn_local(leaf::solicit(self.clone(), Rc::new(remote.clone()))).detach();
+        }
+        for gone in old.iter().filter(|r| !remotes.contains(r)) {
+            for l in self.leafs() {
+                if l.spoke.get() && l.url.as_ref().is_some_and(|u| gone.urls.contains(u)) {
+                    l.close("Leafnode Removed");
+                    l.shutdown();
+                }
+            }
+        }
+    }
+
     /// A new route id.
     pub fn next_link_id(&self) -> u64 {
         let mut st = self.state.borrow_mut();
@@ -530,6 +547,7 @@ pub async fn core_main(
                 }
                 snapshot::ClusterCommand::Reload(opts) => core.reload(*opts),
                 snapshot::ClusterCommand::Imports(list) => core.set_taps(&list),
+                snapshot::ClusterCommand::LeafRemotes(list) => core.reload_leaf_remotes(list),
                 snapshot::ClusterCommand::LameDuck => {
                     let line = route::ldm_line(&core);
                     for r in core.routes() {

@@ -20,6 +20,8 @@ pub enum ClusterCommand {
     LameDuck,
     /// Reloaded cluster settings: dial added routes, close removed ones.
     Reload(Box<crate::config::cluster::ClusterOptions>),
+    /// Reloaded leaf node remotes: dial added ones, close removed ones.
+    LeafRemotes(Vec<crate::config::leafnode::RemoteLeaf>),
     /// The stream imports in force changed (a reload, an account JWT update).
     Imports(Vec<crate::account::imports::StreamImport>),
 }

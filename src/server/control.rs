@@ -337,6 +337,13 @@ impl Control<'_> {
                 c.clone(),
             )));
         }
+        if let (Some(tx), Some(l)) = (&self.server.cluster_control, &new.leafnodes) {
+            if self.opts.leafnodes.as_ref().map(|o| &o.remotes) != Some(&l.remotes) {
+                let _ = tx.send(crate::cluster::snapshot::ClusterCommand::LeafRemotes(
+                    l.remotes.clone(),
+                ));
+            }
+        }
         self.opts = new;
         log_info!(
             "Reloaded server configuration ({})",
@@ -444,7 +451,8 @@ const SECTION_RELOAD: &[(&str, &str, bool)] = &[
     ("default_sentinel", "default_sentinel", true),
     ("cluster", "Cluster", false),
     ("gateway", "Gateway", false),
-    ("leafnodes", "LeafNode", false),
+    // Checked field by field (leafnode_diff): the remotes reload.
+    ("leafnodes", "LeafNode", true),
     ("jetstream", "JetStream", false),
     ("store_dir", "StoreDir", false),
     ("default_js_domain", "JsAccDefaultDomain", false),
@@ -527,6 +535,67 @@ fn cluster_diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
         lines.push("Reloaded: cluster".into());
     }
     Ok(lines)
+}
+
+/// The leaf node part of a reload: remotes may be added and removed; any other
+/// change is refused with the field nats-server names.
+fn leafnode_diff(old: &Options, new: &Options) -> Result<(), String> {
+    let (a, b) = match (&old.leafnodes, &new.leafnodes) {
+        (None, None) => return Ok(()),
+        (Some(a), Some(b)) => (a.clone(), b.clone()),
+        (a, b) => {
+            return Err(format!(
+                "config reload not supported for LeafNode: old={}, new={}",
+                a.is_some(),
+                b.is_some()
+            ))
+        }
+    };
+    let show = |v: &dyn std::fmt::Debug| format!("{v:?}").trim_matches('"').to_string();
+    let fields: [(&str, String, String); 8] = [
+        ("Host", show(&a.host), show(&b.host)),
+        ("Port", a.port.to_string(), b.port.to_string()),
+        (
+            "Advertise",
+            show(&a.advertise.clone().unwrap_or_default()),
+            show(&b.advertise.clone().unwrap_or_default()),
+        ),
+        (
+            "NoAdvertise",
+            a.no_advertise.to_string(),
+            b.no_advertise.to_string(),
+        ),
+        (
+            "Username",
+            a.auth.user.clone().unwrap_or_default(),
+            b.auth.user.clone().unwrap_or_default(),
+        ),
+        ("Users", show(&a.auth.users), show(&b.auth.users)),
+        (
+            "ReconnectInterval",
+            go_duration_string(a.reconnect),
+            go_duration_string(b.reconnect),
+        ),
+        (
+            "MinVersion",
+            a.min_version.clone().unwrap_or_default(),
+            b.min_version.clone().unwrap_or_default(),
+        ),
+    ];
+    for (name, x, y) in fields {
+        if x != y {
+            return Err(format!(
+                "config reload not supported for LeafNode: field {name:?}: old={x}, new={y}"
+            ));
+        }
+    }
+    let (mut a_rest, mut b_rest) = (a, b);
+    a_rest.remotes.clear();
+    b_rest.remotes.clear();
+    if a_rest != b_rest {
+        return Err("config reload not supported for LeafNode: field \"TLSConfig\"".into());
+    }
+    Ok(())
 }
 
 /// The client TLS part of a reload (issue #5), as nats-server reports it: the
@@ -821,6 +890,7 @@ pub fn diff(old: &Options, new: &Options) -> Result<Vec<String>, String> {
     for line in cluster_diff(old, new)? {
         changed(true, line);
     }
+    leafnode_diff(old, new)?;
     if old.gateway != new.gateway {
         // nats-server reloads no part of the gateway block (it prints Go structs).
         let show = |g: &Option<crate::config::gateway::GatewayOptions>| match g {
