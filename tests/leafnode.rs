@@ -886,3 +886,79 @@ async fn reload_adds_and_removes_leaf_remotes() {
         );
     }
 }
+
+/// A hub written by hand that asks for a subject and then stops reading: the spoke
+/// cuts the leaf connection as a slow consumer, and its own subscribers keep every
+/// message (nothing on the spoke waits for the stalled hub).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_hub_is_cut_and_local_clients_lose_nothing() {
+    use std::io::{Read, Write};
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_port = fake.local_addr().unwrap().port();
+    let spoke = Server::start(
+        Kind::Natrium,
+        &[
+            "-c",
+            &conf(
+                &format!("stalled-{fake_port}"),
+                &format!(
+                    "max_pending: 1048576\nleafnodes {{ remotes: [ {{ url: \
+                     \"nats://127.0.0.1:{fake_port}\" }} ] }}\n"
+                ),
+            ),
+        ],
+    );
+    let (mut hub, _) = fake.accept().unwrap();
+    hub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let info = serde_json::json!({
+        "server_id": "NFAKEHUB", "server_name": "fakehub", "version": "2.15.1",
+        "proto": 1, "host": "127.0.0.1", "port": fake_port, "headers": true,
+        "max_payload": 1048576, "nonce": "abc", "client_id": 1,
+        "leafnode_urls": [format!("127.0.0.1:{fake_port}")],
+    });
+    hub.write_all(format!("INFO {info}\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !String::from_utf8_lossy(&got).contains("PING\r\n") {
+        let n = hub.read(&mut buf).unwrap();
+        assert!(n > 0, "the spoke closed the leaf");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("CONNECT {"));
+    hub.write_all(format!("INFO {info}\r\nLS+ stall\r\nPING\r\n").as_bytes())
+        .unwrap();
+    let mut pong = Vec::new();
+    while !String::from_utf8_lossy(&pong).contains("PONG") {
+        let n = hub.read(&mut buf).unwrap();
+        assert!(n > 0, "the spoke closed the leaf");
+        pong.extend_from_slice(&buf[..n]);
+    }
+    // From here the hub reads nothing.
+    let c = connect(&spoke).await;
+    let mut local = c.subscribe("stall").await.unwrap();
+    c.flush().await.unwrap();
+    let payload = bytes::Bytes::from(vec![b'x'; 1024]);
+    let mut sent = 0u32;
+    let deadline = Instant::now() + WAIT;
+    let publisher = connect(&spoke).await;
+    while !spoke.logged("Slow Consumer Detected", Duration::from_millis(1)) {
+        for _ in 0..1000 {
+            publisher.publish("stall", payload.clone()).await.unwrap();
+        }
+        publisher.flush().await.unwrap();
+        sent += 1000;
+        assert!(Instant::now() < deadline, "the stalled hub was never cut");
+    }
+    let cut = spoke
+        .wait_log("Slow Consumer Detected", WAIT)
+        .unwrap_or_default();
+    assert!(cut.contains(" - lid:"), "not the leaf that was cut: {cut}");
+    for _ in 0..sent {
+        next(&mut local).await;
+    }
+    publisher.publish("stall", "after".into()).await.unwrap();
+    publisher.flush().await.unwrap();
+    assert_eq!(&next(&mut local).await.payload[..], b"after");
+    drop(hub);
+}
