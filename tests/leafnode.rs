@@ -942,17 +942,17 @@ async fn a_stalled_hub_is_cut_and_local_clients_lose_nothing() {
     let mut sent = 0u32;
     let deadline = Instant::now() + WAIT;
     let publisher = connect(&spoke).await;
-    while !spoke.logged("Slow Consumer Detected", Duration::from_millis(1)) {
+    let cut = loop {
+        if let Some(line) = spoke.wait_log("Slow Consumer Detected", Duration::from_millis(1)) {
+            break line;
+        }
         for _ in 0..1000 {
             publisher.publish("stall", payload.clone()).await.unwrap();
         }
         publisher.flush().await.unwrap();
         sent += 1000;
         assert!(Instant::now() < deadline, "the stalled hub was never cut");
-    }
-    let cut = spoke
-        .wait_log("Slow Consumer Detected", WAIT)
-        .unwrap_or_default();
+    };
     assert!(cut.contains(" - lid:"), "not the leaf that was cut: {cut}");
     for _ in 0..sent {
         next(&mut local).await;
