@@ -914,6 +914,18 @@ struct AccountServer {
 }
 
 fn account_server(answers: std::collections::HashMap<String, Answer>) -> AccountServer {
+    account_server_with(answers, None)
+}
+
+/// A plain or TLS connection the account server answers on.
+trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
+/// [`account_server`], over TLS with `tls`.
+fn account_server_with(
+    answers: std::collections::HashMap<String, Answer>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> AccountServer {
     use std::sync::{Arc, Mutex};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -921,9 +933,19 @@ fn account_server(answers: std::collections::HashMap<String, Answer>) -> Account
     let counted = hits.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { break };
+            let Ok(tcp) = conn else { break };
             let (answers, hits) = (answers.clone(), counted.clone());
+            let tls = tls.clone();
             std::thread::spawn(move || {
+                let mut conn: Box<dyn Conn> = match tls {
+                    Some(cfg) => {
+                        let Ok(server) = rustls::ServerConnection::new(cfg) else {
+                            return;
+                        };
+                        Box::new(rustls::StreamOwned::new(server, tcp))
+                    }
+                    None => Box::new(tcp),
+                };
                 let mut req = Vec::new();
                 let mut b = [0u8; 1024];
                 while !req.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -1371,5 +1393,74 @@ fn the_cache_resolver_updates_only_what_it_holds() {
     }
     if seen.len() == 2 && !seen[1].is_empty() {
         assert_eq!(seen[0], seen[1]);
+    }
+}
+
+/// The URL resolver over `https://`, the server checked against `resolver_tls`'s
+/// `ca_file`: accounts are fetched and work, on both servers.
+#[test]
+fn url_resolver_fetches_over_https_with_resolver_tls() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = TempDir::new("jwturl-tls");
+    let ca = support::pki::Ca::new("resolver CA");
+    ca.write(&dir.0, "ca.pem");
+    ca.issue(&dir.0, "http", "localhost", &["localhost", "127.0.0.1"]);
+    let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(dir.path("http.pem"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.path("http-key.pem")).unwrap();
+    let cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let op = KeyPair::new_operator();
+    let (sys, a) = (KeyPair::new_account(), KeyPair::new_account());
+    let op_jwt = operator(&op, "OP", json!({"system_account": sys.public_key()}));
+    std::fs::write(dir.path("op.jwt"), &op_jwt).unwrap();
+    let answers: std::collections::HashMap<String, Answer> = [
+        (
+            sys.public_key(),
+            Answer::Jwt(account(&sys, "SYS", &op, json!({}))),
+        ),
+        (
+            a.public_key(),
+            Answer::Jwt(account(&a, "A", &op, json!({}))),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let https = account_server_with(answers, Some(std::sync::Arc::new(cfg)));
+    let conf = dir.write_string(
+        "url.conf",
+        &format!(
+            "operator: \"{}\"\nresolver: URL(\"https://127.0.0.1:{}/jwt/v1/accounts/\")\n\
+             resolver_tls {{ ca_file: \"{}\" }}\n",
+            dir.path("op.jwt").display(),
+            https.port,
+            dir.path("ca.pem").display()
+        ),
+    );
+    for server in servers(&conf) {
+        let u = KeyPair::new_user();
+        let got = session(
+            server.port,
+            &user(&u, "u", &a, json!({})),
+            Some(&u),
+            "SUB a.b 1\r\nPUB a.b 2\r\nhi\r\n",
+        );
+        assert_eq!(got, "MSG a.b 1 2\r\nhi\r\nPONG\r\n", "{:?}", server.kind);
+    }
+    // Without the CA the resolver's certificate is not trusted: no start.
+    let untrusted = dir.write_string(
+        "untrusted.conf",
+        &format!(
+            "operator: \"{}\"\nresolver: URL(\"https://127.0.0.1:{}/jwt/v1/accounts/\")\n",
+            dir.path("op.jwt").display(),
+            https.port
+        ),
+    );
+    for (bin, err) in support::refused_start(&untrusted) {
+        assert!(err.contains("could not fetch"), "{bin:?}: {err}");
     }
 }

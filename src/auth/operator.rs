@@ -209,6 +209,22 @@ impl Trust {
             )?),
             (r, _) => resolver_of(r.map(|i| &i.value))?,
         };
+        if let Resolver::Url(url) = &mut t.resolver {
+            if let Some(item) = opts.section("resolver_tls") {
+                let entry = crate::config::value::Entry {
+                    key: "resolver_tls".into(),
+                    key_pos: item.pos.clone(),
+                    item: item.clone(),
+                    used_as_variable: false,
+                };
+                let mut report = crate::config::file::Report::default();
+                let tls = crate::tls::parse_dial_entry(&entry, &mut report);
+                if let Some(e) = report.errors.first() {
+                    return Err(e.clone());
+                }
+                url.set_tls(tls);
+            }
+        }
         if let Resolver::Url(url) = &t.resolver {
             super::url_resolver::check_once(url)?;
             // Accounts this process fetched before (a reload or an update rebuilds

@@ -51,7 +51,7 @@ pub fn check_once(url: &ResolverUrl) -> Result<(), String> {
     Ok(())
 }
 
-/// A resolver URL as configured: `http://host[:port]/path/`.
+/// A resolver URL as configured: `http[s]://host[:port]/path/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolverUrl {
     /// The URL (the account key is appended to it).
@@ -61,6 +61,10 @@ pub struct ResolverUrl {
     host: String,
     port: u16,
     path: String,
+    /// `https://`: the server is checked against `resolver_tls` (its `ca_file`, and
+    /// a client certificate when it has one).
+    https: bool,
+    tls: Option<crate::tls::DialTls>,
 }
 
 impl ResolverUrl {
@@ -69,12 +73,10 @@ impl ResolverUrl {
         // `URL("http://...")` as the docs write it: the quotes are not the URL's.
         let shown = text.trim().to_string();
         let url = shown.trim_matches(|c| c == '"' || c == '\'').to_string();
-        let rest = if let Some(r) = url.strip_prefix("http://") {
-            r
-        } else if url.starts_with("https://") {
-            return Err(format!(
-                "natrium's URL resolver speaks http:// only so far, not {url:?}"
-            ));
+        let (rest, https) = if let Some(r) = url.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (r, true)
         } else {
             return Err(format!("URL resolver: bad url {url:?}"));
         };
@@ -88,7 +90,7 @@ impl ResolverUrl {
                 p.parse()
                     .map_err(|_| format!("URL resolver: bad port in {url:?}"))?,
             ),
-            _ => (authority.to_string(), 80),
+            _ => (authority.to_string(), if https { 443 } else { 80 }),
         };
         if host.is_empty() {
             return Err(format!("URL resolver: no host in {url:?}"));
@@ -99,7 +101,14 @@ impl ResolverUrl {
             host,
             port,
             path: path.to_string(),
+            https,
+            tls: None,
         })
+    }
+
+    /// The TLS settings (`resolver_tls`) an `https://` URL is fetched with.
+    pub fn set_tls(&mut self, tls: Option<crate::tls::DialTls>) {
+        self.tls = tls;
     }
 
     /// `GET <url><key>`: the body of a 200 answer, trimmed. Blocking, bounded by
@@ -126,13 +135,27 @@ impl ResolverUrl {
                 Err(e) => last = e.to_string(),
             }
         }
-        let mut s = stream.ok_or_else(|| format!("could not fetch <{what}>: {last}"))?;
+        let tcp = stream.ok_or_else(|| format!("could not fetch <{what}>: {last}"))?;
+        let io = |e: std::io::Error| format!("could not fetch <{what}>: {e}");
+        tcp.set_write_timeout(Some(timeout)).map_err(io)?;
+        let mut s: Box<dyn ReadWrite> = if self.https {
+            let dial = match &self.tls {
+                Some(t) => t.clone(),
+                None => crate::tls::default_dial()
+                    .map_err(|e| format!("could not fetch <{what}>: {e}"))?,
+            };
+            let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                .map_err(|e| format!("could not fetch <{what}>: {e}"))?;
+            let conn = rustls::ClientConnection::new(dial.config.clone(), name)
+                .map_err(|e| format!("could not fetch <{what}>: {e}"))?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        } else {
+            Box::new(tcp)
+        };
         let request = format!(
             "GET {}{key} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: natrium\r\nAccept: */*\r\nConnection: close\r\n\r\n",
             self.path, self.host, self.port
         );
-        let io = |e: std::io::Error| format!("could not fetch <{what}>: {e}");
-        s.set_write_timeout(Some(timeout)).map_err(io)?;
         s.write_all(request.as_bytes()).map_err(io)?;
         let mut got = Vec::new();
         let mut buf = [0u8; 8192];
@@ -141,7 +164,7 @@ impl ResolverUrl {
             if left.is_zero() {
                 return Err(format!("could not fetch <{what}>: timed out"));
             }
-            s.set_read_timeout(Some(left)).map_err(io)?;
+            s.socket().set_read_timeout(Some(left)).map_err(io)?;
             match s.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -174,6 +197,23 @@ impl ResolverUrl {
                 answer(&what, &got, got[head..].to_vec())
             }
         }
+    }
+}
+
+/// A plain or TLS stream to the resolver, and the socket under it (for timeouts).
+trait ReadWrite: Read + Write {
+    fn socket(&self) -> &TcpStream;
+}
+
+impl ReadWrite for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl ReadWrite for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn socket(&self) -> &TcpStream {
+        self.get_ref()
     }
 }
 
@@ -258,7 +298,8 @@ mod tests {
             ("example.com", 80, "/")
         );
         assert!(ResolverUrl::parse("ftp://x/").is_err());
-        assert!(ResolverUrl::parse("https://x/").is_err());
+        let u = ResolverUrl::parse("https://x/jwt/").unwrap();
+        assert!(u.https && u.port == 443 && u.path == "/jwt/");
         assert!(ResolverUrl::parse("http://:80/").is_err());
         assert!(ResolverUrl::parse("http://h:notaport/").is_err());
     }
