@@ -456,22 +456,13 @@ fn check_connect(
         ));
     }
     let opts = core.gateway_opts();
-    if let Some(auth) = &opts.auth {
-        let ok = match &auth.token {
-            Some(t) => s("auth_token") == *t || s("pass") == *t,
-            None => {
-                auth.user.as_deref().is_none_or(|u| s("user") == u)
-                    && auth.pass.as_deref().is_none_or(|p| s("pass") == p)
-            }
-        };
-        if !ok {
-            log_error!(
-                "{} - authentication error - User {:?}",
-                gw.label(),
-                s("user")
-            );
-            return Err(violation());
-        }
+    if opts.auth.as_ref().is_some_and(|a| !a.accepts(&c)) {
+        log_error!(
+            "{} - authentication error - User {:?}",
+            gw.label(),
+            s("user")
+        );
+        return Err(violation());
     }
     if opts.reject_unknown_cluster && !opts.gateways.iter().any(|g| g.name == name) {
         log_error!(
@@ -576,20 +567,8 @@ fn inbound_ready(core: &Rc<ClusterCore>, gw: &Rc<Gateway>, info: &serde_json::Va
         if !other.outbound() || other_name == name {
             continue;
         }
-        let doc = serde_json::json!({
-            "server_id": "",
-            "server_name": "",
-            "version": "",
-            "proto": 0,
-            "go": "",
-            "host": "",
-            "port": 0,
-            "headers": false,
-            "max_payload": 0,
-            "gateway": other_name,
-            "gateway_urls": *other.urls.borrow(),
-            "gateway_cmd": 1,
-        });
+        let mut doc = bare_info(&other_name, 1);
+        doc["gateway_urls"] = other.urls.borrow().clone().into();
         gw.send(&link::json_line("INFO", &doc));
     }
     Step::Go
@@ -715,7 +694,15 @@ fn connect_line(core: &ClusterCore, url: &RouteUrl, tls: bool) -> Vec<u8> {
 /// `INFO` carrying interest-mode command `cmd` for account `account`, with the
 /// empty fields nats-server does not omit.
 fn command_line(gateway: &str, cmd: u8, account: &[u8]) -> Vec<u8> {
-    let doc = serde_json::json!({
+    let mut doc = bare_info(gateway, cmd);
+    doc["gateway_cmd_payload"] = data_encoding::BASE64.encode(account).into();
+    link::json_line("INFO", &doc)
+}
+
+/// An INFO of gateway commands: nats-server's empty server fields (not omitted),
+/// the gateway named, command `cmd`.
+fn bare_info(gateway: &str, cmd: u8) -> serde_json::Value {
+    serde_json::json!({
         "server_id": "",
         "server_name": "",
         "version": "",
@@ -727,9 +714,7 @@ fn command_line(gateway: &str, cmd: u8, account: &[u8]) -> Vec<u8> {
         "max_payload": 0,
         "gateway": gateway,
         "gateway_cmd": cmd,
-        "gateway_cmd_payload": data_encoding::BASE64.encode(account),
-    });
-    link::json_line("INFO", &doc)
+    })
 }
 
 /// Appends the `RS+`/`RS-` line for `key` at weight `w` (0: gone).

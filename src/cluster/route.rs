@@ -386,17 +386,8 @@ fn check_connect(
         if !named {
             return Err(violation());
         }
-    } else if let Some(auth) = &opts.auth {
-        let ok = match &auth.token {
-            Some(t) => s("auth_token") == t || s("pass") == t,
-            None => {
-                auth.user.as_deref().is_none_or(|u| s("user") == u)
-                    && auth.pass.as_deref().is_none_or(|p| s("pass") == p)
-            }
-        };
-        if !ok {
-            return Err(violation());
-        }
+    } else if opts.auth.as_ref().is_some_and(|a| !a.accepts(&c)) {
+        return Err(violation());
     }
     drop(opts);
     check_cluster_name(

@@ -154,6 +154,21 @@ pub struct RouteAuth {
     pub timeout: Option<Duration>,
 }
 
+impl RouteAuth {
+    /// Whether a peer's CONNECT (`user`, `pass`, `auth_token`) presents these
+    /// credentials.
+    pub fn accepts(&self, connect: &serde_json::Value) -> bool {
+        let s = |k: &str| connect.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        match &self.token {
+            Some(t) => s("auth_token") == t || s("pass") == t,
+            None => {
+                self.user.as_deref().is_none_or(|u| s("user") == u)
+                    && self.pass.as_deref().is_none_or(|p| s("pass") == p)
+            }
+        }
+    }
+}
+
 /// Applies the `cluster` block onto `opts.cluster`; errors rendered at their keys.
 pub fn check_entry(entry: &Entry, opts: &mut Options, r: &mut Report) {
     let Some(map) = entry.item.value.as_map() else {
@@ -229,7 +244,9 @@ fn apply_field(e: &Entry, c: &mut ClusterOptions, r: &mut Report) -> Result<(), 
     Ok(())
 }
 
-fn route_auth(v: &Value) -> Result<RouteAuth, String> {
+/// An `authorization {}` block of the cluster or gateway kind: user, password or
+/// token, timeout.
+pub fn route_auth(v: &Value) -> Result<RouteAuth, String> {
     let Some(m) = v.as_map() else {
         return Err(v.conversion_error("map[string]interface {}"));
     };

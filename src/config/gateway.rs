@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::cluster::{RouteAuth, RouteUrl};
-use super::file::{boolean, int, listen, render, seconds, string, Report};
+use super::file::{boolean, int, listen, render, string, Report};
 use super::options::Options;
 use super::value::{Entry, Value};
 
@@ -88,7 +88,7 @@ fn apply_field(e: &Entry, g: &mut GatewayOptions, r: &mut Report) -> Result<(), 
         "advertise" => g.advertise = Some(string(v)?),
         "connect_retries" => g.connect_retries = int(v)?,
         "reject_unknown" | "reject_unknown_cluster" => g.reject_unknown_cluster = boolean(v)?,
-        "authorization" => g.auth = Some(auth(v)?),
+        "authorization" => g.auth = Some(super::cluster::route_auth(v)?),
         "tls" => g.tls = crate::tls::parse_entry_for(e, r, crate::tls::Side::Route),
         "gateways" => {
             let Value::Array(items) = v else {
@@ -137,24 +137,6 @@ fn remote_field(e: &Entry, remote: &mut RemoteGateway, r: &mut Report) -> Result
         other => return Err(format!("unknown field \"{other}\"")),
     }
     Ok(())
-}
-
-fn auth(v: &Value) -> Result<RouteAuth, String> {
-    let Some(m) = v.as_map() else {
-        return Err(v.conversion_error("map[string]interface {}"));
-    };
-    let mut a = RouteAuth::default();
-    for e in m.entries() {
-        let v = &e.item.value;
-        match e.key.to_ascii_lowercase().as_str() {
-            "user" | "username" => a.user = Some(string(v)?),
-            "pass" | "password" => a.pass = Some(string(v)?),
-            "token" => a.token = Some(string(v)?),
-            "timeout" => a.timeout = Some(seconds(v)?),
-            _ => {}
-        }
-    }
-    Ok(a)
 }
 
 /// The checks nats-server makes at start (not by `-t`).
