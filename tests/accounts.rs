@@ -1113,3 +1113,50 @@ fn accountz_shows_mappings_like_the_reference() {
         assert_eq!(seen[0], seen[1]);
     }
 }
+
+/// `/accountz?acc=` lists an account's exports and imports as nats-server does:
+/// stream and service exports with their response types, imports with their local
+/// subjects (prefix and `to` rewrites) and the system account's four service
+/// imports. The reference lists them in no fixed order, so the sets are compared.
+#[test]
+fn accountz_lists_exports_and_imports_like_the_reference() {
+    let dir = TempDir::new("accountz-imports");
+    let conf = dir.write_string(
+        "a.conf",
+        "accounts {\n  A { users: [{user: a, password: a}], exports: [{service: \"svc.>\"}, \
+         {service: \"many\", response_type: stream}, {stream: \"feed.>\"}] }\n  B { users: \
+         [{user: b, password: b}], imports: [{service: {account: A, subject: \"svc.>\"}, to: \
+         \"asvc.>\"}, {service: {account: A, subject: \"many\"}}, {stream: {account: A, \
+         subject: \"feed.>\"}, prefix: imported}] }\n}\n",
+    );
+    let mut seen = Vec::new();
+    for kind in support::kinds() {
+        let m = Monitored::start(kind, &["-c", &conf]);
+        let mut sets = Vec::new();
+        for acc in ["A", "B"] {
+            let doc = http_get_json(m.http, &format!("/accountz?acc={acc}"));
+            for key in ["exports", "imports"] {
+                let mut items: Vec<String> = doc["account_detail"][key]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect();
+                items.sort();
+                sets.push((acc, key, items));
+            }
+        }
+        if kind == Kind::Natrium {
+            let b_imports = &sets[3].2;
+            assert_eq!(b_imports.len(), 7, "{b_imports:?}");
+            assert!(b_imports
+                .iter()
+                .any(|i| i.contains("\"local_subject\":\"imported.feed.>\"")));
+        }
+        seen.push(sets);
+    }
+    if let [nat, reference] = &seen[..] {
+        assert_eq!(nat, reference);
+    }
+}

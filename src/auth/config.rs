@@ -88,6 +88,10 @@ pub struct AuthConfig {
     pub stream_imports: Vec<StreamImport>,
     /// Service imports between them (checked, with their exports' response types).
     pub service_imports: Vec<ServiceImport>,
+    /// Stream exports by exporting account (config accounts; for monitoring).
+    pub stream_exports: Vec<(Arc<str>, StreamExport)>,
+    /// Service exports by exporting account (config accounts; for monitoring).
+    pub service_exports: Vec<(Arc<str>, ServiceExport)>,
     /// Operator mode: the trusted keys and the resolver's accounts.
     pub trust: Option<Arc<super::operator::Trust>>,
     /// Imports of account JWTs left out (not granted by their export), for the log.
@@ -179,6 +183,8 @@ impl AuthConfig {
             cfg.accounts = section.names;
             cfg.stream_imports = section.imports;
             cfg.service_imports = section.service_imports;
+            cfg.stream_exports = section.exports;
+            cfg.service_exports = section.service_exports;
             cfg.mappings = section.mappings;
         }
         if let Some(item) = opts.section("mappings") {

@@ -357,11 +357,140 @@ pub struct AccountDetail {
     leafnode_connections: usize,
     client_connections: usize,
     subscriptions: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exports: Vec<ExportInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    imports: Vec<ImportInfo>,
     name_tag: String,
     sublist_stats: SublistStatz,
     /// Subject mappings: source -> destinations with cumulative weights.
     #[serde(skip_serializing_if = "Option::is_none")]
     mappings: Option<std::collections::BTreeMap<String, Vec<serde_json::Value>>>,
+}
+
+/// One export in `/accountz?acc=`.
+#[derive(Serialize)]
+struct ExportInfo {
+    subject: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_type: Option<&'static str>,
+}
+
+/// One import in `/accountz?acc=`, the system account's service imports included.
+#[derive(Serialize)]
+struct ImportInfo {
+    subject: String,
+    account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    local_subject: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    invalid: bool,
+    share: bool,
+    tracking: bool,
+}
+
+/// `acc`'s exports and imports as nats-server lists them.
+fn exports_and_imports(
+    auth: &crate::auth::AuthConfig,
+    acc: &str,
+    system: Option<&str>,
+) -> (Vec<ExportInfo>, Vec<ImportInfo>) {
+    use crate::account::imports::{ResponseType, Rewrite};
+    let mut exports: Vec<ExportInfo> = auth
+        .service_exports
+        .iter()
+        .filter(|(a, _)| &**a == acc)
+        .map(|(_, e)| ExportInfo {
+            subject: e.subject.clone(),
+            kind: "service",
+            response_type: Some(match e.response {
+                ResponseType::Singleton => "Singleton",
+                ResponseType::Stream => "Streamed",
+                ResponseType::Chunked => "Chunked",
+            }),
+        })
+        .collect();
+    exports.extend(
+        auth.stream_exports
+            .iter()
+            .filter(|(a, _)| &**a == acc)
+            .map(|(_, e)| ExportInfo {
+                subject: e.subject.clone(),
+                kind: "stream",
+                response_type: None,
+            }),
+    );
+    let import =
+        |subject: String, account: String, to: Option<String>, local: String, kind, share| {
+            ImportInfo {
+                subject,
+                account,
+                to,
+                local_subject: local,
+                kind,
+                invalid: false,
+                share,
+                tracking: false,
+            }
+        };
+    let mut imports: Vec<ImportInfo> = Vec::new();
+    for i in auth.stream_imports.iter().filter(|i| &*i.into == acc) {
+        let (to, local) = match &i.rewrite {
+            Rewrite::Keep => (None, i.subject.clone()),
+            Rewrite::Prefix(p) => (None, format!("{p}.{}", i.subject)),
+            Rewrite::To(t) => (Some(t.clone()), t.clone()),
+        };
+        imports.push(import(
+            i.subject.clone(),
+            i.from.to_string(),
+            to,
+            local,
+            "stream",
+            false,
+        ));
+    }
+    for i in auth.service_imports.iter().filter(|i| &*i.into == acc) {
+        let to = Some(i.local.clone());
+        imports.push(import(
+            i.subject.clone(),
+            i.from.to_string(),
+            to,
+            i.local.clone(),
+            "service",
+            false,
+        ));
+    }
+    if let Some(sys) = system.filter(|s| *s != acc) {
+        let connz = format!("$SYS.REQ.ACCOUNT.{acc}.CONNZ");
+        for (subject, to, share) in [
+            (connz.clone(), "$SYS.REQ.ACCOUNT.PING.CONNZ", false),
+            (connz, "$SYS.REQ.SERVER.PING.CONNZ", false),
+            (
+                format!("$SYS.REQ.ACCOUNT.{acc}.STATZ"),
+                "$SYS.REQ.ACCOUNT.PING.STATZ",
+                false,
+            ),
+            (
+                format!("$SYS.REQ.USER.{acc}.INFO"),
+                "$SYS.REQ.USER.INFO",
+                true,
+            ),
+        ] {
+            imports.push(import(
+                subject,
+                sys.to_string(),
+                Some(to.into()),
+                to.into(),
+                "service",
+                share,
+            ));
+        }
+    }
+    (exports, imports)
 }
 
 /// The `/accountz` document.
@@ -442,8 +571,12 @@ pub fn account_detail(
         None => account_sublist_stats(&[], 0),
     };
     // Read from the options in force (cold: a monitoring request).
-    let mappings = crate::auth::AuthConfig::from_options(&server.current_opts())
-        .ok()
+    let auth = crate::auth::AuthConfig::from_options(&server.current_opts()).ok();
+    let (exports, imports) = auth
+        .as_ref()
+        .map(|a| exports_and_imports(a, acc, system.as_deref()))
+        .unwrap_or_default();
+    let mappings = auth
         .and_then(|auth| {
             let list = auth.mappings.into_iter().find(|(a, _)| &**a == acc)?.1;
             let map: std::collections::BTreeMap<String, Vec<serde_json::Value>> = list
@@ -460,6 +593,8 @@ pub fn account_detail(
             (!map.is_empty()).then_some(map)
         });
     Ok(AccountDetail {
+        exports,
+        imports,
         mappings,
         account_name: acc.into(),
         update_time: rfc3339(server.monitor.start),
