@@ -17,8 +17,11 @@ pub enum Origin {
     /// A client connection of the publishing shard, by cid: it gets no echo when it
     /// asked for none, and its no-responders status.
     Client(u64),
-    /// The server itself: system events, imports, mappings, routes.
+    /// The server itself: system events, service imports, mappings, routes.
     Server,
+    /// A copy a stream import made: it stays on this server (other servers import
+    /// for themselves, as nats-server's shadow subscriptions do).
+    Import,
 }
 
 impl Origin {
@@ -26,7 +29,7 @@ impl Origin {
     pub fn cid(self) -> u64 {
         match self {
             Origin::Client(cid) => cid,
-            Origin::Server => 0,
+            Origin::Server | Origin::Import => 0,
         }
     }
 }

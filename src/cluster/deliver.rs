@@ -93,28 +93,9 @@ impl ClusterCore {
         self.fan_out(Source::Local, &msg, m.plain, groups);
     }
 
-    /// A message from a route: to the client shards and the leafs this server is the
-    /// hub for, and to one member of each queue group the route listed.
-    pub fn deliver_from_route(
-        &self,
-        account: AccountId,
-        subject: Bytes,
-        reply: Bytes,
-        queues: &[u8],
-        hdr_len: usize,
-        payload: Bytes,
-    ) {
-        let msg = Msg {
-            account,
-            subject: &subject,
-            reply: &reply,
-            hdr_len,
-            payload: &payload,
-        };
-        self.fan_out(Source::Route, &msg, true, split_queues(queues));
-    }
-
-    /// A message from a route or an inbound gateway, already in `account`.
+    /// A message from a route or an inbound gateway, already in `account`: to the
+    /// client shards and the links the source allows, and to one member of each
+    /// queue group the line lists.
     #[allow(clippy::too_many_arguments)]
     pub fn deliver_from_cluster_link(
         &self,

@@ -64,8 +64,8 @@ pub struct Gateway {
     pub interest: RefCell<HashMap<InterestKey, u32>>,
     /// Inbound: the accounts the peer was switched to interest-only for.
     pub switched: RefCell<HashSet<AccountId>>,
-    /// Inbound: what the peer was told, (account, subject, queue) -> 1.
-    pub told: RefCell<HashMap<InterestKey, u32>>,
+    /// Inbound: the interest the peer was told of (a queue group counts once).
+    pub told: RefCell<HashSet<InterestKey>>,
     /// Inbound: accounts the peer was told `A-` for (unknown here).
     pub refused_accounts: RefCell<HashSet<Bytes>>,
     registered: Cell<bool>,
@@ -261,7 +261,7 @@ pub async fn serve(core: Rc<ClusterCore>, tcp: TcpStream, dialed: Option<Dialed>
         headers: Cell::new(false),
         interest: RefCell::new(HashMap::new()),
         switched: RefCell::new(HashSet::new()),
-        told: RefCell::new(HashMap::new()),
+        told: RefCell::new(HashSet::new()),
         refused_accounts: RefCell::new(HashSet::new()),
         registered: Cell::new(false),
     });
@@ -798,7 +798,6 @@ impl ClusterCore {
     fn register_gateway(&self, gw: &Rc<Gateway>) {
         let mut st = self.state.borrow_mut();
         st.gateways.insert(gw.id, gw.clone());
-        self.count_gateways(&st);
         drop(st);
         if gw.outbound() {
             let line = self.gateway_gossip_line(gw);
@@ -850,14 +849,6 @@ impl ClusterCore {
         true
     }
 
-    fn count_gateways(&self, st: &CoreState) {
-        let n = st.gateways.values().filter(|g| g.outbound()).count();
-        self.server
-            .link_counts
-            .gateways
-            .store(n as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-
     /// Forgets a closed gateway connection and the interest it had.
     fn unregister_gateway(&self, gw: &Gateway) {
         let interest = std::mem::take(&mut *gw.interest.borrow_mut());
@@ -868,7 +859,6 @@ impl ClusterCore {
             .is_some_and(|g| std::ptr::eq(&**g, gw))
         {
             st.gateways.remove(&gw.id);
-            self.count_gateways(&st);
         }
         for (key, weight) in interest {
             if key.2.is_some() {
@@ -900,16 +890,8 @@ impl ClusterCore {
             Bytes::copy_from_slice(subject),
             queue.map(Bytes::copy_from_slice),
         );
-        let before = {
-            let mut interest = gw.interest.borrow_mut();
-            let before = interest.get(&key).copied().unwrap_or(0);
-            if weight == 0 {
-                interest.remove(&key);
-            } else {
-                interest.insert(key.clone(), weight);
-            }
-            before
-        };
+        let before =
+            super::interest::set_weight(&mut gw.interest.borrow_mut(), key.clone(), weight);
         let mut st = self.state.borrow_mut();
         if key.2.is_some() {
             Self::change_remote_table(&mut st, gw.id, &key, before, weight);
@@ -932,10 +914,10 @@ impl ClusterCore {
             return;
         }
         let remote = st.gw_queues.get(key).copied().unwrap_or(0);
-        let want = if Self::for_gateways(st, key) == 0 {
-            remote
-        } else {
+        let want = if Self::for_gateways(st, key) {
             0
+        } else {
+            remote
         };
         let told = st.gw_queues_told.get(key).copied().unwrap_or(0);
         if want == told {
@@ -953,23 +935,19 @@ impl ClusterCore {
         }
     }
 
-    /// What the other clusters should know of `key`: the whole cluster's interest
-    /// (this server's clients, the routes', the leafs'), as 0 or 1.
-    fn for_gateways(st: &CoreState, key: &InterestKey) -> u32 {
+    /// Whether the other clusters should know of `key`: the whole cluster's
+    /// interest (this server's clients, the routes', the leafs').
+    fn for_gateways(st: &CoreState, key: &InterestKey) -> bool {
         if key.1.starts_with(b"$LDS.") {
-            return 0;
+            return false;
         }
-        let mut w = st.local.get(key).copied().unwrap_or(0);
-        w = w.saturating_add(st.routes_total.get(key).copied().unwrap_or(0));
-        if w == 0 {
-            let lkey = (key.1.clone(), key.2.clone());
-            for l in st.leafs.values() {
-                if l.account.get() == key.0 {
-                    w = w.saturating_add(l.interest.borrow().get(&lkey).copied().unwrap_or(0));
-                }
-            }
+        if st.local.contains_key(key) || st.routes_total.contains_key(key) {
+            return true;
         }
-        u32::from(w > 0)
+        let lkey = (key.1.clone(), key.2.clone());
+        st.leafs
+            .values()
+            .any(|l| l.account.get() == key.0 && l.interest.borrow().contains_key(&lkey))
     }
 
     /// Every interest key of `account` in the cluster.
@@ -1026,10 +1004,9 @@ impl ClusterCore {
         out.extend_from_slice(&command_line(&ours, 2, &name));
         let mut told = gw.told.borrow_mut();
         for key in Self::account_keys(st, account) {
-            let w = Self::for_gateways(st, &key);
-            if w > 0 {
-                line(&mut out, &name, &key, w);
-                told.insert(key, w);
+            if Self::for_gateways(st, &key) {
+                line(&mut out, &name, &key, 1);
+                told.insert(key);
             }
         }
         out.extend_from_slice(&command_line(&ours, 3, &name));
@@ -1059,18 +1036,16 @@ impl ClusterCore {
                 continue;
             }
             let mut told = gw.told.borrow_mut();
-            let before = told.get(key).copied().unwrap_or(0);
-            if before == now {
-                continue;
-            }
-            if now == 0 {
-                told.remove(key);
+            let news = if now {
+                told.insert(key.clone())
             } else {
-                told.insert(key.clone(), now);
+                told.remove(key)
+            };
+            if news {
+                out.clear();
+                line(&mut out, &name, key, u32::from(now));
+                gw.send(&out);
             }
-            out.clear();
-            line(&mut out, &name, key, now);
-            gw.send(&out);
         }
     }
 
@@ -1104,10 +1079,11 @@ impl ClusterCore {
         account: AccountId,
         reply: &Bytes,
     ) -> Bytes {
-        if reply.is_empty() || is_routed_reply(reply) {
+        Self::expire_recent(st);
+        // No subscription is recent (the steady state): no lookup, nothing cached.
+        if reply.is_empty() || st.recent_order.is_empty() || is_routed_reply(reply) {
             return reply.clone();
         }
-        Self::expire_recent(st);
         let recent = st
             .recent
             .get_mut(account.index())

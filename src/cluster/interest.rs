@@ -22,6 +22,19 @@ use crate::account::AccountId;
 use crate::bus::Envelope;
 use crate::sublist::Sublist;
 
+/// Sets a link's weight for `key` (0 removes it) and returns the weight before.
+pub(super) fn set_weight<K: Eq + std::hash::Hash>(
+    map: &mut std::collections::HashMap<K, u32>,
+    key: K,
+    weight: u32,
+) -> u32 {
+    if weight == 0 {
+        map.remove(&key).unwrap_or(0)
+    } else {
+        map.insert(key, weight).unwrap_or(0)
+    }
+}
+
 /// Whether going from `told` to `now` is news for the peer.
 fn news(told: u32, now: u32, queue: bool) -> bool {
     (told == 0) != (now == 0) || (queue && told != now)
@@ -174,16 +187,7 @@ impl ClusterCore {
             Bytes::copy_from_slice(subject),
             queue.map(Bytes::copy_from_slice),
         );
-        let before = {
-            let mut interest = route.interest.borrow_mut();
-            let before = interest.get(&key).copied().unwrap_or(0);
-            if weight == 0 {
-                interest.remove(&key);
-            } else {
-                interest.insert(key.clone(), weight);
-            }
-            before
-        };
+        let before = set_weight(&mut route.interest.borrow_mut(), key.clone(), weight);
         let mut st = self.state.borrow_mut();
         self.route_weight(&mut st, route.id, &key, before, weight);
     }
@@ -279,16 +283,7 @@ impl ClusterCore {
             Bytes::copy_from_slice(subject),
             queue.map(Bytes::copy_from_slice),
         );
-        let before = {
-            let mut interest = leaf.interest.borrow_mut();
-            let before = interest.get(&lkey).copied().unwrap_or(0);
-            if weight == 0 {
-                interest.remove(&lkey);
-            } else {
-                interest.insert(lkey.clone(), weight);
-            }
-            before
-        };
+        let before = set_weight(&mut leaf.interest.borrow_mut(), lkey.clone(), weight);
         if before == weight {
             return;
         }

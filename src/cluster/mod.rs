@@ -49,6 +49,7 @@ use route::Route;
 type InterestKey = (AccountId, Bytes, Option<Bytes>);
 
 /// One stream import, as the cluster core applies it.
+#[derive(PartialEq)]
 struct Tap {
     from: AccountId,
     pattern: Bytes,
@@ -432,15 +433,7 @@ impl ClusterCore {
     /// accounts for this server's importers follows.
     pub fn set_taps(&self, imports: &[crate::account::imports::StreamImport]) {
         let new = taps_of(&self.server, imports);
-        let same = {
-            let old = self.taps.borrow();
-            old.len() == new.len()
-                && old.iter().zip(&new).all(|(a, b)| {
-                    (a.from, &a.pattern, a.into, &a.rewrite)
-                        == (b.from, &b.pattern, b.into, &b.rewrite)
-                })
-        };
-        if same {
+        if *self.taps.borrow() == new {
             return;
         }
         let importers: HashSet<AccountId> = self

@@ -332,7 +332,8 @@ fn apply(
                 );
                 return Step::Go;
             }
-            core.deliver_from_route(
+            core.deliver_from_cluster_link(
+                super::deliver::Source::Route,
                 account,
                 part(m.subject),
                 part(m.reply),

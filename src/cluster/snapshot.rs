@@ -36,8 +36,6 @@ pub struct LinkCounts {
     pub remotes: AtomicU64,
     /// Registered leaf connections.
     pub leafs: AtomicU64,
-    /// Registered outbound gateway connections.
-    pub gateways: AtomicU64,
 }
 
 impl LinkCounts {

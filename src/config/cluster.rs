@@ -215,11 +215,7 @@ fn apply_field(e: &Entry, c: &mut ClusterOptions, r: &mut Report) -> Result<(), 
         }
         "ping_max" => c.ping_max = int(v)?.clamp(0, u32::MAX as i64) as u32,
         "routes" => {
-            let urls: Vec<&str> = match v {
-                Value::Array(items) => items.iter().filter_map(|i| i.value.as_str()).collect(),
-                Value::String(s) => vec![s.as_str()],
-                other => return Err(other.conversion_error("[]interface {}")),
-            };
+            let urls = url_list(v)?;
             for u in &urls {
                 let Some(url) = RouteUrl::parse(u) else {
                     let shown: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
@@ -242,6 +238,15 @@ fn apply_field(e: &Entry, c: &mut ClusterOptions, r: &mut Report) -> Result<(), 
         other => return Err(format!("unknown field \"{other}\"")),
     }
     Ok(())
+}
+
+/// A URL list as nats-server takes one: an array of strings, or one string.
+pub fn url_list(v: &Value) -> Result<Vec<&str>, String> {
+    match v {
+        Value::Array(items) => Ok(items.iter().filter_map(|i| i.value.as_str()).collect()),
+        Value::String(s) => Ok(vec![s.as_str()]),
+        other => Err(other.conversion_error("[]interface {}")),
+    }
 }
 
 /// An `authorization {}` block of the cluster or gateway kind: user, password or

@@ -119,11 +119,7 @@ fn remote_field(e: &Entry, remote: &mut RemoteGateway, r: &mut Report) -> Result
     match e.key.to_ascii_lowercase().as_str() {
         "name" => remote.name = string(v)?,
         "url" | "urls" => {
-            let urls: Vec<&str> = match v {
-                Value::Array(items) => items.iter().filter_map(|i| i.value.as_str()).collect(),
-                Value::String(s) => vec![s.as_str()],
-                other => return Err(other.conversion_error("[]interface {}")),
-            };
+            let urls = super::cluster::url_list(v)?;
             for u in &urls {
                 // A gateway URL needs its scheme, as nats-server's url.Parse reads it.
                 let parsed = u.contains("://").then(|| RouteUrl::parse(u)).flatten();

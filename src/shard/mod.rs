@@ -223,9 +223,6 @@ pub struct ShardState {
     /// Exporting accounts in which this shard's `_R_.` prefix was announced as
     /// interest (so responders on other servers send their responses here).
     reply_interest: std::collections::HashSet<AccountId>,
-    /// A stream-imported copy is being published: it goes to this server's shards
-    /// only, never to the cluster core.
-    importing: bool,
     next_reply: u64,
     /// Subscriptions removed (here and in the replicas) since the allocator was last
     /// asked to give free memory back (see [`ShardCtx::release_memory`]).
@@ -344,7 +341,6 @@ impl ShardCtx {
                 replies: HashMap::new(),
                 reply_order: std::collections::VecDeque::new(),
                 reply_interest: std::collections::HashSet::new(),
-                importing: false,
                 next_reply: 0,
                 released: 0,
             }),
@@ -810,9 +806,7 @@ impl ShardCtx {
             let subject = tap.rewrite.apply(&tap.pattern, msg.subject);
             let (reply, payload) = (msg.shared_reply(), msg.shared_payload());
             let imported = Message::owned(&subject, &reply, msg.hdr_len, &payload);
-            st.importing = true;
-            let (a, r) = self.publish_in(st, tap.into, &imported, Origin::Server, false);
-            st.importing = false;
+            let (a, r) = self.publish_in(st, tap.into, &imported, Origin::Import, false);
             any |= a;
             routed |= r;
         }
@@ -1246,9 +1240,7 @@ impl ShardCtx {
                 continue;
             }
             let t = std::mem::take(&mut st.targets[shard]);
-            if st.importing && Some(shard) == self.cluster_core {
-                // Other servers import for themselves (they announced interest in
-                // the exporting account), as nats-server's shadow subscriptions do.
+            if origin == Origin::Import && Some(shard) == self.cluster_core {
                 continue;
             }
             self.mesh.send(
